@@ -1,0 +1,57 @@
+// Include-first header for every bind_*.cpp: pybind11, numpy and Eigen glue, and the helpers
+// that keep the boundary copy-free. Only the bindings know about Python.
+#pragma once
+
+#include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "varinf/types.hpp"
+
+namespace varinf::bindings {
+
+namespace py = pybind11;
+
+// Arrays that pybind11 maps to Eigen::Ref without copying: C-contiguous float64.
+using CArray = py::array_t<double, py::array::c_style>;
+using FArray = py::array_t<double, py::array::f_style>;
+
+// A new C-ordered float64 numpy array [rows, cols] to be filled from C++ (numpy's allocator
+// is markedly faster than Eigen's for large results on this machine).
+inline CArray new_matrix(Index rows, Index cols) { return CArray({rows, cols}); }
+inline CArray new_vector(Index n) { return CArray(n); }
+
+// Views of numpy buffers as Eigen matrices (no copy). The caller guarantees the layout.
+inline Eigen::Map<RowMatrixXd> as_matrix(CArray& a) {
+  return {a.mutable_data(), a.shape(0), a.ndim() > 1 ? a.shape(1) : 1};
+}
+inline Eigen::Map<VectorXd> as_vector(CArray& a) { return {a.mutable_data(), a.shape(0)}; }
+inline Eigen::Map<MatrixXd> as_fmatrix(FArray& a) {
+  return {a.mutable_data(), a.shape(0), a.shape(1)};
+}
+
+// While alive, Eigen's GEMM (which follows the calling thread's OpenMP limit) uses the same
+// thread count as varinf's own parallel regions; the previous limit is restored afterwards.
+class ThreadScope {
+ public:
+  ThreadScope();
+  ~ThreadScope();
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  int saved_;
+};
+
+// The computation releases the GIL and syncs the thread count. Safe because the C++ core
+// touches only the Eigen views of numpy buffers that the caller keeps alive for the call.
+struct NoGil {
+  ThreadScope threads;
+  py::gil_scoped_release release;
+};
+
+void bind_threads(py::module_& m);
+void bind_errors(py::module_& m);
+
+}  // namespace varinf::bindings

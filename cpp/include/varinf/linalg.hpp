@@ -1,0 +1,39 @@
+// Cholesky factorisation with the jitter policy, triangular solves and the Cholesky reverse
+// mode (MATH.md section 2). Factorisations work in place on column-major buffers.
+#pragma once
+
+#include <string>
+
+#include "varinf/types.hpp"
+
+namespace varinf {
+
+// Factorise A = L L^T in place: on success the lower triangle holds L, the strict upper
+// triangle is untouched. Blocked right-looking algorithm whose trailing update is a parallel
+// GEMM, so it gains from threads at large n. Returns false when A is not positive definite
+// (then the lower triangle is garbage).
+bool cholesky_inplace(Eigen::Ref<MatrixXd> A);
+
+// The jitter policy. Factorise A + jitter I in place (jitter may be 0). When that fails, retry
+// with j = max(jitter, 1e-6 * mean(diag A)) times 10, 100, ..., 10^5 (GPy's jitchol; the
+// original lower triangle is restored from the untouched upper one between tries). Throws
+// LinAlgError naming `what` with advice when every try fails. Returns the jitter that worked
+// (which the caller may report when it exceeds the jitter asked for).
+// A must be symmetric with both triangles filled [n, n].
+double cholesky_jitter(Eigen::Ref<MatrixXd> A, double jitter, const std::string& what);
+
+// log det(L L^T) = 2 sum log diag L.
+double logdet_from_cholesky(const Eigen::Ref<const MatrixXd>& L);
+
+// B <- L^-1 B and B <- L^-T B for lower-triangular L [n, n] and B [n, k], parallel over
+// blocks of columns of B when k is large.
+void solve_lower_inplace(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> B);
+void solve_lower_transpose_inplace(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> B);
+
+// Reverse mode through A = L L^T (I. Murray 2016, arXiv 1602.07527, eq. 10):
+// P = Phi(L^T Lbar) (lower triangle, diagonal halved), Abar = L^-T sym(P) L^-1, where
+// sym(P) = (P + P^T) / 2. On entry LbarToAbar holds dF/dL (only its lower triangle is read);
+// on return it holds the symmetric dF/dA (both triangles). O(n^3).
+void cholesky_reverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> LbarToAbar);
+
+}  // namespace varinf

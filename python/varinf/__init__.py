@@ -1,0 +1,32 @@
+"""varinf: variational inference for Gaussian processes and VAEs with a C++ core.
+
+    import varinf as vi
+"""
+
+import os as _os
+
+# libgomp reads its wait policy once, when it loads. Passive waiting (sleep, not spin, at the
+# end of a parallel region) keeps 2 threads from being slower than 1 on a machine where another
+# process holds a core. A user's own setting wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from ._errors import LinAlgError  # noqa: E402
+from ._loader import core as _core, variant as build_variant  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def get_num_threads() -> int:
+    """Threads varinf uses (OMP_NUM_THREADS, ``set_num_threads`` and threadpoolctl limit it)."""
+    return _core.get_num_threads()
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in varinf's parallel code, from every Python thread."""
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    _core.set_num_threads(n)
+
+
+__all__ = ["LinAlgError", "get_num_threads", "set_num_threads", "build_variant", "__version__"]
