@@ -53,5 +53,7 @@ struct NoGil {
 
 void bind_threads(py::module_& m);
 void bind_errors(py::module_& m);
+void bind_kernels(py::module_& m);
+void bind_gp(py::module_& m);
 
 }  // namespace varinf::bindings

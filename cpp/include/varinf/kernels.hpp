@@ -11,7 +11,6 @@
 #pragma once
 
 #include <memory>
-#include <string>
 #include <vector>
 
 #include "varinf/types.hpp"
@@ -24,8 +23,6 @@ class Kernel {
 
   // Number of scalars in theta for this kernel (children included).
   virtual Index num_params() const = 0;
-  // Names of the entries of theta, e.g. "variance", "lengthscales[0]" (children prefixed).
-  virtual std::vector<std::string> param_names() const = 0;
 
   // out = K(X1, X2)  [n1, n2]. X1 [n1, d], X2 [n2, d].
   virtual void K(const double* theta, MatRef X1, MatRef X2, MatOut out) const = 0;
@@ -48,7 +45,7 @@ class Kernel {
                          MatOut dX) const = 0;
 };
 
-using KernelPtr = std::shared_ptr<const Kernel>;
+using KernelPtr = std::shared_ptr<Kernel>;  // shared, never mutated after construction
 
 // An empty matrix to pass as dX1/dX when the input gradient is not wanted.
 MatOut no_input_grad();

@@ -1,0 +1,36 @@
+// A^-1 from A = L L^T (the role of LAPACK's dpotri) in column panels.
+#include <algorithm>
+
+#include "varinf/linalg.hpp"
+#include "varinf/threads.hpp"
+
+namespace varinf {
+
+namespace {
+constexpr Index kPanel = 64;
+}
+
+void cholesky_inverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> out) {
+  const Index n = L.rows();
+  const Index panels = (n + kPanel - 1) / kPanel;
+  MatrixXd W = MatrixXd::Zero(n, n);  // [n, n] L^-1, lower triangular
+  const int nt = threads_for(double(n) * n * n);
+  // Panel [j0, j1) of W solves L[j0:, j0:] W[j0:, j0:j1] = I[j0:, j0:j1]; rows above j0 are 0.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (Index p = 0; p < panels; ++p) {
+    const Index j0 = p * kPanel, w = std::min(kPanel, n - j0), m = n - j0;
+    auto panel = W.block(j0, j0, m, w);  // [m, w]
+    panel.topRows(w).setIdentity();
+    L.block(j0, j0, m, m).triangularView<Eigen::Lower>().solveInPlace(panel);
+  }
+  // A^-1 = W^T W. Its panel [j0:, j0:j1] only needs rows k >= j0 of W (W[k, j] = 0 for k < j).
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+  for (Index p = 0; p < panels; ++p) {
+    const Index j0 = p * kPanel, w = std::min(kPanel, n - j0), m = n - j0;
+    out.block(j0, j0, m, w).noalias() =
+        W.block(j0, j0, m, m).transpose() * W.block(j0, j0, m, w);  // [m, w]
+  }
+  out.triangularView<Eigen::StrictlyUpper>() = out.transpose();
+}
+
+}  // namespace varinf

@@ -1,0 +1,63 @@
+"""Input checks at the Python boundary: validate once, then hand C++ contiguous float64."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["as_matrix", "as_vector", "as_targets", "as_positive_int"]
+
+
+def _as_float_array(a, name: str) -> np.ndarray:
+    if isinstance(a, np.ndarray) and a.dtype.kind in "fiub":
+        arr = a
+    else:
+        try:
+            arr = np.asarray(a)
+        except Exception as exc:  # ragged lists and other unconvertible objects
+            raise ValueError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    # A C-contiguous float64 array passes through without a copy (the C++ core reads it in place).
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    return arr
+
+
+def as_matrix(X, name: str, d: int | None = None, allow_empty: bool = False) -> np.ndarray:
+    """X as a C-contiguous float64 [n, d] array; a 1-D array is one input dimension."""
+    arr = _as_float_array(X, name)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [n, d], got shape {arr.shape}")
+    if arr.shape[1] == 0 or (arr.shape[0] == 0 and not allow_empty):
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if d is not None and arr.shape[1] != d:
+        raise ValueError(f"{name} must have {d} columns, got {arr.shape[1]}")
+    return arr
+
+
+def as_vector(y, name: str, n: int | None = None) -> np.ndarray:
+    """y as a C-contiguous float64 [n] array ([n, 1] is accepted)."""
+    arr = _as_float_array(y, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D [n] (or [n, 1]), got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n}")
+    return np.ascontiguousarray(arr)
+
+
+as_targets = as_vector
+
+
+def as_positive_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
