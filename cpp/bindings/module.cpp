@@ -10,4 +10,5 @@ PYBIND11_MODULE(VARINF_MODULE_NAME, m) {
   bind_threads(m);
   bind_kernels(m);
   bind_gp(m);
+  bind_linalg(m);
 }

@@ -22,9 +22,6 @@ MatrixXd noisy_covariance(const GPRProblem& p) {
   return Ky;
 }
 
-// The factor L as a triangular view.
-auto lower(const GPRFactor& f) { return f.L.triangularView<Eigen::Lower>(); }
-
 }  // namespace
 
 // GPML Alg. 2.1 lines 2-3 and 5: L = chol(Ky), alpha = L^T \ (L \ (y - m)),
@@ -34,9 +31,9 @@ GPRFactor gpr_factor(const GPRProblem& p) {
   GPRFactor f{noisy_covariance(p), VectorXd(), 0.0, 0.0};
   f.jitter = cholesky_jitter(f.L, 0.0, "K(X, X) + noise_variance * I");
   const VectorXd r = p.y.array() - p.mean;  // [n]
-  f.alpha = lower(f).solve(r);
+  f.alpha = f.L.triangularView<Eigen::Lower>().solve(r);
   f.lml = -0.5 * f.alpha.squaredNorm() - 0.5 * logdet_from_cholesky(f.L) - 0.5 * n * kLog2Pi;
-  lower(f).transpose().solveInPlace(f.alpha);
+  f.L.triangularView<Eigen::Lower>().transpose().solveInPlace(f.alpha);
   return f;
 }
 

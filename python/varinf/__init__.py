@@ -12,6 +12,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._errors import LinAlgError  # noqa: E402
 from ._loader import core as _core, variant as build_variant  # noqa: E402
+from . import linalg  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,113 @@
+"""Cholesky factorisation with a jitter policy, its reverse mode, and triangular solves.
+
+Thin wrappers over varinf's C++ core (MATH.md section 2). Inputs are validated here once;
+the core works on F-ordered (column-major) float64 buffers without further copies.
+
+    import varinf as vi
+    L = vi.linalg.cholesky(K, jitter=1e-6, name="Kuu")       # K = L @ L.T
+    Kbar = vi.linalg.cholesky_reverse(L, Lbar)                # dF/dK from dF/dL
+    X = vi.linalg.solve_lower(L, B)                           # L^-1 B
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ._loader import core
+
+__all__ = ["JitterWarning", "cholesky", "cholesky_reverse", "solve_lower"]
+
+
+class JitterWarning(RuntimeWarning):
+    """A Cholesky factorisation needed more jitter on the diagonal than was asked for."""
+
+
+def _matrix(a, name: str, square: bool = True) -> np.ndarray:
+    """``a`` as a finite, non-empty 2-D float64 array (no copy when it already is one)."""
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric 2-D array: {exc}") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got {arr.ndim} dimension(s)")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if square and arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def cholesky(A, jitter: float = 0.0, name: str = "matrix") -> np.ndarray:
+    """Lower Cholesky factor L of ``A + jitter * I`` (only the lower triangle of A is read).
+
+    When the factorisation fails, it is retried with a jitter of
+    ``max(jitter, 1e-6 * mean(diag A))`` times 10, 100, ..., 1e5 (GPy's ``jitchol``), and one
+    :class:`JitterWarning` reports the jitter that worked. Raises :class:`varinf.LinAlgError`
+    (a ``numpy.linalg.LinAlgError``) naming ``name`` when every try fails.
+
+    Parameters
+    ----------
+    A : array_like [n, n]
+        Symmetric positive (semi-)definite matrix; both triangles filled.
+    jitter : float
+        Added to the diagonal before the first try (>= 0).
+    name : str
+        What the matrix is, for warnings and errors ("Kuu", "K + noise I", ...).
+
+    Returns
+    -------
+    L : ndarray [n, n], F-ordered, lower triangular with a zero strict upper triangle.
+    """
+    jitter = float(jitter)
+    if not (np.isfinite(jitter) and jitter >= 0.0):
+        raise ValueError(f"jitter must be a finite number >= 0, got {jitter}")
+    A = _matrix(A, "A")
+    L, used = core.cholesky(A, jitter, str(name))  # L [n, n]
+    if used > jitter:
+        warnings.warn(
+            f"Cholesky of {name} needed jitter {used:.3g} on its diagonal "
+            f"(asked for {jitter:.3g}).",
+            JitterWarning,
+            stacklevel=2,
+        )
+    return L
+
+
+def cholesky_reverse(L, Lbar) -> np.ndarray:
+    """Reverse mode of A = L L^T (I. Murray 2016, arXiv 1602.07527, eq. 10).
+
+    Parameters
+    ----------
+    L : array_like [n, n]
+        Lower Cholesky factor of A.
+    Lbar : array_like [n, n]
+        dF/dL; only its lower triangle is read.
+
+    Returns
+    -------
+    Abar : ndarray [n, n], symmetric: dF = sum(Abar * dA) for any symmetric perturbation dA.
+    """
+    L = _matrix(L, "L")
+    Lbar = _matrix(Lbar, "Lbar")
+    if Lbar.shape != L.shape:
+        raise ValueError(f"Lbar must have the shape of L {L.shape}, got {Lbar.shape}")
+    return core.cholesky_reverse(L, Lbar)
+
+
+def solve_lower(L, B, transpose: bool = False) -> np.ndarray:
+    """``L^-1 B`` (or ``L^-T B`` when ``transpose``) for lower-triangular L [n, n].
+
+    B may be [n] or [n, k]; the result has B's shape.
+    """
+    L = _matrix(L, "L")
+    B_arr = np.asarray(B, dtype=np.float64)
+    vector = B_arr.ndim == 1
+    B_mat = _matrix(B_arr[:, None] if vector else B_arr, "B", square=False)  # [n, k]
+    if B_mat.shape[0] != L.shape[0]:
+        raise ValueError(f"B must have {L.shape[0]} rows to match L, got shape {B_arr.shape}")
+    X = core.solve_lower(L, B_mat, bool(transpose))  # [n, k]
+    return X[:, 0] if vector else X
