@@ -1,0 +1,5 @@
+"""varinf's models."""
+
+from .gpr import GPR
+
+__all__ = ["GPR"]

@@ -1,0 +1,31 @@
+"""What GP regression models share: the noise and mean parameters, and predictive densities."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..parameters import Parameter
+
+__all__ = ["make_mean", "gaussian_log_density", "NOISE_LOWER"]
+
+# Lower bound of the Gaussian noise variance (MATH.md section 1; GPflow's default).
+NOISE_LOWER = 1e-6
+
+
+def make_mean(mean, y) -> Parameter | None:
+    """None / "zero": no mean parameter; "constant": learned, starts at mean(y); a number:
+    learned, starts there."""
+    if mean is None or (isinstance(mean, str) and mean == "zero"):
+        return None
+    if isinstance(mean, str):
+        if mean != "constant":
+            raise ValueError(f"mean must be None, 'zero', 'constant' or a number, got {mean!r}")
+        return Parameter("mean", float(np.mean(y)), lower=None)
+    if not np.isscalar(mean):
+        raise ValueError(f"mean must be None, 'zero', 'constant' or a number, got {mean!r}")
+    return Parameter("mean", float(mean), lower=None)
+
+
+def gaussian_log_density(y, mean, var) -> np.ndarray:
+    """log N(y; mean, var) elementwise."""
+    return -0.5 * (np.log(2 * np.pi * var) + (y - mean) ** 2 / var)

@@ -1,0 +1,64 @@
+"""Maximising a model's objective with scipy's L-BFGS-B and the analytic gradient.
+
+Models hand over their trainable parameters as a :class:`~varinf.parameters.ParameterVector`
+and a function returning ``(objective, d objective / d parameter values)``. The driver works in
+the unconstrained space, never loses the model (a step whose objective is not finite or whose
+factorisation fails is reported to L-BFGS-B as +inf, so its line search backs off, and the
+best finite point is restored at the end) and shows progress when asked.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.optimize
+
+from ._errors import LinAlgError
+from .parameters import ParameterVector
+from .progress import Progress
+
+__all__ = ["maximize"]
+
+
+def maximize(objective, params: ParameterVector, max_iter: int = 1000, progress: bool = False,
+             label: str = "objective", per_datum: float = 1.0):
+    """Maximise ``objective()`` over ``params`` with L-BFGS-B; returns scipy's OptimizeResult.
+
+    ``objective()`` reads the parameters' current values and returns the value and its gradient
+    with respect to the values of ``params.params`` (flattened in that order).
+    """
+    best = {"f": -np.inf, "x": params.get()}
+    bar = Progress(total=max_iter, enabled=progress, label=label)
+
+    def negative(x):
+        params.set(x)
+        try:
+            value, grad_values = objective()
+        except LinAlgError:
+            return np.inf, np.zeros_like(x)
+        grad = params.chain(grad_values)
+        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+            return np.inf, np.zeros_like(x)
+        if value > best["f"]:
+            best["f"], best["x"] = value, x.copy()
+        return -value, -grad
+
+    def step(xk):
+        bar.update(best["f"] / per_datum)
+
+    try:
+        result = scipy.optimize.minimize(negative, best["x"], jac=True, method="L-BFGS-B",
+                                         callback=step, options={"maxiter": int(max_iter)})
+    finally:
+        bar.close()
+    params.set(best["x"])
+    if not np.isfinite(best["f"]):
+        raise LinAlgError(f"the {label} was not finite at any point tried, including the start; "
+                          "check the data scale and the initial noise variance")
+    if not result.success and result.nit >= max_iter:
+        warnings.warn(f"L-BFGS-B stopped after max_iter={max_iter} iterations before converging",
+                      RuntimeWarning, stacklevel=3)
+    result.x = best["x"]
+    result.fun = -best["f"]
+    return result
