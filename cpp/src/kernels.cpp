@@ -451,109 +451,91 @@ struct DiagMode {
   }
 };
 
-class Combination : public Kernel {
- public:
-  explicit Combination(std::vector<KernelPtr> children) : children_(std::move(children)) {
-    for (const auto& c : children_) {
-      offsets_.push_back(total_);
-      total_ += c->num_params();
+// The children of a sum or product and where each one's theta starts.
+struct Children {
+  explicit Children(std::vector<KernelPtr> k) : kernels(std::move(k)) {
+    for (const auto& c : kernels) {
+      offsets.push_back(total);
+      total += c->num_params();
     }
   }
-  Index num_params() const override { return total_; }
-
-  void K(const double* t, MatRef X1, MatRef X2, MatOut out) const override {
-    value(CrossMode{X1, X2}, t, out);
-  }
-  void K_sym(const double* t, MatRef X, MatOut out) const override { value(SymMode{X}, t, out); }
-  void K_diag(const double* t, MatRef X, VecOut out) const override { value(DiagMode{X}, t, out); }
-  void grad(const double* t, MatRef X1, MatRef X2, MatRef Kbar, double* dt,
-            MatOut dX1) const override {
-    gradient(CrossMode{X1, X2}, t, Kbar, dt, dX1);
-  }
-  void grad_sym(const double* t, MatRef X, MatRef Kbar, double* dt, MatOut dX) const override {
-    gradient(SymMode{X}, t, Kbar, dt, dX);
-  }
-  void grad_diag(const double* t, MatRef X, VecRef kbar, double* dt, MatOut dX) const override {
-    gradient(DiagMode{X}, t, kbar, dt, dX);
-  }
-
- protected:
-  // Each combinator implements these once for every mode.
-  virtual void value(const CrossMode& m, const double* t, MatOut out) const = 0;
-  virtual void value(const SymMode& m, const double* t, MatOut out) const = 0;
-  virtual void value(const DiagMode& m, const double* t, VecOut out) const = 0;
-  virtual void gradient(const CrossMode& m, const double* t, MatRef kbar, double* dt, MatOut dX) const = 0;
-  virtual void gradient(const SymMode& m, const double* t, MatRef kbar, double* dt, MatOut dX) const = 0;
-  virtual void gradient(const DiagMode& m, const double* t, VecRef kbar, double* dt, MatOut dX) const = 0;
-
-  std::vector<KernelPtr> children_;
-  std::vector<Index> offsets_;  // where each child's theta starts
-  Index total_ = 0;
+  std::vector<KernelPtr> kernels;
+  std::vector<Index> offsets;  // where each child's theta starts
+  Index total = 0;
 };
 
 // Sum: K = sum_c K_c; each child sees the same Kbar.
-class Sum final : public Combination {
- public:
-  using Combination::Combination;
-
- private:
+struct SumOp {
   template <class Mode, class Out>
-  void sum_value(const Mode& m, const double* t, Out out) const {
+  static void value(const Children& ch, const Mode& m, const double* t, Out out) {
     typename Mode::Buffer tmp = m.make();
-    for (size_t c = 0; c < children_.size(); ++c) {
-      m.value(*children_[c], t + offsets_[c], tmp);
+    for (size_t c = 0; c < ch.kernels.size(); ++c) {
+      m.value(*ch.kernels[c], t + ch.offsets[c], tmp);
       if (c == 0) out = tmp; else out += tmp;
     }
   }
   template <class Mode>
-  void sum_gradient(const Mode& m, const double* t, typename Mode::In kbar, double* dt, MatOut dX) const {
-    for (size_t c = 0; c < children_.size(); ++c) m.grad(*children_[c], t + offsets_[c], kbar, dt + offsets_[c], dX);
+  static void gradient(const Children& ch, const Mode& m, const double* t, typename Mode::In kbar,
+                       double* dt, MatOut dX) {
+    for (size_t c = 0; c < ch.kernels.size(); ++c)
+      m.grad(*ch.kernels[c], t + ch.offsets[c], kbar, dt + ch.offsets[c], dX);
   }
-  void value(const CrossMode& m, const double* t, MatOut out) const override { sum_value(m, t, out); }
-  void value(const SymMode& m, const double* t, MatOut out) const override { sum_value(m, t, out); }
-  void value(const DiagMode& m, const double* t, VecOut out) const override { sum_value(m, t, out); }
-  void gradient(const CrossMode& m, const double* t, MatRef kb, double* dt, MatOut dX) const override { sum_gradient(m, t, kb, dt, dX); }
-  void gradient(const SymMode& m, const double* t, MatRef kb, double* dt, MatOut dX) const override { sum_gradient(m, t, kb, dt, dX); }
-  void gradient(const DiagMode& m, const double* t, VecRef kb, double* dt, MatOut dX) const override { sum_gradient(m, t, kb, dt, dX); }
 };
 
 // Product: K = prod_c K_c (elementwise); child c sees Kbar * prod_{c' != c} K_c'.
-class Product final : public Combination {
- public:
-  using Combination::Combination;
-
- private:
+struct ProductOp {
   template <class Mode>
-  std::vector<typename Mode::Buffer> child_values(const Mode& m, const double* t) const {
+  static std::vector<typename Mode::Buffer> child_values(const Children& ch, const Mode& m,
+                                                         const double* t) {
     std::vector<typename Mode::Buffer> values;
-    for (size_t c = 0; c < children_.size(); ++c) {
+    for (size_t c = 0; c < ch.kernels.size(); ++c) {
       values.push_back(m.make());
-      m.value(*children_[c], t + offsets_[c], values.back());
+      m.value(*ch.kernels[c], t + ch.offsets[c], values.back());
     }
     return values;
   }
   template <class Mode, class Out>
-  void product_value(const Mode& m, const double* t, Out out) const {
-    const auto values = child_values(m, t);
+  static void value(const Children& ch, const Mode& m, const double* t, Out out) {
+    const auto values = child_values(ch, m, t);
     out = values[0];
     for (size_t c = 1; c < values.size(); ++c) out.array() *= values[c].array();
   }
   template <class Mode>
-  void product_gradient(const Mode& m, const double* t, typename Mode::In kbar, double* dt, MatOut dX) const {
-    const auto values = child_values(m, t);
-    for (size_t c = 0; c < children_.size(); ++c) {
+  static void gradient(const Children& ch, const Mode& m, const double* t, typename Mode::In kbar,
+                       double* dt, MatOut dX) {
+    const auto values = child_values(ch, m, t);
+    for (size_t c = 0; c < ch.kernels.size(); ++c) {
       typename Mode::Buffer kbar_c = kbar;
       for (size_t o = 0; o < values.size(); ++o)
         if (o != c) kbar_c.array() *= values[o].array();
-      m.grad(*children_[c], t + offsets_[c], kbar_c, dt + offsets_[c], dX);
+      m.grad(*ch.kernels[c], t + ch.offsets[c], kbar_c, dt + ch.offsets[c], dX);
     }
   }
-  void value(const CrossMode& m, const double* t, MatOut out) const override { product_value(m, t, out); }
-  void value(const SymMode& m, const double* t, MatOut out) const override { product_value(m, t, out); }
-  void value(const DiagMode& m, const double* t, VecOut out) const override { product_value(m, t, out); }
-  void gradient(const CrossMode& m, const double* t, MatRef kb, double* dt, MatOut dX) const override { product_gradient(m, t, kb, dt, dX); }
-  void gradient(const SymMode& m, const double* t, MatRef kb, double* dt, MatOut dX) const override { product_gradient(m, t, kb, dt, dX); }
-  void gradient(const DiagMode& m, const double* t, VecRef kb, double* dt, MatOut dX) const override { product_gradient(m, t, kb, dt, dX); }
+};
+
+template <class Op>
+class Combination final : public Kernel {
+ public:
+  explicit Combination(std::vector<KernelPtr> children) : ch_(std::move(children)) {}
+  Index num_params() const override { return ch_.total; }
+
+  void K(const double* t, MatRef X1, MatRef X2, MatOut out) const override {
+    Op::value(ch_, CrossMode{X1, X2}, t, out);
+  }
+  void K_sym(const double* t, MatRef X, MatOut out) const override { Op::value(ch_, SymMode{X}, t, out); }
+  void K_diag(const double* t, MatRef X, VecOut out) const override { Op::value(ch_, DiagMode{X}, t, out); }
+  void grad(const double* t, MatRef X1, MatRef X2, MatRef Kbar, double* dt, MatOut dX1) const override {
+    Op::gradient(ch_, CrossMode{X1, X2}, t, Kbar, dt, dX1);
+  }
+  void grad_sym(const double* t, MatRef X, MatRef Kbar, double* dt, MatOut dX) const override {
+    Op::gradient(ch_, SymMode{X}, t, Kbar, dt, dX);
+  }
+  void grad_diag(const double* t, MatRef X, VecRef kbar, double* dt, MatOut dX) const override {
+    Op::gradient(ch_, DiagMode{X}, t, kbar, dt, dX);
+  }
+
+ private:
+  Children ch_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -611,8 +593,10 @@ KernelPtr make_periodic(Index L) { return std::make_shared<Periodic>(L); }
 KernelPtr make_linear(Index L) { return std::make_shared<Linear>(L); }
 KernelPtr make_constant() { return std::make_shared<Constant>(); }
 KernelPtr make_white() { return std::make_shared<White>(); }
-KernelPtr make_sum(std::vector<KernelPtr> c) { return std::make_shared<Sum>(std::move(c)); }
-KernelPtr make_product(std::vector<KernelPtr> c) { return std::make_shared<Product>(std::move(c)); }
+KernelPtr make_sum(std::vector<KernelPtr> c) { return std::make_shared<Combination<SumOp>>(std::move(c)); }
+KernelPtr make_product(std::vector<KernelPtr> c) {
+  return std::make_shared<Combination<ProductOp>>(std::move(c));
+}
 KernelPtr make_active_dims(KernelPtr child, std::vector<Index> dims) {
   return std::make_shared<ActiveDims>(std::move(child), std::move(dims));
 }
