@@ -38,6 +38,8 @@ def _matrix(a, name: str, square: bool = True) -> np.ndarray:
         raise ValueError(f"{name} must be square, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
+    if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        arr = np.asfortranarray(arr)  # e.g. negative strides, which the core cannot view
     return arr
 
 
