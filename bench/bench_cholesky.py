@@ -4,7 +4,7 @@
 
 Both factorise fresh F-ordered copies of the same SPD matrix A [n, n], side by side in one run,
 at 1 and 2 threads (scipy's BLAS through threadpoolctl, varinf through vi.set_num_threads).
-Times are medians of repeats; accuracy is max |L L^T - A| / max |A|. `varinf ms` is the public
+Times are medians of repeats; `load` is the 1-minute load average after them; accuracy is max |L L^T - A| / max |A|. `varinf ms` is the public
 vi.linalg.cholesky (validation, one copy, factorisation); `in-place ms` the core factorising a
 caller's buffer (vi._core.cholesky_inplace_f), the same work scipy does after its copy.
 --busy also times n = 2000 while another process spins on core 1 (a shared, busy machine).
@@ -82,6 +82,7 @@ def measure(n: int, threads: int, repeats: int) -> dict:
     return {
         "n": n,
         "threads": threads,
+        "load_avg_1min": os.getloadavg()[0],
         "repeats": repeats,
         "scipy_ms": ms["scipy"],
         "varinf_ms": ms["varinf"],
@@ -97,13 +98,16 @@ def repeats_for(n: int) -> int:
 
 
 def print_table(rows: list) -> None:
-    print("| n | threads | scipy ms | varinf ms | in-place ms | speedup | rel err scipy | rel err varinf |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| n | threads | scipy ms | varinf ms | in-place ms | speedup | rel err scipy "
+        "| rel err varinf | load |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['n']} | {r['threads']} | {r['scipy_ms']:.1f} | {r['varinf_ms']:.1f} | "
             f"{r['inplace_ms']:.1f} | {r['speedup']:.2f} | {r['scipy_rel_err']:.1e} | "
-            f"{r['varinf_rel_err']:.1e} |"
+            f"{r['varinf_rel_err']:.1e} | {r['load_avg_1min']:.1f} |"
         )
 
 

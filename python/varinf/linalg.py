@@ -36,7 +36,9 @@ def _matrix(a, name: str, square: bool = True) -> np.ndarray:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     if square and arr.shape[0] != arr.shape[1]:
         raise ValueError(f"{name} must be square, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
+    # A finite sum implies finite entries (NaN and Inf propagate) and needs no temporary;
+    # only when it is not finite (bad entries or overflow) look at every entry.
+    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
         arr = np.asfortranarray(arr)  # e.g. negative strides, which the core cannot view
