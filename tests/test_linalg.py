@@ -44,7 +44,7 @@ def test_cholesky_does_not_modify_input_and_accepts_any_layout():
         np.testing.assert_array_equal(layout, before)
 
 
-def test_cholesky_reads_only_the_lower_triangle():
+def test_cholesky_factorises_the_lower_triangle_like_numpy():
     A = spd(400)  # [400, 400]
     garbage = np.tril(A) + np.triu(np.full_like(A, 1e3), 1)  # non-symmetric upper triangle
     np.testing.assert_allclose(cholesky(garbage), np.linalg.cholesky(A), atol=1e-12)

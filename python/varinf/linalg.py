@@ -46,7 +46,10 @@ def _matrix(a, name: str, square: bool = True) -> np.ndarray:
 
 
 def cholesky(A, jitter: float = 0.0, name: str = "matrix") -> np.ndarray:
-    """Lower Cholesky factor L of ``A + jitter * I`` (only the lower triangle of A is read).
+    """Lower Cholesky factor L of ``A + jitter * I`` for a symmetric A.
+
+    Like ``numpy.linalg.cholesky``, the lower triangle is factorised; jitter retries restore
+    it from the upper triangle, so both triangles must hold A.
 
     When the factorisation fails, it is retried with a jitter of
     ``max(jitter, 1e-6 * mean(diag A))`` times 10, 100, ..., 1e5 (GPy's ``jitchol``), and one
@@ -56,7 +59,7 @@ def cholesky(A, jitter: float = 0.0, name: str = "matrix") -> np.ndarray:
     Parameters
     ----------
     A : array_like [n, n]
-        Symmetric positive (semi-)definite matrix; both triangles filled.
+        Symmetric positive (semi-)definite matrix, any memory layout (copied once).
     jitter : float
         Added to the diagonal before the first try (>= 0).
     name : str
