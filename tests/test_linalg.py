@@ -185,7 +185,8 @@ def test_solve_lower_matches_scipy(k, transpose, threads):
     L = np.linalg.cholesky(spd(n))  # [n, n]
     B = np.random.default_rng(k).standard_normal((n, k))  # [n, k]
     expected = scipy.linalg.solve_triangular(L, B, lower=True, trans="T" if transpose else "N")
-    np.testing.assert_allclose(solve_lower(L, B, transpose=transpose), expected, rtol=1e-10, atol=1e-10)
+    X = solve_lower(L, B, transpose=transpose)  # [n, k]
+    np.testing.assert_allclose(X, expected, rtol=1e-10, atol=1e-10)
 
 
 def test_solve_lower_vector_and_c_ordered_input():
