@@ -24,9 +24,9 @@ def threads(request):
     vi.set_num_threads(before)
 
 
-# 1..299: Eigen's LLT; >= 300: the blocked algorithm (block 192, strips of 128), including
-# orders that are exact and non-multiples of the block size.
-@pytest.mark.parametrize("n", [1, 7, 299, 300, 384, 577, 1000])
+# 1..299: Eigen's LLT; >= 300: the blocked algorithm (block 256, parallel pieces of >= 128),
+# including orders that are exact and non-multiples of the block size.
+@pytest.mark.parametrize("n", [1, 7, 299, 300, 512, 577, 1000])
 def test_cholesky_reconstructs_and_matches_numpy(n, threads):
     A = spd(n, seed=n)  # [n, n]
     L = cholesky(A)  # [n, n]
