@@ -120,8 +120,9 @@ class GPR:
         grad = grad_values * sigmoid(raw[:grad_values.size])
         return lml, np.append(grad, g["mean"]) if self.learn_mean else grad
 
-    def fit(self, max_iter: int = 1000):
-        """Maximise the LML with scipy's L-BFGS-B (default tolerances, as varinf)."""
+    def fit(self, max_iter: int = 1000, callback=None):
+        """Maximise the LML with scipy's L-BFGS-B (default tolerances, as varinf).
+        ``callback`` goes to scipy.optimize.minimize (it may raise StopIteration)."""
 
         def negative(x):
             self.set_raw(x)
@@ -132,7 +133,7 @@ class GPR:
             return -lml, -grad
 
         result = scipy.optimize.minimize(negative, self.get_raw(), jac=True, method="L-BFGS-B",
-                                         options={"maxiter": int(max_iter)})
+                                         callback=callback, options={"maxiter": int(max_iter)})
         self.set_raw(result.x)
         self.optimizer_result_ = result
         return self
