@@ -120,20 +120,20 @@ class GPR:
         grad = grad_values * sigmoid(raw[:grad_values.size])
         return lml, np.append(grad, g["mean"]) if self.learn_mean else grad
 
-    def fit(self, max_iter: int = 1000, callback=None):
-        """Maximise the LML with scipy's L-BFGS-B (default tolerances, as varinf).
-        ``callback`` goes to scipy.optimize.minimize (it may raise StopIteration)."""
+    def negative_objective(self, x):
+        """(-LML, -gradient) at the unconstrained vector x (sets the parameters to x); (inf, 0)
+        where K + noise I is not positive definite, so that a line search backs off."""
+        self.set_raw(x)
+        try:
+            lml, grad = self.log_marginal_likelihood(return_grad=True)
+        except np.linalg.LinAlgError:
+            return np.inf, np.zeros_like(x)
+        return -lml, -grad
 
-        def negative(x):
-            self.set_raw(x)
-            try:
-                lml, grad = self.log_marginal_likelihood(return_grad=True)
-            except np.linalg.LinAlgError:  # not positive definite: make the line search back off
-                return np.inf, np.zeros_like(x)
-            return -lml, -grad
-
-        result = scipy.optimize.minimize(negative, self.get_raw(), jac=True, method="L-BFGS-B",
-                                         callback=callback, options={"maxiter": int(max_iter)})
+    def fit(self, max_iter: int = 1000):
+        """Maximise the LML with scipy's L-BFGS-B (default tolerances, as varinf)."""
+        result = scipy.optimize.minimize(self.negative_objective, self.get_raw(), jac=True,
+                                         method="L-BFGS-B", options={"maxiter": int(max_iter)})
         self.set_raw(result.x)
         self.optimizer_result_ = result
         return self
