@@ -28,7 +28,7 @@ import numpy as np
 import scipy.optimize
 
 import varinf as vi
-from common import optional_import, parse_args, threads, write_results
+from common import optional_import, parse_args, run_interleaved, threads, write_results
 from varinf.reference import gpr as ref_gpr
 from varinf.reference import kernels as ref_kernels
 
@@ -84,10 +84,30 @@ def status(result, max_iter: int) -> str:
     return "stopped at the iteration cap" if result.nit >= max_iter else f"failed: {result.message}"
 
 
+def varinf_model(X, y):
+    kernel = vi.kernels.SquaredExponential(variance=INITIAL["variance"],
+                                           lengthscales=np.full(D, INITIAL["lengthscale"]))
+    return vi.GPR(X, y, kernel, noise_variance=INITIAL["noise_variance"])
+
+
+def numpy_model(X, y):
+    kernel = ref_kernels.SquaredExponential(INITIAL["variance"], np.full(D, INITIAL["lengthscale"]))
+    return ref_gpr.GPR(X, y, kernel, noise_variance=INITIAL["noise_variance"])
+
+
+def sklearn_model(X, y, optimizer=None):
+    """sklearn's GP fitted with ``optimizer`` (None: kept at the initial values); alpha = 1e-10."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    kernel = (ConstantKernel(INITIAL["variance"]) * RBF(np.full(D, INITIAL["lengthscale"]))
+              + WhiteKernel(INITIAL["noise_variance"]))
+    return GaussianProcessRegressor(kernel, optimizer=optimizer, n_restarts_optimizer=0,
+                                    normalize_y=False).fit(X, y)
+
+
 def fit_varinf(X, y, max_iter, budget_s):
-    m = vi.GPR(X, y, vi.kernels.SquaredExponential(variance=INITIAL["variance"],
-                                                   lengthscales=np.full(D, INITIAL["lengthscale"])),
-               noise_variance=INITIAL["noise_variance"])
+    m = varinf_model(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the iteration cap: status says so
         m.fit(max_iter=max_iter)
@@ -97,9 +117,7 @@ def fit_varinf(X, y, max_iter, budget_s):
 
 
 def fit_numpy(X, y, max_iter, budget_s):
-    m = ref_gpr.GPR(X, y, ref_kernels.SquaredExponential(INITIAL["variance"],
-                                                         np.full(D, INITIAL["lengthscale"])),
-                    noise_variance=INITIAL["noise_variance"])
+    m = numpy_model(X, y)
     x, _, nit, nfev, state = budgeted_minimize(m.negative_objective, m.get_raw(), max_iter, budget_s)
     m.set_raw(x)
     return {"variance": m.kernel.variance, "lengthscales": m.kernel.lengthscales.copy(),
@@ -107,9 +125,6 @@ def fit_numpy(X, y, max_iter, budget_s):
 
 
 def fit_sklearn(X, y, max_iter, budget_s):
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
-
     info = {}
 
     def optimizer(obj_func, initial_theta, bounds):
@@ -118,11 +133,7 @@ def fit_sklearn(X, y, max_iter, budget_s):
         info.update(nit=nit, nfev=nfev, status=state)
         return x, f
 
-    kernel = (ConstantKernel(INITIAL["variance"]) * RBF(np.full(D, INITIAL["lengthscale"]))
-              + WhiteKernel(INITIAL["noise_variance"]))
-    gp = GaussianProcessRegressor(kernel, optimizer=optimizer, n_restarts_optimizer=0,
-                                  normalize_y=False).fit(X, y)
-    k = gp.kernel_
+    k = sklearn_model(X, y, optimizer).kernel_
     return {"variance": float(k.k1.k1.constant_value), "lengthscales": np.asarray(k.k1.k2.length_scale),
             "noise_variance": float(k.k2.noise_level), **info}
 
@@ -173,6 +184,29 @@ def measure(n, num_threads, fits, max_iter, cap_s) -> list:
     return rows
 
 
+def evaluation_rows(n, num_threads, sklearn_available, repeats, warmup) -> list:
+    """One LML + gradient evaluation per library at the initial hyperparameters, interleaved
+    medians (robust to a load that drifts during the long fits)."""
+    X, y = problem(n)
+    model, ref = varinf_model(X, y), numpy_model(X, y)
+    calls = {"varinf": lambda: model.log_marginal_likelihood(return_grad=True)[0],
+             "numpy": lambda: ref.log_marginal_likelihood(return_grad=True)[0]}
+    if sklearn_available:
+        gp = sklearn_model(X, y)
+        calls["sklearn"] = lambda: gp.log_marginal_likelihood(gp.kernel_.theta, eval_gradient=True)[0]
+    with threads(num_threads):
+        timed = run_interleaved(calls, repeats=repeats, warmup=warmup)
+    base_s, base_lml = timed["varinf"]
+    return [{"n": n, "threads": num_threads, "library": name, "eval_ms": 1e3 * seconds,
+             "varinf_speedup": seconds / base_s, "lml_diff": abs(lml - base_lml)}
+            for name, (seconds, lml) in timed.items()]
+
+
+EVAL_COLUMNS = [("n", "n"), ("threads", "threads"), ("library", "library"),
+                ("eval_ms", "ms / evaluation"), ("varinf_speedup", "varinf speedup"),
+                ("lml_diff", "abs LML diff vs varinf")]
+
+
 def warm_up(fits) -> None:
     """Imports, first allocations and thread pools, outside the timings."""
     X, y = problem(50, seed=1)
@@ -198,6 +232,8 @@ def main(argv=None) -> None:
     max_iter = 30 if args.quick else 200
     warm_up(fits)
     rows = [row for n, cap_s in plan for t in (1, 2) for row in measure(n, t, fits, max_iter, cap_s)]
+    evaluations = [row for n, _ in plan for t in (1, 2)
+                   for row in evaluation_rows(n, t, sklearn is not None, *((3, 1) if n <= 2000 else (1, 0)))]
     caps = ", ".join(f"{cap:.0f} s at n = {n}" for n, cap in plan)
     notes = [f"SE-ARD + noise, d = {D}, same initial values, L-BFGS-B capped at {max_iter} iterations",
              f"numpy and sklearn fits stop after {BUDGET_FACTOR:.0f} x varinf's fit time, at most "
@@ -205,11 +241,14 @@ def main(argv=None) -> None:
              "fit s: one timed fit per library after a warm-up fit on 50 points; s / evaluation = "
              "fit s / evaluations (LML + gradient, plus the optimiser's share)",
              "varinf speedup = fit s / varinf's fit s at the same n and threads",
-             "LML (varinf's): varinf's exact LML at each library's fitted hyperparameters"]
+             "LML (varinf's): varinf's exact LML at each library's fitted hyperparameters",
+             "per evaluation: one LML + gradient at the initial hyperparameters, median of 3 "
+             "interleaved repeats after a warm-up (n = 4000: one run)"]
     if sklearn is None:
         notes.append("scikit-learn is not importable: its rows are skipped")
     write_results("gpr", "Exact GPR fit: varinf vs numpy reference vs scikit-learn", rows, COLUMNS,
-                  args.quick, notes)
+                  args.quick, notes,
+                  extra_tables=[("One LML + gradient evaluation", evaluations, EVAL_COLUMNS)])
 
 
 if __name__ == "__main__":

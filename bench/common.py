@@ -135,18 +135,25 @@ def markdown_table(rows: list, columns=None) -> str:
     return "\n".join(lines)
 
 
-def write_results(area: str, title: str, rows: list, columns, quick: bool, notes=()) -> Path:
-    """Print the markdown table and write bench/results/<area>.json."""
+def write_results(area: str, title: str, rows: list, columns, quick: bool, notes=(),
+                  extra_tables=()) -> Path:
+    """Print the markdown tables and write bench/results/<area>.json. ``extra_tables`` are
+    further (title, rows, columns) tables after the main one."""
     info = machine_info()
     print(f"## {title}\n")
     print(f"{info['date']}, {info['cpu']}, {info['nproc']} cores, load {info['load_average']}, "
           f"varinf {info['varinf_build_variant']}{' (quick)' if quick else ''}\n")
     print(markdown_table(rows, columns))
+    for extra_title, extra_rows, extra_columns in extra_tables:
+        print(f"\n### {extra_title}\n\n{markdown_table(extra_rows, extra_columns)}")
     if notes:
         print("\n" + "\n".join(f"- {note}" for note in notes))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{area}.json"
     payload = {"area": area, "title": title, "quick": quick, "machine": info,
-               "columns": [list(c) for c in columns], "rows": rows, "notes": list(notes)}
+               "columns": [list(c) for c in columns], "rows": rows,
+               "tables": [{"title": t, "columns": [list(c) for c in cols], "rows": r}
+                          for t, r, cols in extra_tables],
+               "notes": list(notes)}
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     return path

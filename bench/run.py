@@ -40,11 +40,14 @@ def run_script(script: Path, quick: bool):
 
 
 def tables(data: dict) -> list:
-    """Markdown for every list of row dicts in a results file: "rows" with its "columns" when
-    given (bench/common.py's format), any other list of dicts with its own keys."""
+    """Markdown for the tables of a results file: "rows" with its "columns" and "tables" with
+    titles (bench/common.py's format); any other list of row dicts with its own keys."""
     out = []
     for key, value in data.items():
-        if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        if key == "tables":
+            out += [f"### {t['title']}\n\n" + markdown_table(t["rows"], [tuple(c) for c in t["columns"]])
+                    for t in value]
+        elif isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
             columns = [tuple(c) for c in data["columns"]] if key == "rows" and "columns" in data else None
             heading = "" if key == "rows" else f"{key}:\n\n"
             out.append(heading + markdown_table(value, columns))
