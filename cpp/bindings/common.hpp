@@ -53,5 +53,6 @@ struct NoGil {
 
 void bind_threads(py::module_& m);
 void bind_errors(py::module_& m);
+void bind_vae(py::module_& m);
 
 }  // namespace varinf::bindings

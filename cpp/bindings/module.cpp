@@ -8,4 +8,5 @@ PYBIND11_MODULE(VARINF_MODULE_NAME, m) {
   m.doc() = "varinf's C++ core (Eigen + OpenMP). Use the varinf package, not this module.";
   bind_errors(m);
   bind_threads(m);
+  bind_vae(m);
 }
