@@ -12,6 +12,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._errors import LinAlgError  # noqa: E402
 from ._loader import core as _core, variant as build_variant  # noqa: E402
+from .models.vae import VAE  # noqa: E402
+from . import datasets  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -29,4 +31,4 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
-__all__ = ["LinAlgError", "get_num_threads", "set_num_threads", "build_variant", "__version__"]
+__all__ = ["LinAlgError", "VAE", "datasets", "get_num_threads", "set_num_threads", "build_variant", "__version__"]

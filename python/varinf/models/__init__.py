@@ -1,0 +1,5 @@
+"""varinf's models."""
+
+from .vae import VAE
+
+__all__ = ["VAE"]
