@@ -190,9 +190,34 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
       .def_property_readonly("threads", &Trainer::threads);
 }
 
+// Adam (varinf/optim.hpp) on a caller-owned flat parameter array, updated in place.
+template <typename T>
+void bind_adam(py::module_& m, const std::string& suffix) {
+  using A = Adam<T>;
+  py::class_<A>(m, ("Adam" + suffix).c_str())
+      .def(py::init([](Index n, double learning_rate, double beta1, double beta2, double eps) {
+             return std::make_unique<A>(n, AdamOptions{learning_rate, beta1, beta2, eps});
+           }),
+           py::arg("num_params"), py::arg("learning_rate") = 1e-3, py::arg("beta1") = 0.9,
+           py::arg("beta2") = 0.999, py::arg("eps") = 1e-8)
+      .def(
+          "step",
+          [](A& a, TArray<T>& theta, const TArray<T>& grad) {
+            if (theta.ndim() != 1 || theta.shape(0) != a.size() || grad.ndim() != 1 || grad.shape(0) != a.size())
+              throw InvalidArgument("theta and grad must be 1-D arrays of num_params entries");
+            NoGil nogil;
+            a.step(theta.mutable_data(), grad.data());
+          },
+          py::arg("theta").noconvert(), py::arg("grad").noconvert(),
+          "One Adam step (PyTorch's rule) on theta in place.")
+      .def_property_readonly("t", &A::t);
+}
+
 }  // namespace
 
 void bind_vae(py::module_& m) {
+  bind_adam<float>(m, "F32");
+  bind_adam<double>(m, "F64");
   bind_dtype<float>(m, "F32");
   bind_dtype<double>(m, "F64");
 }

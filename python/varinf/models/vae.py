@@ -274,6 +274,7 @@ class VAE:
         trainer = trainer_cls(self._core, Xc, batch_size, n_samples, objective, float(beta),
                               float(warmup_epochs) * steps_per_epoch, float(learning_rate),
                               _seed_from(self.seed if seed is None else seed, 3, self._fits))
+        self.threads_ = trainer.threads  # threads the C++ loop used for each step
         bar = _Progress(epochs * steps_per_epoch, progress)
         best, best_theta, waited = -np.inf, None, 0
         val_seed = _seed_from(self.seed, 4)
