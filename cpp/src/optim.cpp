@@ -23,21 +23,19 @@ typename Adam<T>::Step Adam<T>::coefficients(long t) const {
   return {static_cast<T>(options_.learning_rate / bc1), static_cast<T>(std::sqrt(bc2))};
 }
 
+// Written as Eigen array expressions so that sqrt and the division vectorise (a scalar loop
+// with std::sqrt does not, because of errno).
 template <typename T>
 void Adam<T>::update(const Step& c, T* theta, const T* grad, Index lo, Index hi) {
-  const T b1c = static_cast<T>(1.0 - options_.beta1);
-  const T b2 = static_cast<T>(options_.beta2);
-  const T b2c = static_cast<T>(1.0 - options_.beta2);
-  const T eps = static_cast<T>(options_.eps);
-  T* m = m_.data();
-  T* v = v_.data();
-#pragma omp simd
-  for (Index i = lo; i < hi; ++i) {
-    const T g = grad[i];
-    m[i] += b1c * (g - m[i]);
-    v[i] = b2 * v[i] + b2c * g * g;
-    theta[i] -= c.step_size * (m[i] / (std::sqrt(v[i]) / c.bias2_sqrt + eps));
-  }
+  using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
+  const Index n = hi - lo;
+  Eigen::Map<const Arr> g(grad + lo, n);  // [n]
+  Eigen::Map<Arr> th(theta + lo, n);      // [n]
+  auto m = m_.segment(lo, n).array();
+  auto v = v_.segment(lo, n).array();
+  m += static_cast<T>(1.0 - options_.beta1) * (g - m);
+  v = static_cast<T>(options_.beta2) * v + static_cast<T>(1.0 - options_.beta2) * g.square();
+  th -= c.step_size * (m / (v.sqrt() / c.bias2_sqrt + static_cast<T>(options_.eps)));
 }
 
 template <typename T>
