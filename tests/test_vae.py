@@ -341,6 +341,24 @@ def test_progress_output(digits, capsys):
     model = vi.VAE(64, 2, hidden=(8,), seed=0)
     model.fit(Xtr, epochs=1, progress=False)
     assert capsys.readouterr().err == ""
+    model.fit(Xtr, epochs=2, progress=True)  # tqdm when installed, plain lines otherwise
+    assert "epoch 2/2 loss" in capsys.readouterr().err
+
+
+def test_beta_and_warmup(digits):
+    """A warm-up over very many epochs keeps beta ~ 0: like beta = 0, unlike beta = 1."""
+    Xtr, _ = digits
+
+    def train(**kw):
+        return vi.VAE(64, 4, hidden=(16,), dtype=np.float64, seed=1).fit(Xtr, epochs=2, progress=False, **kw).theta
+
+    zero, one = train(beta=0.0), train(beta=1.0)
+    warm = train(beta=1.0, warmup_epochs=1e9)
+    np.testing.assert_allclose(warm, zero, rtol=1e-5, atol=1e-8)
+    assert np.abs(warm - one).max() > 1e-4
+    # A warm-up of a fraction of the run ends at the full beta: different from both.
+    half = train(beta=1.0, warmup_epochs=1.0)
+    assert np.abs(half - one).max() > 1e-6 and np.abs(half - zero).max() > 1e-6
 
 
 # ------------------------------------------------------------------ API

@@ -27,7 +27,6 @@ std::uint64_t splitmix64(std::uint64_t& x) {
 std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 constexpr double kLog2Pi = 1.8378770664093454835606594728112;
-constexpr double kTwoPi = 6.283185307179586476925286766559;
 
 // Eigen's GEMM follows the calling thread's OpenMP limit; the VAE code parallelises over data
 // itself, so while a guard is alive Eigen runs single-threaded on this thread.
@@ -89,18 +88,23 @@ std::uint64_t Rng::next() {
 
 double Rng::uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 
-// Box-Muller (Box & Muller 1958): two independent N(0, 1) from two uniforms.
+// Marsaglia's polar method (Knuth, TAOCP vol. 2, 3.4.1 Algorithm P): two independent N(0, 1)
+// from a point uniform in the unit disc; no trigonometric functions.
 double Rng::normal() {
   if (has_spare_) {
     has_spare_ = false;
     return spare_;
   }
-  const double u1 = 1.0 - uniform();  // (0, 1]
-  const double u2 = uniform();
-  const double r = std::sqrt(-2.0 * std::log(u1));
-  spare_ = r * std::sin(kTwoPi * u2);
+  double u, v, s;
+  do {
+    u = 2.0 * uniform() - 1.0;
+    v = 2.0 * uniform() - 1.0;
+    s = u * u + v * v;
+  } while (s >= 1.0 || s == 0.0);
+  const double f = std::sqrt(-2.0 * std::log(s) / s);
+  spare_ = v * f;
   has_spare_ = true;
-  return r * std::cos(kTwoPi * u2);
+  return u * f;
 }
 
 // Lemire (2019), "Fast random integer generation in an interval", Algorithm 5.
@@ -153,9 +157,13 @@ template <typename Mat>
 void activation_backward(Activation a, const Mat& A, Mat& delta) {
   using T = typename Mat::Scalar;
   switch (a) {
-    case Activation::kRelu:
-      delta.array() = (A.array() > T(0)).select(delta.array(), T(0));
+    case Activation::kRelu: {
+      // A plain loop: gcc vectorises it as a blend, Eigen 3.4's select() stays scalar.
+      const T* a = A.data();
+      T* d = delta.data();
+      for (Index i = 0; i < A.size(); ++i) d[i] = a[i] > T(0) ? d[i] : T(0);
       break;
+    }
     case Activation::kTanh:
       delta.array() *= T(1) - A.array().square();
       break;
@@ -263,15 +271,14 @@ template <typename T>
 void Vae<T>::log_likelihood(const MatIn& X, Index k, Mat& out, Vec& ll, bool grad_out) const {
   const Index D = config_.input_dim;
   ll.resize(out.rows());
-  Eigen::Array<T, 1, Eigen::Dynamic> tmp(D);  // [D]
   if (config_.likelihood == Likelihood::kBernoulli) {
     for (Index r = 0; r < out.rows(); ++r) {
       auto a = out.row(r).array();
       const auto x = X.row(r / k).array();
-      tmp = (-a.abs()).exp();
-      ll[r] = (x * a - a.max(T(0)) - (T(1) + tmp).log()).sum();  // log(1 + e): see activate()
-      // sigmoid(a) = 1 / (1 + e) for a >= 0, e / (1 + e) otherwise, e = exp(-|a|).
-      if (grad_out) a = x - (a >= T(0)).select(T(1) / (T(1) + tmp), tmp / (T(1) + tmp));
+      ll[r] = (x * a - a.max(T(0)) - (T(1) + (-a.abs()).exp()).log()).sum();  // log(1 + e): see activate()
+      // sigmoid(a) = 1 / (1 + exp(-a)): no NaN at either end (exp(-a) = inf gives 0), and
+      // without Eigen 3.4's scalar-only select().
+      if (grad_out) a = x - T(1) / (T(1) + (-a).exp());
     }
     return;
   }
@@ -286,6 +293,7 @@ void Vae<T>::log_likelihood(const MatIn& X, Index k, Mat& out, Vec& ll, bool gra
     sum_lv = static_cast<T>(D * config_.obs_logvar);
   }
   const T cst = static_cast<T>(D * kLog2Pi) + sum_lv;
+  Eigen::Array<T, 1, Eigen::Dynamic> tmp(D);  // [D] x - m
   for (Index r = 0; r < out.rows(); ++r) {
     auto m = out.row(r).array();
     tmp = X.row(r / k).array() - m;

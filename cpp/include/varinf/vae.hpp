@@ -13,9 +13,10 @@
 //
 // Random numbers (training noise, shuffling, evaluation eps, initial weights) come from
 // varinf::Rng: xoshiro256++ (Blackman & Vigna 2019) seeded through splitmix64, uniforms from
-// the top 53 bits, normals by the Box-Muller transform (both values of a pair used), shuffling
-// by Fisher-Yates with Lemire's nearly-divisionless bounded integers. All of it is defined
-// here, so a seed gives the same numbers with every compiler and standard library.
+// the top 53 bits, normals by Marsaglia's polar method (both values of a pair used), shuffling
+// by Fisher-Yates with Lemire's nearly-divisionless bounded integers. All of it is written
+// here (not std::normal_distribution / std::shuffle, whose output the C++ standard leaves to
+// the library), so a seed gives the same numbers everywhere up to the last bit of libm's log.
 //
 // Threads: the VAE code decides its own parallelism (data-parallel over the rows of a batch,
 // or over blocks of data in evaluation) and keeps Eigen's GEMMs single-threaded inside.
