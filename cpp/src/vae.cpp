@@ -133,10 +133,10 @@ std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t index) {
 namespace {
 
 template <typename Mat>
-void activate(Activation a, Mat& Z) {
+void activate(Activation act, Mat& Z) {
   auto A = Z.array();
   using T = typename Mat::Scalar;
-  switch (a) {
+  switch (act) {
     case Activation::kRelu:
       A = A.max(T(0));
       break;
@@ -154,14 +154,14 @@ void activate(Activation a, Mat& Z) {
 // delta *= act'(z), written with the activation's output A = act(z):
 // relu' = [A > 0], tanh' = 1 - A^2, softplus' = sigmoid(z) = 1 - exp(-A).
 template <typename Mat>
-void activation_backward(Activation a, const Mat& A, Mat& delta) {
+void activation_backward(Activation act, const Mat& A, Mat& delta) {
   using T = typename Mat::Scalar;
-  switch (a) {
+  switch (act) {
     case Activation::kRelu: {
       // A plain loop: gcc vectorises it as a blend, Eigen 3.4's select() stays scalar.
-      const T* a = A.data();
+      const T* out = A.data();
       T* d = delta.data();
-      for (Index i = 0; i < A.size(); ++i) d[i] = a[i] > T(0) ? d[i] : T(0);
+      for (Index i = 0; i < A.size(); ++i) d[i] = out[i] > T(0) ? d[i] : T(0);
       break;
     }
     case Activation::kTanh:

@@ -98,6 +98,11 @@ class VAE:
         self._fits = 0
         self.history_: dict = {"loss": [], "val_elbo": []}
 
+    def __repr__(self) -> str:
+        return (f"VAE(input_dim={self.input_dim}, latent_dim={self.latent_dim}, hidden={self.hidden}, "
+                f"decoder_hidden={self.decoder_hidden}, activation={self.activation!r}, "
+                f"likelihood={self.likelihood!r}, dtype={self.dtype.name}, seed={self.seed})")
+
     # ------------------------------------------------------------------ parameters
 
     @property
