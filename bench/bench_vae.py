@@ -27,13 +27,15 @@ import time
 
 import numpy as np
 
-import varinf as vi
-from varinf.reference import vae as ref
-
+# PyTorch is imported before varinf so that its OpenMP runtime starts with its own defaults
+# (varinf sets OMP_WAIT_POLICY=PASSIVE for its runtime when the variable is unset).
 try:
     import torch
 except ImportError:  # the bench runs without PyTorch, reporting varinf and numpy only
     torch = None
+
+import varinf as vi  # noqa: E402
+from varinf.reference import vae as ref  # noqa: E402
 
 
 # ------------------------------------------------------------------ PyTorch side

@@ -402,6 +402,15 @@ def test_weights_are_views_named_like_torch():
     assert np.all(model.weights["encoder.0.bias"] == 0.0)
 
 
+def test_non_contiguous_and_other_dtypes_accepted(trained, digits):
+    _, Xte = digits
+    ref_values = trained.elbo(Xte[:20], seed=3)
+    np.testing.assert_array_equal(trained.elbo(np.asfortranarray(Xte[:20]), seed=3), ref_values)
+    np.testing.assert_array_equal(trained.elbo(Xte[:40:2], seed=3)[:1], trained.elbo(Xte[:1], seed=3))
+    np.testing.assert_array_equal(trained.elbo(Xte[:20].astype(np.float64), seed=3), ref_values)
+    np.testing.assert_array_equal(trained.elbo(Xte[:20].astype(bool), seed=3), ref_values)
+
+
 def test_no_copy_of_contiguous_input():
     model = vi.VAE(4, 2, hidden=(3,), dtype=np.float64, seed=0)
     X = np.full((3, 4), 0.5)
