@@ -461,6 +461,10 @@ def test_bad_data():
         model.fit(good, learning_rate=-1.0, progress=False)
     with pytest.raises(ValueError, match="objective"):
         model.fit(good, objective="cubo", progress=False)
+    with pytest.raises(ValueError, match="beta"):
+        model.fit(good, beta=-1.0, progress=False)
+    with pytest.raises(ValueError, match="patience"):
+        model.fit(good, patience=2, progress=False)
     with pytest.raises(ValueError, match="Z"):
         model.decode(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="eps"):

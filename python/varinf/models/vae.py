@@ -255,25 +255,27 @@ class VAE:
         stops after that many epochs without improvement and the best weights are restored.
         callback(model, info) is called after every epoch (info: epoch, step, loss, val_elbo);
         returning True stops training. Control returns to Python every ``steps_per_callback``
-        steps (default: once per epoch) for the progress bar. A non-finite loss stops training
-        with a RuntimeWarning naming the step; the weights are then the last finite ones.
+        steps (default: min(50, steps per epoch)) for the progress bar. A non-finite loss stops
+        training with a RuntimeWarning naming the step; the weights are then the last finite
+        ones. Each call starts a fresh Adam state; ``history_`` accumulates over calls.
         """
         Xc = self._check_X(X)
         Xv = None if validation_data is None else self._check_X(validation_data, "validation_data")
-        epochs = _positive_int(epochs, "epochs")
-        batch_size = _positive_int(batch_size, "batch_size")
-        n_samples = _positive_int(n_samples, "n_samples")
+        epochs, batch_size, n_samples = (_positive_int(v, name) for v, name in (
+            (epochs, "epochs"), (batch_size, "batch_size"), (n_samples, "n_samples")))
         self._check_objective(objective)
-        if not (np.isfinite(learning_rate) and learning_rate > 0):
-            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-        if not (np.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be >= 0, got {beta!r}")
-        if not (np.isfinite(warmup_epochs) and warmup_epochs >= 0):
-            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs!r}")
+        for value, name, low in ((learning_rate, "learning_rate", 0.0), (beta, "beta", None),
+                                 (warmup_epochs, "warmup_epochs", None)):
+            if not (np.isfinite(value) and (value > low if low is not None else value >= 0)):
+                raise ValueError(f"{name} must be {'> 0' if low is not None else '>= 0'}, got {value!r}")
         if patience is not None:
             patience = _positive_int(patience, "patience")
+            if Xv is None:
+                raise ValueError("patience needs validation_data")
         steps_per_epoch = math.ceil(Xc.shape[0] / batch_size)
-        chunk = steps_per_epoch if steps_per_callback is None else _positive_int(steps_per_callback, "steps_per_callback")
+        # Return to Python at least every 50 steps for the progress bar (and Ctrl-C).
+        chunk = (min(steps_per_epoch, 50) if steps_per_callback is None
+                 else _positive_int(steps_per_callback, "steps_per_callback"))
         self._fits += 1
         trainer_cls = core.VaeTrainerF32 if self.dtype == np.float32 else core.VaeTrainerF64
         trainer = trainer_cls(self._core, Xc, batch_size, n_samples, objective, float(beta),
@@ -281,11 +283,11 @@ class VAE:
                               _seed_from(self.seed if seed is None else seed, 3, self._fits))
         self.threads_ = trainer.threads  # threads the C++ loop used for each step
         bar = _Progress(epochs * steps_per_epoch, progress)
-        best, best_theta, waited = -np.inf, None, 0
+        stopper = _EarlyStopping(patience)
         val_seed = _seed_from(self.seed, 4)
         try:
             for epoch in range(1, epochs + 1):
-                losses, stop = self._run_epoch(trainer, chunk, bar)
+                losses, nonfinite = self._run_epoch(trainer, chunk, bar)
                 info = {"epoch": epoch, "step": trainer.step, "loss": float(np.mean(losses)) if losses else np.nan,
                         "val_elbo": None}
                 if Xv is not None:
@@ -293,16 +295,8 @@ class VAE:
                 self.history_["loss"].append(info["loss"])
                 self.history_["val_elbo"].append(info["val_elbo"])
                 bar.epoch(info, epochs)
-                if stop:
+                if nonfinite or stopper.stop(self.theta, info["val_elbo"]):
                     break
-                if patience is not None and Xv is not None:
-                    if info["val_elbo"] > best:
-                        best, best_theta, waited = info["val_elbo"], self.theta.copy(), 0
-                    else:
-                        waited += 1
-                        if waited >= patience:
-                            self.theta[:] = best_theta
-                            break
                 if callback is not None and callback(self, info):
                     break
         finally:
@@ -325,6 +319,26 @@ class VAE:
                 return losses, True
             if result["epoch_end"]:
                 return losses, False
+
+
+class _EarlyStopping:
+    """Stop after `patience` epochs without a better validation ELBO; restore the best theta."""
+
+    def __init__(self, patience: Optional[int]):
+        self.patience = patience
+        self.best, self.best_theta, self.waited = -np.inf, None, 0
+
+    def stop(self, theta: np.ndarray, value: Optional[float]) -> bool:
+        if self.patience is None:
+            return False
+        if value > self.best:
+            self.best, self.best_theta, self.waited = value, theta.copy(), 0
+            return False
+        self.waited += 1
+        if self.waited < self.patience:
+            return False
+        theta[:] = self.best_theta
+        return True
 
 
 class _Progress:
