@@ -3,8 +3,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
+#include <thread>
 
 #include "varinf/errors.hpp"
 #include "varinf/threads.hpp"
@@ -65,6 +67,78 @@ constexpr Index kEvalRows = 512;
 // and rows: below that the barriers cost more than the parallel GEMMs save.
 constexpr double kTrainFlopsPerThread = 2.0e7;
 constexpr Index kTrainRowsPerThread = 16;
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Spin briefly, then give the core away: a waiting thread must not hold a core that another
+// process (or our own descheduled thread) needs.
+class Backoff {
+ public:
+  void pause() {
+    if (++spins_ < 2048)
+      cpu_relax();
+    else
+      std::this_thread::yield();
+  }
+
+ private:
+  int spins_ = 0;
+};
+
+// A phase of work items shared by a team without OpenMP barriers. The leader publishes a
+// phase; every thread (the leader too) claims items with a compare-and-swap on one atomic word
+// (phase id << 24 | next item), and the leader waits until all items are finished. A thread
+// that the OS has descheduled holds up nobody unless it holds a claimed item, so 2 threads on
+// a busy machine cost little more than 1. Which thread runs an item never changes the result:
+// every item writes its own output and the leader combines them in a fixed order.
+class PhaseQueue {
+ public:
+  static constexpr long kQuit = (1L << 38) - 1;
+
+  void publish(long phase, int items) {
+    items_.store(items, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    state_.store(pack(phase, 0), std::memory_order_release);
+  }
+  // The next item of `phase`, or -1 when none is left or the phase is over.
+  int claim(long phase) {
+    std::uint64_t s = state_.load(std::memory_order_acquire);
+    for (;;) {
+      if (static_cast<long>(s >> 24) != phase) return -1;
+      const int i = static_cast<int>(s & 0xFFFFFF);
+      if (i >= items_.load(std::memory_order_relaxed)) return -1;
+      if (state_.compare_exchange_weak(s, pack(phase, i + 1), std::memory_order_acq_rel,
+                                       std::memory_order_acquire))
+        return i;
+    }
+  }
+  void finish() { done_.fetch_add(1, std::memory_order_release); }
+  void wait_done() const {
+    Backoff backoff;
+    while (done_.load(std::memory_order_acquire) < items_.load(std::memory_order_relaxed)) backoff.pause();
+  }
+  // Helpers: wait for a phase other than `seen`.
+  long wait_phase(long seen) const {
+    Backoff backoff;
+    for (;;) {
+      const long phase = static_cast<long>(state_.load(std::memory_order_acquire) >> 24);
+      if (phase != seen) return phase;
+      backoff.pause();
+    }
+  }
+
+ private:
+  static std::uint64_t pack(long phase, int item) {
+    return (static_cast<std::uint64_t>(phase) << 24) | static_cast<std::uint64_t>(item);
+  }
+  std::atomic<std::uint64_t> state_{0};
+  std::atomic<int> done_{0};
+  std::atomic<int> items_{0};
+};
 
 }  // namespace
 
@@ -546,8 +620,10 @@ VaeTrainer<T>::VaeTrainer(Vae<T>& model, const T* X, Index n, TrainOptions optio
   const int by_work = static_cast<int>(std::max(1.0, flops / kTrainFlopsPerThread));
   const int by_rows = static_cast<int>(std::max<Index>(1, B / kTrainRowsPerThread));
   threads_ = std::min({num_threads(), by_work, by_rows});
-  grads_.assign(threads_, Vec::Zero(model.num_params()));
-  ws_.resize(threads_);
+  parts_ = threads_;
+  grads_.assign(parts_, Vec::Zero(model.num_params()));
+  ws_.resize(parts_);
+  part_loss_.assign(parts_, 0.0);
   order_.resize(n);
   std::iota(order_.begin(), order_.end(), Index(0));
   start_epoch();
@@ -577,63 +653,102 @@ T VaeTrainer<T>::beta_at(long t) const {
 }
 
 template <typename T>
+void VaeTrainer<T>::gradient_part(int part, long t, Index b) {
+  const Index K = options_.samples;
+  const Index lo = b * part / parts_, hi = b * (part + 1) / parts_;  // rows of the batch
+  VaeWorkspace<T>& w = ws_[part];
+  if (hi == lo) {
+    part_loss_[part] = 0.0;
+    grads_[part].setZero();
+    return;
+  }
+  w.x.resize(hi - lo, X_.cols());
+  for (Index j = lo; j < hi; ++j) w.x.row(j - lo) = X_.row(order_[cursor_ + j]);
+  part_loss_[part] = model_.loss_grad(w.x, eps_.middleRows(lo * K, (hi - lo) * K), K, beta_at(t),
+                                      options_.objective, T(1) / T(b), grads_[part].data(), nullptr, w);
+}
+
+// grads_[0] += grads_[1..] and Adam on range r of theta (ranges are multiples of 16 entries).
+template <typename T>
+void VaeTrainer<T>::update_range(int r, long t) {
+  const Index P = model_.num_params();
+  const Index lo = (P * r / kRanges) & ~Index(15);
+  const Index hi = r + 1 == kRanges ? P : (P * (r + 1) / kRanges) & ~Index(15);
+  for (int u = 1; u < parts_; ++u) grads_[0].segment(lo, hi - lo) += grads_[u].segment(lo, hi - lo);
+  adam_.update(adam_.coefficients(t), model_.theta().data(), grads_[0].data(), lo, hi);
+}
+
+// Thread 0 leads every step; the other threads only help with the items of each phase (the
+// batch parts, then the ranges of theta), see PhaseQueue. Phase ids: 2s + 1 and 2s + 2.
+template <typename T>
 typename VaeTrainer<T>::Result VaeTrainer<T>::run(Index steps) {
   Result res;
-  const int nt = threads_;
   const Index n = X_.rows();
-  const Index P = model_.num_params();
-  const Index K = options_.samples;
   const long t0 = adam_.t();
-  std::vector<double> part(nt, 0.0);
-  T* theta = model_.theta().data();
+  PhaseQueue queue;
+  long t = t0;    // the current step, read by helpers after they see its phase
+  Index b = 0;    // the current batch size, likewise
   SerialEigen serial;
 
-  // One thread's share of every step; the barriers separate (a) the gradients of the batch
-  // slices, (b) the reduction and Adam update over ranges of theta plus thread 0's bookkeeping.
-  auto body = [&](int tid) {
+  auto work = [&](long phase, int item) {
+    if (phase % 2 == 1)
+      gradient_part(item, t, b);
+    else
+      update_range(item, t);
+  };
+  auto run_phase = [&](long phase, int items) {
+    queue.publish(phase, items);
+    for (int i; (i = queue.claim(phase)) >= 0;) {
+      work(phase, i);
+      queue.finish();
+    }
+    queue.wait_done();
+  };
+  auto lead = [&]() {
     for (Index s = 0; s < steps; ++s) {
-      const Index b = std::min(options_.batch_size, n - cursor_);
-      const Index lo = b * tid / nt, hi = b * (tid + 1) / nt;
-      const long t = t0 + static_cast<long>(s) + 1;
-      VaeWorkspace<T>& w = ws_[tid];
-      w.x.resize(hi - lo, X_.cols());
-      for (Index j = lo; j < hi; ++j) w.x.row(j - lo) = X_.row(order_[cursor_ + j]);
-      if (hi > lo) {
-        part[tid] = model_.loss_grad(w.x, eps_.middleRows(lo * K, (hi - lo) * K), K, beta_at(t),
-                                     options_.objective, T(1) / T(b), grads_[tid].data(), nullptr, w);
-      } else {
-        part[tid] = 0.0;
-        grads_[tid].setZero();
-      }
-#pragma omp barrier
+      t = t0 + static_cast<long>(s) + 1;
+      b = std::min(options_.batch_size, n - cursor_);
+      run_phase(2 * s + 1, parts_);
       double loss = 0.0;
-      for (double v : part) loss += v;
+      for (double v : part_loss_) loss += v;
       if (!std::isfinite(loss)) {
-        if (tid == 0) res.nonfinite_step = t;
+        res.nonfinite_step = t;
         break;
       }
-      const Index plo = (P * tid / nt) & ~Index(15), phi = tid + 1 == nt ? P : (P * (tid + 1) / nt) & ~Index(15);
-      for (int u = 1; u < nt; ++u) grads_[0].segment(plo, phi - plo) += grads_[u].segment(plo, phi - plo);
-      adam_.update(adam_.coefficients(t), theta, grads_[0].data(), plo, phi);
-      if (tid == 0) {
-        res.losses.push_back(loss);
-        cursor_ += b;
-        if (cursor_ == n) {
-          ++epoch_;
-          res.epoch_end = true;
-          start_epoch();
-        }
-        draw_noise(std::min(options_.batch_size, n - cursor_));
+      run_phase(2 * s + 2, kRanges);
+      res.losses.push_back(loss);
+      cursor_ += b;
+      if (cursor_ == n) {
+        ++epoch_;
+        res.epoch_end = true;
+        start_epoch();
       }
-#pragma omp barrier
+      draw_noise(std::min(options_.batch_size, n - cursor_));
       if (res.epoch_end) break;
     }
+    queue.publish(PhaseQueue::kQuit, 0);
   };
-  if (nt > 1) {
-#pragma omp parallel num_threads(nt)
-    body(omp_get_thread_num());
+  auto help = [&]() {
+    for (long seen = 0;;) {
+      const long phase = queue.wait_phase(seen);
+      if (phase == PhaseQueue::kQuit) return;
+      seen = phase;
+      for (int i; (i = queue.claim(phase)) >= 0;) {
+        work(phase, i);
+        queue.finish();
+      }
+    }
+  };
+  if (threads_ > 1) {
+#pragma omp parallel num_threads(threads_)
+    {
+      if (omp_get_thread_num() == 0)
+        lead();
+      else
+        help();
+    }
   } else {
-    body(0);
+    lead();
   }
   adam_.set_t(t0 + static_cast<long>(res.losses.size()));
   return res;

@@ -146,10 +146,13 @@ class Vae {
 };
 
 // The minibatch training loop: shuffling, minibatches, noise and Adam all in C++, run
-// `steps` at a time between returns to Python. Data-parallel across threads when a step is
-// large enough: each thread takes a slice of the batch rows, the gradients are summed and the
-// Adam update is split over ranges of theta. The noise is drawn for the whole batch from one
-// stream, so a seed gives the same run for any thread count (up to summation order).
+// `steps` at a time between returns to Python. Data-parallel when a step is large enough:
+// the batch rows are split into `parts` (= threads) slices with a gradient buffer each, the
+// buffers are summed in a fixed order and the Adam update is split over ranges of theta.
+// The threads claim these items dynamically (no barriers), so a thread that a busy machine
+// deschedules does not stall the step, and the result does not depend on which thread ran
+// what: a seed gives the same bits for a given thread count. The noise is drawn for the whole
+// batch from one stream, so other thread counts differ only in rounding.
 struct TrainOptions {
   Index batch_size = 128;
   Index samples = 1;             // K samples per datum
@@ -183,9 +186,15 @@ class VaeTrainer {
   int threads() const { return threads_; }
 
  private:
+  static constexpr int kRanges = 8;  // ranges of theta in the update phase
+
   void start_epoch();
   void draw_noise(Index b);   // eps_ for the batch at cursor_ of size b
   T beta_at(long t) const;
+  // Loss and gradient of slice `part` of the batch of size b at cursor_, step t.
+  void gradient_part(int part, long t, Index b);
+  // Sum the parts' gradients and apply Adam step t on range r of theta.
+  void update_range(int r, long t);
 
   Vae<T>& model_;
   Eigen::Map<const Mat> X_;  // [n, D]
@@ -196,9 +205,11 @@ class VaeTrainer {
   Index cursor_ = 0;          // next position in order_
   long epoch_ = 0;
   int threads_ = 1;
+  int parts_ = 1;                        // slices of each batch
   Mat eps_;                              // [B K, J]
-  std::vector<Vec> grads_;               // per thread [num_params]
-  std::vector<VaeWorkspace<T>> ws_;      // per thread
+  std::vector<Vec> grads_;               // per part [num_params]
+  std::vector<VaeWorkspace<T>> ws_;      // per part
+  std::vector<double> part_loss_;        // per part
 };
 
 extern template class Vae<float>;
