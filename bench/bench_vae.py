@@ -8,7 +8,7 @@ batch 128, Adam 1e-3 (PyTorch's rule in both), the loss -mean_i ELBO_i (Bernoull
 analytic KL) and the same number of epochs; each draws its own initial weights (PyTorch's
 nn.Linear rule in both), shuffling and noise. The epochs of the two run interleaved (one
 varinf epoch, then one PyTorch epoch, from varinf's epoch callback) so that machine noise hits
-both alike. Both trained models are scored by one evaluator: varinf's per-datum ELBO (k = 1,
+both alike; PyTorch keeps its own OpenMP defaults (it is imported first). Both trained models are scored by one evaluator: varinf's per-datum ELBO (k = 1,
 one fixed seed) on the held-out images, after copying PyTorch's weights into a vi.VAE.
 Times are medians over the epochs; the numpy reference is timed over a number of steps and
 scaled to an epoch. Results: a markdown table on stdout and bench/results/vae.json.
@@ -133,6 +133,7 @@ def compare(name, Xtr, Xte, hidden, latent, epochs, threads, ref_steps, batch_si
             t = time.perf_counter()
             tmodel.epoch(Xtr_t, batch_size)
             torch_times.append(time.perf_counter() - t)
+            time.sleep(0.05)  # let PyTorch's spinning OpenMP threads go idle before varinf's epoch
         marks.append(time.perf_counter())
         return False
 
