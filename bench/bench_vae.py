@@ -211,15 +211,17 @@ def main(argv=None):
         for t in threads:
             rows.append(compare("fashion-mnist", Xtr, Xte, (400,), 20, args.epochs, t, ref_steps=args.ref_steps))
 
+    load = os.getloadavg()
     print(table(rows))
     print(f"\nvarinf {vi.__version__} ({vi.build_variant}); "
           + (f"torch {torch.__version__}" if torch is not None else "torch not installed")
-          + f"; numpy {np.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus")
+          + f"; numpy {np.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus"
+          + f"; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"area": "vae", "quick": args.quick, "rows": rows,
                    "torch": None if torch is None else torch.__version__,
-                   "numpy": np.__version__, "cpus": os.cpu_count()}, f, indent=2)
+                   "numpy": np.__version__, "cpus": os.cpu_count(), "load_average": load}, f, indent=2)
     return 0
 
 
