@@ -68,7 +68,8 @@ struct Dense {
   Index in, out, w, b;
 };
 
-// Scratch of one thread for one batch (resized on demand, reused across steps).
+// Scratch of one batch slice (resized on demand, reused across steps; one per trainer part
+// or per evaluation thread).
 template <typename T>
 struct VaeWorkspace {
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
