@@ -549,3 +549,33 @@ def test_same_loss_gradients_and_adam_step_as_pytorch():
     core.AdamF32(theta.size, learning_rate=1e-3).step(fresh.theta, np.ascontiguousarray(flat))
     big = np.abs(t_grads) > 1e-5
     np.testing.assert_allclose(fresh.theta[big], t_theta[big], rtol=0, atol=1e-6)
+
+
+def test_same_iwae_loss_and_gradients_as_pytorch():
+    """The K-sample IWAE objective (Burda et al. 2015, eq. 8) written in PyTorch's autograd."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    model = vi.VAE(20, 4, hidden=(16,), activation="tanh", dtype=np.float32, seed=2)
+    B, k = 12, 5
+    X = (rng.uniform(size=(B, 20)) > 0.5).astype(np.float32)
+    eps = rng.standard_normal((B, k, 4)).astype(np.float32)
+    enc, dec, linears, names = torch_vae(model, torch)
+    xt, et = torch.from_numpy(X), torch.from_numpy(eps)
+    mu, logvar = enc(xt).chunk(2, dim=1)  # [B, J] each
+    z = mu[:, None] + torch.exp(0.5 * logvar)[:, None] * et  # [B, k, J]
+    logits = dec(z)  # [B, k, D]
+    log_px = -torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, xt[:, None].expand_as(logits), reduction="none").sum(-1)
+    log_pz = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    log_qz = torch.distributions.Normal(mu[:, None], torch.exp(0.5 * logvar)[:, None]).log_prob(z).sum(-1)
+    bound = torch.logsumexp(log_px + log_pz - log_qz, dim=1) - np.log(k)
+    t_loss = -bound.mean()
+    t_loss.backward()
+    loss, grads, values = model.loss_and_grad(X, eps, k=k, objective="iwae")
+    assert loss == pytest.approx(t_loss.item(), rel=1e-5)
+    np.testing.assert_allclose(values, bound.detach().numpy(), rtol=1e-5, atol=1e-4)
+    for lin, name in zip(linears, names):
+        for part, tp in (("weight", lin.weight), ("bias", lin.bias)):
+            tg = tp.grad.numpy()
+            np.testing.assert_allclose(grads[f"{name}.{part}"], tg, rtol=1e-4, atol=1e-5 * np.abs(tg).max())
