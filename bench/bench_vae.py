@@ -4,9 +4,9 @@
     python bench/bench_vae.py --quick    # digits only, seconds, PyTorch optional
 
 Both trainers see the same data already in memory (no DataLoader), the same architecture,
-batch 128, Adam 1e-3 (PyTorch's rule in both), the loss -mean_i ELBO_i (Bernoulli on logits,
-analytic KL) and the same number of epochs; each draws its own initial weights (PyTorch's
-nn.Linear rule in both), shuffling and noise. The epochs of the two run interleaved (one
+the same initial weights (varinf's, drawn by PyTorch's nn.Linear rule), batch 128, Adam 1e-3
+(PyTorch's rule in both), the loss -mean_i ELBO_i (Bernoulli on logits, analytic KL) and the
+same number of epochs; each draws its own shuffling and noise. The epochs of the two run interleaved (one
 varinf epoch, then one PyTorch epoch, from varinf's epoch callback) so that machine noise hits
 both alike; PyTorch keeps its own OpenMP defaults (it is imported first). Both trained models are scored by one evaluator: varinf's per-datum ELBO (k = 1,
 one fixed seed) on the held-out images, after copying PyTorch's weights into a vi.VAE.
@@ -80,15 +80,23 @@ class TorchVAE:
             total += loss.item()
         return total / math.ceil(n / batch_size)
 
-    def to_varinf(self, model: vi.VAE) -> vi.VAE:
+    def _named_linears(self):
         linears = [m for m in list(self.enc) + list(self.dec) if isinstance(m, torch.nn.Linear)]
         n_enc = sum(isinstance(m, torch.nn.Linear) for m in self.enc)
+        return [(f"encoder.{i}" if i < n_enc else f"decoder.{i - n_enc}", lin) for i, lin in enumerate(linears)]
+
+    def to_varinf(self, model: vi.VAE) -> vi.VAE:
         values = {}
-        for i, lin in enumerate(linears):
-            name = f"encoder.{i}" if i < n_enc else f"decoder.{i - n_enc}"
+        for name, lin in self._named_linears():
             values[name + ".weight"] = lin.weight.detach().numpy()
             values[name + ".bias"] = lin.bias.detach().numpy()
         return model.set_weights(values)
+
+    def from_varinf(self, model: vi.VAE) -> None:
+        with torch.no_grad():
+            for name, lin in self._named_linears():
+                lin.weight.copy_(torch.from_numpy(model.weights[name + ".weight"].copy()))
+                lin.bias.copy_(torch.from_numpy(model.weights[name + ".bias"].copy()))
 
 
 # ------------------------------------------------------------------ one comparison
@@ -138,6 +146,8 @@ def compare(name, Xtr, Xte, hidden, latent, epochs, threads, ref_steps, batch_si
         return False
 
     model = vi.VAE(D, latent, hidden=hidden, seed=seed)
+    if have_torch:
+        tmodel.from_varinf(model)  # the same initial weights: the accuracy columns compare training
     model.fit(Xtr, epochs=epochs, batch_size=batch_size, learning_rate=1e-3, callback=callback, progress=False)
     row = {
         "model": name,
