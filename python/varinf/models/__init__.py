@@ -1,5 +1,6 @@
 """varinf's models."""
 
 from .gpr import GPR
+from .vae import VAE
 
-__all__ = ["GPR"]
+__all__ = ["GPR", "VAE"]

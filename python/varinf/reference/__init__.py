@@ -1,8 +1,10 @@
 """Pure-numpy reference implementations of varinf's computations.
 
-Readable code that mirrors the equations of /work/shared/MATH.md line by line; it is the
-baseline of the benchmarks (bench/) and an independent oracle for the tests. Nothing here
-calls varinf's compiled core.
+Readable code that mirrors the equations of MATH.md line by line; it is the baseline of the
+benchmarks (bench/) and an independent oracle for the tests. Nothing here calls varinf's
+compiled core.
 """
 
-from . import kernels, gpr  # noqa: F401
+from . import gpr, kernels, vae  # noqa: F401
+
+__all__ = ["gpr", "kernels", "vae"]
