@@ -112,7 +112,7 @@ class VAE:
 
     @property
     def weights(self) -> dict:
-        """Writable numpy views of every parameter, named like a PyTorch state_dict.
+        """Writable numpy views of every parameter, with PyTorch-style names.
 
         ``encoder.{l}.weight`` [out, in] and ``encoder.{l}.bias`` [out] per layer (the last
         encoder layer has 2J outputs: mu then logvar), the same for ``decoder.{l}``, and
