@@ -23,12 +23,14 @@ void cholesky_inverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> 
     panel.topRows(w).setIdentity();
     L.block(j0, j0, m, m).triangularView<Eigen::Lower>().solveInPlace(panel);
   }
-  // A^-1 = W^T W. Its panel [j0:, j0:j1] only needs rows k >= j0 of W (W[k, j] = 0 for k < j).
+  // A^-1 = W^T W. Its panel [j0:, j0:j1] only needs rows k >= j0 of W (W[k, j] = 0 for k < j),
+  // and W[j0:, j0:]^T is upper triangular: a triangular-times-dense product (TRMM, m^2 w
+  // flops; LAPACK's dlauum does the same work).
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
   for (Index p = 0; p < panels; ++p) {
     const Index j0 = p * kPanel, w = std::min(kPanel, n - j0), m = n - j0;
     out.block(j0, j0, m, w).noalias() =
-        W.block(j0, j0, m, m).transpose() * W.block(j0, j0, m, w);  // [m, w]
+        W.block(j0, j0, m, m).transpose().triangularView<Eigen::Upper>() * W.block(j0, j0, m, w);
   }
   out.triangularView<Eigen::StrictlyUpper>() = out.transpose();
 }

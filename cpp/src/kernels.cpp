@@ -39,19 +39,31 @@ void Kernel::grad_sym(const double* theta, MatRef X, MatRef Kbar, double* dtheta
 
 namespace {
 
-// Runs body(i, state) for the rows i of [0, n) on the threads `work` deserves; each thread
-// makes its own state and hands it to finish(state), one thread at a time, at the end.
-template <class Make, class Body, class Finish>
-void parallel_rows(Index n, double work, Make make, Body body, Finish finish) {
+// Runs body(i, workspace, acc) for the rows i of [0, n) on the threads `work` deserves, in
+// chunks of kRowsPerChunk rows taken dynamically (a thread slowed by another process simply
+// takes fewer chunks). Each thread makes its own workspace; acc points at the [num_acc]
+// accumulator of row i's chunk. The chunks' accumulators are summed in chunk order at the
+// end, so the result is the same whatever thread ran which chunk, and for any thread count.
+constexpr Index kRowsPerChunk = 16;
+
+template <class Make, class Body>
+ArrayXd parallel_rows(Index n, double work, Index num_acc, Make make, Body body) {
+  const Index chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
+  RowMatrixXd acc = RowMatrixXd::Zero(chunks, num_acc);  // [chunks, num_acc]
   const int nt = threads_for(work);
 #pragma omp parallel num_threads(nt)
   {
-    auto state = make();
-#pragma omp for schedule(dynamic, 8) nowait
-    for (Index i = 0; i < n; ++i) body(i, state);
-#pragma omp critical(varinf_kernel_reduce)
-    finish(state);
+    auto workspace = make();
+#pragma omp for schedule(dynamic, 1)
+    for (Index c = 0; c < chunks; ++c) {
+      double* a = acc.row(c).data();
+      for (Index i = c * kRowsPerChunk; i < std::min(n, (c + 1) * kRowsPerChunk); ++i)
+        body(i, workspace, a);
+    }
   }
+  ArrayXd total = ArrayXd::Zero(num_acc);
+  for (Index c = 0; c < chunks; ++c) total += acc.row(c).transpose().array();
+  return total;
 }
 
 // Lengthscales broadcast to one per input dimension: [d].
@@ -151,14 +163,13 @@ class Stationary final : public Kernel {
     const Setup s(theta, L_, X1, X2);
     const Index n2 = X2.rows();
     parallel_rows(
-        X1.rows(), double(X1.rows()) * n2 * (X1.cols() + 10),
+        X1.rows(), double(X1.rows()) * n2 * (X1.cols() + 10), 0,
         [&] { return std::pair<ArrayXd, ArrayXd>(ArrayXd(n2), ArrayXd(n2)); },
-        [&](Index i, std::pair<ArrayXd, ArrayXd>& buf) {
+        [&](Index i, std::pair<ArrayXd, ArrayXd>& buf, double*) {
           s.row_r2(i, buf.first);
           Shape::value(s.extra, buf.first, buf.second);
           out.row(i) = s.variance * buf.second.matrix().transpose();
-        },
-        [](std::pair<ArrayXd, ArrayXd>&) {});
+        });
   }
 
   void K_diag(const double* theta, MatRef X, VecOut out) const override {
@@ -168,34 +179,32 @@ class Stationary final : public Kernel {
   // dL/dvariance = sum Kbar f; dL/dl_k = sum G (-2 (a_k - b_k)^2 / l_k);
   // dL/dX1_ik = sum_j G_ij 2 (a_ik - b_jk) / l_k, with G = Kbar * variance * df/dr2 and a, b
   // the scaled inputs (r2 = sum_k (a_k - b_k)^2).
+  // Accumulators: [sum Kbar f, sum G (a_k - b_k)^2 for each k [d], sum Kbar df/dextra [E]].
   void grad(const double* theta, MatRef X1, MatRef X2, MatRef Kbar, double* dtheta,
             MatOut dX1) const override {
     const Setup s(theta, L_, X1, X2);
     const Index n2 = X2.rows(), d = X1.cols();
     const bool want_dX = dX1.rows() > 0;
-    parallel_rows(
-        X1.rows(), double(X1.rows()) * n2 * (3 * d + 20),
-        [&] { return GradState(n2, d); },
-        [&](Index i, GradState& st) {
+    const ArrayXd acc = parallel_rows(
+        X1.rows(), double(X1.rows()) * n2 * (3 * d + 20), 1 + d + Shape::num_extra,
+        [&] { return GradState(n2); },
+        [&](Index i, GradState& st, double* a) {
           s.row_r2(i, st.r2);
           Shape::derivs(s.extra, st.r2, st.f, st.df, st.dextra);
           const auto kbar = Kbar.row(i).transpose().array();  // [n2]
-          st.dvariance += (kbar * st.f).sum();
-          for (int e = 0; e < Shape::num_extra; ++e)
-            st.dextra_sum[e] += s.variance * (kbar * st.dextra[e]).sum();
+          a[0] += (kbar * st.f).sum();
+          for (int e = 0; e < Shape::num_extra; ++e) a[1 + d + e] += (kbar * st.dextra[e]).sum();
           st.G = kbar * (s.variance * st.df);
           for (Index k = 0; k < d; ++k) {
             st.diff = s.BT.row(k).transpose().array() - s.A(i, k);  // b - a, [n2]
-            st.dlsq[k] += (st.G * st.diff.square()).sum();
+            a[1 + k] += (st.G * st.diff.square()).sum();
             if (want_dX) dX1(i, k) -= 2.0 / s.l[k] * (st.G * st.diff).sum();
           }
-        },
-        [&](GradState& st) {
-          dtheta[0] += st.dvariance;
-          // dr2/dl_k = -2 (a_k - b_k)^2 / l_k; an isotropic lengthscale sums over k.
-          for (Index k = 0; k < d; ++k) dtheta[1 + (L_ == 1 ? 0 : k)] -= 2.0 / s.l[k] * st.dlsq[k];
-          for (int e = 0; e < Shape::num_extra; ++e) dtheta[1 + L_ + e] += st.dextra_sum[e];
         });
+    dtheta[0] += acc[0];
+    // dr2/dl_k = -2 (a_k - b_k)^2 / l_k; an isotropic lengthscale sums over k.
+    for (Index k = 0; k < d; ++k) dtheta[1 + (L_ == 1 ? 0 : k)] -= 2.0 / s.l[k] * acc[1 + k];
+    for (int e = 0; e < Shape::num_extra; ++e) dtheta[1 + L_ + e] += s.variance * acc[1 + d + e];
   }
 
   void grad_diag(const double*, MatRef, VecRef kbar, double* dtheta, MatOut) const override {
@@ -223,16 +232,12 @@ class Stationary final : public Kernel {
     RowMatrixXd BT;  // [d, n2]
   };
 
-  struct GradState {
-    GradState(Index n2, Index d)
-        : r2(n2), f(n2), df(n2), G(n2), diff(n2), dlsq(ArrayXd::Zero(d)) {
+  struct GradState {  // per-thread row buffers
+    explicit GradState(Index n2) : r2(n2), f(n2), df(n2), G(n2), diff(n2) {
       for (auto& a : dextra) a.resize(n2);
     }
-    ArrayXd r2, f, df, G, diff;                       // [n2]
+    ArrayXd r2, f, df, G, diff;                                    // [n2]
     ArrayXd dextra[Shape::num_extra > 0 ? Shape::num_extra : 1];  // [n2] each
-    ArrayXd dlsq;                                     // [d] sum G (a_k - b_k)^2
-    double dvariance = 0.0;
-    double dextra_sum[Shape::num_extra > 0 ? Shape::num_extra : 1] = {};
   };
 
   Index L_;
@@ -256,13 +261,12 @@ class Periodic final : public Kernel {
     const Setup s(theta, L_, X1, X2);
     const Index n2 = X2.rows();
     parallel_rows(
-        X1.rows(), double(X1.rows()) * n2 * (X1.cols() * 6 + 10),
+        X1.rows(), double(X1.rows()) * n2 * (X1.cols() * 6 + 10), 0,
         [&] { return RowState(n2, X1.cols()); },
-        [&](Index i, RowState& st) {
+        [&](Index i, RowState& st, double*) {
           s.row(i, st);
           out.row(i) = (s.variance * (-2.0 * st.E).exp()).matrix().transpose();
-        },
-        [](RowState&) {});
+        });
   }
 
   void K_diag(const double* theta, MatRef, VecOut out) const override { out.setConstant(theta[0]); }
@@ -272,29 +276,28 @@ class Periodic final : public Kernel {
     const Setup s(theta, L_, X1, X2);
     const Index n2 = X2.rows(), d = X1.cols();
     const bool want_dX = dX1.rows() > 0;
-    parallel_rows(
-        X1.rows(), double(X1.rows()) * n2 * (d * 16 + 20),
+    // Accumulators: [dvariance, dl [d], dperiod].
+    const ArrayXd acc = parallel_rows(
+        X1.rows(), double(X1.rows()) * n2 * (d * 16 + 20), 2 + d,
         [&] { return RowState(n2, d); },
-        [&](Index i, RowState& st) {
+        [&](Index i, RowState& st, double* a) {
           s.row(i, st);
           st.f = (-2.0 * st.E).exp();
           const auto kbar = Kbar.row(i).transpose().array();  // [n2]
-          st.dvariance += (kbar * st.f).sum();
+          a[0] += (kbar * st.f).sum();
           st.G = kbar * (s.variance * st.f);  // Kbar_ij k_ij
           for (Index k = 0; k < d; ++k) {
             const auto sin_u = st.sin_u.row(k).transpose();
             st.sin2u = 2.0 * sin_u * st.cos_u.row(k).transpose();
             st.u = (M_PI / s.period) * (X1(i, k) - s.X2T.row(k).transpose().array());
-            st.dl[k] += 4.0 * s.inv_l2[k] / s.l[k] * (st.G * sin_u.square()).sum();
-            st.dperiod += 2.0 / s.period * s.inv_l2[k] * (st.G * st.sin2u * st.u).sum();
+            a[1 + k] += 4.0 * s.inv_l2[k] / s.l[k] * (st.G * sin_u.square()).sum();
+            a[1 + d] += 2.0 / s.period * s.inv_l2[k] * (st.G * st.sin2u * st.u).sum();
             if (want_dX) dX1(i, k) -= 2.0 * M_PI / s.period * s.inv_l2[k] * (st.G * st.sin2u).sum();
           }
-        },
-        [&](RowState& st) {
-          dtheta[0] += st.dvariance;
-          for (Index k = 0; k < d; ++k) dtheta[1 + (L_ == 1 ? 0 : k)] += st.dl[k];
-          dtheta[1 + L_] += st.dperiod;
         });
+    dtheta[0] += acc[0];
+    for (Index k = 0; k < d; ++k) dtheta[1 + (L_ == 1 ? 0 : k)] += acc[1 + k];
+    dtheta[1 + L_] += acc[1 + d];
   }
 
   void grad_diag(const double*, MatRef, VecRef kbar, double* dtheta, MatOut) const override {
@@ -304,13 +307,10 @@ class Periodic final : public Kernel {
  private:
   using RowArray = Eigen::Array<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-  struct RowState {
-    RowState(Index n2, Index d)
-        : E(n2), f(n2), G(n2), sin2u(n2), u(n2), sin_u(d, n2), cos_u(d, n2), dl(ArrayXd::Zero(d)) {}
+  struct RowState {  // per-thread row buffers
+    RowState(Index n2, Index d) : E(n2), f(n2), G(n2), sin2u(n2), u(n2), sin_u(d, n2), cos_u(d, n2) {}
     ArrayXd E, f, G, sin2u, u;  // [n2]
     RowArray sin_u, cos_u;      // [d, n2] for the current row of X1
-    ArrayXd dl;                 // [d]
-    double dvariance = 0.0, dperiod = 0.0;
   };
 
   struct Setup {

@@ -10,8 +10,10 @@ namespace varinf {
 namespace {
 // 0 = not set by varinf: follow the calling thread's OpenMP limit alone.
 std::atomic<int> g_num_threads{0};
-// Below this many flop-like units a parallel region is not worth its start-up cost.
-constexpr double kMinWorkPerThread = 2.0e5;
+// Below this many flop-like units per thread (a few milliseconds) a parallel region is not
+// worth starting: waking a thread that shares its core with another process can cost a
+// scheduler time slice, so small work runs on the calling thread alone.
+constexpr double kMinWorkPerThread = 5.0e6;
 }  // namespace
 
 int num_threads() {

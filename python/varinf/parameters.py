@@ -17,7 +17,9 @@ def _softplus(x):
 
 
 def _inverse_softplus(y):
-    # log(exp(y) - 1), stable for small and large y.
+    # log(exp(y) - 1), stable for small and large y; a value on the lower bound (y = 0, where
+    # softplus underflowed) maps to a large negative raw value instead of -inf.
+    y = np.maximum(y, 1e-300)
     return y + np.log(-np.expm1(-y))
 
 
@@ -45,8 +47,8 @@ class Parameter:
             raise ValueError(f"{self.name} must be a scalar or a 1-D array, got shape {v.shape}")
         if not np.all(np.isfinite(v)):
             raise ValueError(f"{self.name} must be finite, got {v}")
-        if self.lower is not None and np.any(v <= self.lower):
-            raise ValueError(f"{self.name} must be greater than {self.lower:g}, got {v}")
+        if self.lower is not None and np.any(v < self.lower):
+            raise ValueError(f"{self.name} must be at least {self.lower:g}, got {v}")
         if hasattr(self, "_value") and v.shape != self._value.shape:
             raise ValueError(f"{self.name} must keep its shape {self._value.shape}, got {v.shape}")
         self._value = v
