@@ -11,4 +11,5 @@ PYBIND11_MODULE(VARINF_MODULE_NAME, m) {
   bind_kernels(m);
   bind_gp(m);
   bind_linalg(m);
+  bind_sparse(m);
 }
