@@ -50,6 +50,7 @@ class Parameter:
         if hasattr(self, "_value") and v.shape != self._value.shape:
             raise ValueError(f"{self.name} must keep its shape {self._value.shape}, got {v.shape}")
         self._value = v
+        self._raw = None  # derived from the value when first asked for
 
     @property
     def size(self) -> int:
@@ -57,13 +58,16 @@ class Parameter:
 
     @property
     def raw(self) -> np.ndarray:
-        if self.lower is None:
-            return self._value.ravel().copy()
-        return _inverse_softplus(self._value.ravel() - self.lower)
+        if self._raw is None:
+            v = self._value.ravel()
+            self._raw = v.copy() if self.lower is None else _inverse_softplus(v - self.lower)
+        return self._raw.copy()
 
     def set_raw(self, raw) -> None:
-        raw = np.asarray(raw, dtype=np.float64).reshape(self._value.shape)
-        self._value = raw.copy() if self.lower is None else _softplus(raw) + self.lower
+        raw = np.array(raw, dtype=np.float64).ravel()
+        value = raw if self.lower is None else _softplus(raw) + self.lower
+        self._value = value.reshape(self._value.shape).copy()
+        self._raw = raw  # kept: the value may have rounded onto the lower bound
 
     def chain(self, grad_value) -> np.ndarray:
         """Gradient w.r.t. raw from the gradient w.r.t. value."""
