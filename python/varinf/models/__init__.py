@@ -1,5 +1,6 @@
 """varinf's models."""
 
 from .gpr import GPR
+from .sgpr import SGPR
 
-__all__ = ["GPR"]
+__all__ = ["GPR", "SGPR"]
