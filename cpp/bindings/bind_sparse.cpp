@@ -1,6 +1,8 @@
 // Sparse GP models: SGPR (and FITC) collapsed bounds, SVGP ELBO and training loop.
 #include "common.hpp"
+#include "varinf/likelihoods.hpp"
 #include "varinf/sgpr.hpp"
+#include "varinf/svgp.hpp"
 
 namespace varinf::bindings {
 
@@ -88,8 +90,138 @@ void bind_sgpr(py::module_& m) {
   }, "optimal q(u): (mean [m], covariance [m, m])");
 }
 
+CArray copy_out(const RowMatrixXd& M) {
+  CArray out = new_matrix(M.rows(), M.cols());
+  as_matrix(out) = M;
+  return out;
+}
+
+CArray copy_out(const VectorXd& v) { return CArray(v.size(), v.data()); }
+
+void bind_likelihoods(py::module_& m) {
+  py::class_<Likelihood, LikelihoodPtr>(m, "Likelihood", "An immutable likelihood; values come in theta.")
+      .def_property_readonly("num_params", &Likelihood::num_params)
+      .def("variational_expectations", [](const Likelihood& l, const CArray& theta, const CArray& y,
+                                          const CArray& mu, const CArray& var) {
+        const Index k = y.shape(0);
+        if (theta.ndim() != 1 || theta.shape(0) != l.num_params() || y.ndim() != 1 ||
+            mu.ndim() != 1 || var.ndim() != 1 || mu.shape(0) != k || var.shape(0) != k)
+          throw py::value_error("inconsistent likelihood arguments (theta, y [k], mu [k], var [k])");
+        VectorXd dmu(k), dvar(k), dtheta = VectorXd::Zero(l.num_params());
+        double ell;
+        {
+          NoGil nogil;
+          ell = l.variational_expectations(theta.data(), vview(y), vview(mu), vview(var), dmu, dvar,
+                                           dtheta.data());
+        }
+        return py::make_tuple(ell, copy_out(dmu), copy_out(dvar), copy_out(dtheta));
+      }, "(sum of E[log p(y|f)], d/dmu [k], d/dvar [k], d/dtheta summed)")
+      .def("predict_mean_and_var", [](const Likelihood& l, const CArray& theta, const CArray& mu,
+                                      const CArray& var) {
+        CArray ym = new_vector(mu.shape(0)), yv = new_vector(mu.shape(0));
+        auto ym_v = as_vector(ym);
+        auto yv_v = as_vector(yv);
+        {
+          NoGil nogil;
+          l.predict_mean_and_var(theta.data(), vview(mu), vview(var), ym_v, yv_v);
+        }
+        return py::make_tuple(ym, yv);
+      })
+      .def("predict_log_density", [](const Likelihood& l, const CArray& theta, const CArray& y,
+                                     const CArray& mu, const CArray& var) {
+        CArray out = new_vector(y.shape(0));
+        auto o = as_vector(out);
+        {
+          NoGil nogil;
+          l.predict_log_density(theta.data(), vview(y), vview(mu), vview(var), o);
+        }
+        return out;
+      });
+  m.def("gaussian_likelihood", &make_gaussian_likelihood);
+}
+
+// The SVGP state as Python holds it: (kernel, theta, likelihood, lik_theta, Z, q_mu, q_sqrt,
+// whiten, q_diag, mean, num_data, jitter).
+struct SVGPArgs {
+  const Kernel& kernel;
+  CArray theta;
+  const Likelihood& likelihood;
+  CArray lik_theta, Z, q_mu, q_sqrt;
+  bool whiten, q_diag;
+  double mean, num_data, jitter;
+
+  SVGPProblem problem() const {
+    const Index m = Z.shape(0);
+    if (theta.ndim() != 1 || theta.shape(0) != kernel.num_params() || lik_theta.ndim() != 1 ||
+        lik_theta.shape(0) != likelihood.num_params() || Z.ndim() != 2 || m < 1 ||
+        q_mu.ndim() != 1 || q_mu.shape(0) != m ||
+        (q_diag ? (q_sqrt.ndim() != 1 || q_sqrt.shape(0) != m)
+                : (q_sqrt.ndim() != 2 || q_sqrt.shape(0) != m || q_sqrt.shape(1) != m)))
+      throw py::value_error("inconsistent SVGP arguments (theta, lik_theta, Z [m, d], q_mu [m], q_sqrt)");
+    const MatRef qs = q_diag ? MatRef(Eigen::Map<const RowMatrixXd>(q_sqrt.data(), m, 1)) : view(q_sqrt);
+    return {kernel, theta.data(), likelihood, lik_theta.data(), view(Z), vview(q_mu), qs,
+            whiten, q_diag, mean, num_data, jitter};
+  }
+
+  void check_inputs(const CArray& X) const {
+    if (X.ndim() != 2 || X.shape(1) != Z.shape(1))
+      throw py::value_error("X must have as many columns as Z");
+  }
+};
+
+void bind_svgp(py::module_& m) {
+  py::class_<SVGPArgs>(m, "SVGPArgs", "The SVGP parameters at one point (a view of numpy arrays).")
+      .def(py::init<const Kernel&, CArray, const Likelihood&, CArray, CArray, CArray, CArray, bool,
+                    bool, double, double, double>(),
+           py::keep_alive<1, 2>(), py::keep_alive<1, 4>());
+
+  m.def("svgp_elbo_grad", [](const SVGPArgs& a, const CArray& X, const CArray& y) {
+    const SVGPProblem p = a.problem();
+    a.check_inputs(X);
+    if (y.ndim() != 1 || y.shape(0) != X.shape(0)) throw py::value_error("y must have one entry per row of X");
+    SVGPGradient g;
+    {
+      NoGil nogil;
+      g = svgp_elbo_grad(p, view(X), vview(y));
+    }
+    CArray dq_sqrt = a.q_diag ? copy_out(VectorXd(g.dq_sqrt.col(0))) : copy_out(g.dq_sqrt);
+    py::dict grads;
+    grads["theta"] = copy_out(g.dtheta);
+    grads["lik_theta"] = copy_out(g.dlik);
+    grads["q_mu"] = copy_out(g.dq_mu);
+    grads["q_sqrt"] = dq_sqrt;
+    grads["Z"] = copy_out(g.dZ);
+    grads["mean"] = g.dmean;
+    return py::make_tuple(g.elbo, g.kl, grads, g.jitter);
+  }, "(elbo, kl, {name: gradient}, jitter)");
+
+  m.def("svgp_predict", [](const SVGPArgs& a, const CArray& Xnew, bool full_cov) {
+    const SVGPProblem p = a.problem();
+    a.check_inputs(Xnew);
+    const Index ns = Xnew.shape(0);
+    CArray mu = new_vector(ns);
+    CArray var = full_cov ? new_matrix(ns, ns) : new_vector(ns);
+    auto mu_v = as_vector(mu);
+    {
+      NoGil nogil;
+      if (full_cov) {
+        auto cov_m = as_matrix(var);
+        svgp_predict_cov(p, view(Xnew), mu_v, cov_m);
+      } else {
+        auto var_v = as_vector(var);
+        svgp_predict(p, view(Xnew), mu_v, var_v);
+      }
+    }
+    return py::make_tuple(mu, var);
+  }, "latent (mean [n*], variance [n*] or covariance [n*, n*])");
+}
+
 }  // namespace
 
-void bind_sparse(py::module_& m) { bind_sgpr(m); }
+void bind_sparse(py::module_& m) {
+  bind_sgpr(m);
+  bind_likelihoods(m);
+  bind_svgp(m);
+}
 
 }  // namespace varinf::bindings

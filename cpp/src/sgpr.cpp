@@ -20,7 +20,7 @@
 
 #include <cmath>
 
-#include "row_blocks.hpp"
+#include "sparse_common.hpp"
 #include "varinf/linalg.hpp"
 
 namespace varinf {
@@ -69,17 +69,6 @@ Stats data_stats(const SGPRProblem& p) {
   return total;
 }
 
-// L = chol(K(Z, Z) + jitter I) [m, m] (lower triangle; the upper holds K(Z, Z)).
-MatrixXd inducing_cholesky(const SGPRProblem& p, double& jitter) {
-  const Index m = p.Z.rows();
-  MatrixXd L(m, m);
-  Eigen::Map<RowMatrixXd> as_rows(L.data(), m, m);  // symmetric: same matrix either order
-  p.kernel.K_sym(p.theta, p.Z, as_rows);
-  jitter = cholesky_jitter(L, p.jitter, "K(Z, Z) (inducing inputs)");
-  L.triangularView<Eigen::StrictlyUpper>().setZero();
-  return L;
-}
-
 // L^-1 S L^-T for symmetric S [m, m] (both triangles).
 MatrixXd whiten(const MatrixXd& L, const MatrixXd& S) {
   MatrixXd T = S;  // [m, m]
@@ -120,7 +109,7 @@ Collapsed collapse(const SGPRProblem& p) {
   const Index n = p.X.rows();
   const double s2 = p.noise;
   Collapsed o;
-  o.f.L = inducing_cholesky(p, o.f.jitter);
+  o.f.L = detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, o.f.jitter);
   o.st = data_stats(p);
   o.W = whiten(o.f.L, o.st.P);
   o.trW = o.W.trace();

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-__all__ = ["sgpr_bound", "sgpr_upper_bound", "exact_lml"]
+__all__ = ["sgpr_bound", "sgpr_upper_bound", "exact_lml", "svgp_predict_f", "svgp_kl", "svgp_elbo",
+           "gaussian_variational_expectations", "sgpr_optimal_qu_whitened"]
 
 _LOG2PI = np.log(2 * np.pi)
 
@@ -56,3 +57,55 @@ def sgpr_upper_bound(kernel, X, y, Z, noise, mean=0.0, jitter=1e-6):
     v = _solve(LC, A @ r) / corrected  # [m]
     return (-0.5 * n * (_LOG2PI + np.log(noise)) - np.log(np.diag(LB)).sum()
             - 0.5 * r @ r / corrected + 0.5 * v @ v)
+
+
+def gaussian_variational_expectations(y, mu, var, noise):
+    """E_{N(f; mu, var)} log N(y; f, noise), elementwise (MATH.md section 5)."""
+    return -0.5 * (_LOG2PI + np.log(noise)) - 0.5 * ((y - mu) ** 2 + var) / noise
+
+
+def svgp_predict_f(kernel, Z, q_mu, q_sqrt, X, whiten=True, mean=0.0, jitter=1e-6):
+    """Latent mean and variance [B] of the SVGP at X (Hensman et al. 2013; MATH.md section 5).
+    q_sqrt is [m, m] lower triangular or [m] (diagonal)."""
+    m = Z.shape[0]
+    Lq = np.diag(q_sqrt) if q_sqrt.ndim == 1 else np.tril(q_sqrt)  # [m, m]
+    L = _chol(kernel.K(Z) + jitter * np.eye(m))  # [m, m]
+    A = _solve(L, kernel.K(Z, X))  # [m, B]
+    G = A if whiten else scipy.linalg.solve_triangular(L.T, A, lower=False)  # [m, B]
+    mu = G.T @ q_mu + mean  # [B]
+    var = kernel.K_diag(X) - (A ** 2).sum(0) + ((Lq.T @ G) ** 2).sum(0)  # [B]
+    return mu, var
+
+
+def svgp_kl(kernel, Z, q_mu, q_sqrt, whiten=True, jitter=1e-6):
+    """KL[N(q_mu, S) || N(0, I or Kuu)] with S = Lq Lq^T (MATH.md section 5)."""
+    m = Z.shape[0]
+    Lq = np.diag(q_sqrt) if q_sqrt.ndim == 1 else np.tril(q_sqrt)  # [m, m]
+    logdet_S = 2 * np.log(np.abs(np.diag(Lq))).sum()
+    if whiten:
+        return 0.5 * ((Lq ** 2).sum() + q_mu @ q_mu - m - logdet_S)
+    L = _chol(kernel.K(Z) + jitter * np.eye(m))  # [m, m]
+    V, a = _solve(L, Lq), _solve(L, q_mu)
+    return 0.5 * ((V ** 2).sum() + a @ a - m + 2 * np.log(np.diag(L)).sum() - logdet_S)
+
+
+def svgp_elbo(kernel, Z, q_mu, q_sqrt, X, y, num_data, noise=None, whiten=True, mean=0.0,
+              jitter=1e-6, variational_expectations=None):
+    """(num_data / B) sum_batch E[log p(y | f)] - KL. The likelihood is Gaussian with variance
+    ``noise`` unless ``variational_expectations(y, mu, var) -> [B]`` is given."""
+    mu, var = svgp_predict_f(kernel, Z, q_mu, q_sqrt, X, whiten, mean, jitter)
+    if variational_expectations is None:
+        ell = gaussian_variational_expectations(y, mu, var, noise)
+    else:
+        ell = variational_expectations(y, mu, var)
+    return num_data / X.shape[0] * ell.sum() - svgp_kl(kernel, Z, q_mu, q_sqrt, whiten, jitter)
+
+
+def sgpr_optimal_qu_whitened(kernel, X, y, Z, noise, mean=0.0, jitter=1e-6):
+    """The optimal q(v) = N(q_mu, Lq Lq^T) of the whitened SVGP with a Gaussian likelihood
+    (MATH.md section 5): Sigma = (I + A A^T / s2)^-1, q_mu = Sigma A (y - mean) / s2."""
+    m = Z.shape[0]
+    L = _chol(kernel.K(Z) + jitter * np.eye(m))  # [m, m]
+    A = _solve(L, kernel.K(Z, X))  # [m, n]
+    Sigma = np.linalg.inv(np.eye(m) + A @ A.T / noise)  # [m, m]
+    return Sigma @ A @ (y - mean) / noise, _chol(Sigma)

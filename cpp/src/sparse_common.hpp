@@ -1,5 +1,7 @@
-// Private helper of the sparse models: a sum over blocks of data rows, spread over threads.
+// Private helpers of the sparse models (SGPR, SVGP): the inducing covariance's Cholesky factor
+// and sums over blocks of data rows spread over threads.
 //
+// over_row_blocks:
 // Each thread owns an accumulator (its own copy of the sufficient statistics or gradients) and
 // a contiguous run of blocks (static schedule); the accumulators are then combined in thread
 // order, so a result is the same from run to run for a given thread count. Inside the region
@@ -13,10 +15,25 @@
 #include <algorithm>
 #include <vector>
 
+#include "varinf/kernels.hpp"
+#include "varinf/linalg.hpp"
 #include "varinf/threads.hpp"
 #include "varinf/types.hpp"
 
 namespace varinf::detail {
+
+// L = chol(K(Z, Z) + jitter I) [m, m], strict upper triangle zero; `used` gets the jitter the
+// factorisation needed (the jitter policy of MATH.md section 2).
+inline MatrixXd inducing_cholesky(const Kernel& kernel, const double* theta, MatRef Z, double jitter,
+                                  double& used) {
+  const Index m = Z.rows();
+  MatrixXd L(m, m);
+  Eigen::Map<RowMatrixXd> as_rows(L.data(), m, m);  // symmetric: same matrix either order
+  kernel.K_sym(theta, Z, as_rows);
+  used = cholesky_jitter(L, jitter, "K(Z, Z) (inducing inputs)");
+  L.triangularView<Eigen::StrictlyUpper>().setZero();
+  return L;
+}
 
 // Rows per block: about `target` doubles of a [width, rows] block, within [32, 4096].
 inline Index rows_per_block(Index width, Index target = Index(1) << 18) {
