@@ -216,12 +216,106 @@ void bind_svgp(py::module_& m) {
   }, "latent (mean [n*], variance [n*] or covariance [n*, n*])");
 }
 
+using IndexArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+SVGPLayout make_layout(KernelPtr kernel, LikelihoodPtr likelihood, Index m, Index d, bool has_mean,
+                       bool whiten, bool q_diag, const IndexArray& index, const CArray& fixed,
+                       const CArray& lower, double num_data, double jitter) {
+  SVGPLayout l;
+  l.kernel = std::move(kernel);
+  l.likelihood = std::move(likelihood);
+  l.m = m;
+  l.d = d;
+  l.has_mean = has_mean;
+  l.whiten = whiten;
+  l.q_diag = q_diag;
+  l.num_data = num_data;
+  l.jitter = jitter;
+  l.index.assign(index.data(), index.data() + index.size());
+  l.fixed = Eigen::Map<const VectorXd>(fixed.data(), fixed.size());
+  l.lower = Eigen::Map<const VectorXd>(lower.data(), lower.size());
+  bool ok = m >= 1 && d >= 1 && Index(l.index.size()) == l.num_values() && l.fixed.size() == l.num_values();
+  for (Index j : l.index) ok = ok && j < l.lower.size();
+  if (!ok) throw py::value_error("inconsistent SVGP layout");
+  return l;
+}
+
+void check_data(const SVGPLayout& l, const VectorXd& x, const CArray& X, const CArray& y) {
+  if (x.size() != l.lower.size()) throw py::value_error("x has the wrong size for this layout");
+  if (X.ndim() != 2 || X.shape(1) != l.d || y.ndim() != 1 || y.shape(0) != X.shape(0))
+    throw py::value_error("X must be [n, d] with d the width of Z, and y [n]");
+}
+
+void check_data_for(const SVGPTrainer& t, const CArray& X, const CArray& y) {
+  check_data(t.layout(), t.x(), X, y);
+}
+
+py::array_t<double> as_array(const std::vector<double>& v) {
+  return py::array_t<double>(py::ssize_t(v.size()), v.data());
+}
+
+void bind_svgp_training(py::module_& m) {
+  py::class_<SVGPLayout>(m, "SVGPLayout", "How the unconstrained vector x maps onto the SVGP's values.")
+      .def(py::init(&make_layout))
+      .def_property_readonly("num_values", &SVGPLayout::num_values);
+
+  m.def("svgp_elbo_grad_x", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y) {
+    const VectorXd xv = vview(x);
+    check_data(l, xv, X, y);
+    VectorXd grad;
+    double elbo, jitter;
+    {
+      NoGil nogil;
+      elbo = svgp_elbo_grad_x(l, xv, view(X), vview(y), grad, &jitter);
+    }
+    return py::make_tuple(elbo, copy_out(grad), jitter);
+  }, "(elbo, d elbo / dx, jitter)");
+
+  py::class_<SVGPTrainer>(m, "SVGPTrainer", "Adam on the SVGP ELBO over minibatches, in C++.")
+      .def(py::init([](const SVGPLayout& l, const CArray& x0, double lr, double beta1, double beta2,
+                       double eps, std::uint64_t seed) {
+             const VectorXd x = vview(x0);
+             if (x.size() != l.lower.size()) throw py::value_error("x0 has the wrong size for this layout");
+             return SVGPTrainer(l, x, AdamOptions{lr, beta1, beta2, eps}, seed);
+           }))
+      .def("run", [](SVGPTrainer& t, const CArray& X, const CArray& y, Index batch_size, Index steps) {
+        check_data_for(t, X, y);
+        if (batch_size < 1 || batch_size > X.shape(0)) throw py::value_error("batch_size must be in [1, n]");
+        std::vector<double> elbos;
+        {
+          NoGil nogil;
+          elbos = t.run(view(X), vview(y), batch_size, steps);
+        }
+        return as_array(elbos);
+      }, "ELBO of each step taken [<= steps]")
+      .def("run_batches", [](SVGPTrainer& t, const CArray& X, const CArray& y, const IndexArray& batches) {
+        check_data_for(t, X, y);
+        if (batches.ndim() != 2) throw py::value_error("batches must be [steps, batch_size]");
+        const std::int64_t* b = batches.data();
+        for (py::ssize_t i = 0; i < batches.size(); ++i)
+          if (b[i] < 0 || b[i] >= X.shape(0)) throw py::value_error("batch row index out of range");
+        const Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
+            bm(b, batches.shape(0), batches.shape(1));
+        std::vector<double> elbos;
+        {
+          NoGil nogil;
+          elbos = t.run_batches(view(X), vview(y), bm);
+        }
+        return as_array(elbos);
+      }, "ELBO of each step taken, on the given batches of row indices [steps, batch_size]")
+      .def_property_readonly("x", [](const SVGPTrainer& t) { return copy_out(t.x()); })
+      .def_property_readonly("steps_done", &SVGPTrainer::steps_done)
+      .def_property_readonly("failed", &SVGPTrainer::failed)
+      .def_property_readonly("failed_step", &SVGPTrainer::failed_step);
+}
+
 }  // namespace
 
 void bind_sparse(py::module_& m) {
   bind_sgpr(m);
   bind_likelihoods(m);
   bind_svgp(m);
+  bind_svgp_training(m);
 }
 
 }  // namespace varinf::bindings

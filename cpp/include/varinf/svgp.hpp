@@ -6,6 +6,11 @@
 // Whitened (the default): u = L v with Kuu = L L^T and q(v) = N(q_mu, S), p(v) = N(0, I).
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <vector>
+
 #include "varinf/kernels.hpp"
 #include "varinf/likelihoods.hpp"
 #include "varinf/types.hpp"
@@ -46,5 +51,79 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y);
 void svgp_predict(const SVGPProblem& p, MatRef Xnew, VecOut mean, VecOut var);
 // Latent predictive mean and full covariance [n*, n*].
 void svgp_predict_cov(const SVGPProblem& p, MatRef Xnew, VecOut mean, MatOut cov);
+
+// ---------------------------------------------------------------------------------------------
+// Training: Adam on an unconstrained vector x, the minibatch loop and sampling in C++.
+//
+// The model's values, flattened in one order: [kernel theta (p), likelihood theta (q),
+// mean (0 or 1), q_mu (m), q_sqrt (m (m + 1) / 2 lower-triangle entries row by row, or m when
+// q_diag), Z (m d row-major)]. Value i is fixed[i] when index[i] < 0, else it comes from
+// x[index[i]]: softplus(x) + lower when lower[index[i]] is finite (the Parameter transform of
+// MATH.md section 1), x itself when lower is NaN. Several values may share one x entry (tied
+// parameters); their gradients add up.
+struct SVGPLayout {
+  KernelPtr kernel;
+  LikelihoodPtr likelihood;
+  Index m = 0, d = 0;
+  bool has_mean = false, whiten = true, q_diag = false;
+  std::vector<Index> index;  // [num values]
+  VectorXd fixed;            // [num values]
+  VectorXd lower;            // [x size]
+  double num_data = 1.0;
+  double jitter = 1e-6;
+
+  Index num_values() const;
+};
+
+// The ELBO on a batch and its gradient with respect to x (dELBO/dx [x size]).
+double svgp_elbo_grad_x(const SVGPLayout& layout, const VectorXd& x, MatRef X, VecRef y,
+                        VectorXd& grad_x, double* jitter_used = nullptr);
+
+struct AdamOptions {
+  double learning_rate = 0.01;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+};
+
+// Adam (Kingma & Ba 2015, Algorithm 1) ascending the ELBO over x, with minibatches drawn
+// without replacement (a fresh permutation of the rows each epoch; a last partial batch is
+// dropped). State persists between calls to run(), so a Python loop can call back every k
+// steps. A step whose ELBO or gradient is not finite stops the run and x is restored to the
+// last finite point (failed() tells; failed_step() is the step's number).
+class SVGPTrainer {
+ public:
+  SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::uint64_t seed);
+
+  // Up to `steps` steps on batches of `batch_size` rows of (X [n, d], y [n]); returns the
+  // ELBO of each step taken.
+  std::vector<double> run(MatRef X, VecRef y, Index batch_size, Index steps);
+  // The same with given batches: row indices [steps, batch_size] (for side-by-side runs).
+  using BatchMatrix =
+      Eigen::Ref<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  std::vector<double> run_batches(MatRef X, VecRef y, const BatchMatrix& batches);
+
+  const VectorXd& x() const { return x_; }
+  const SVGPLayout& layout() const { return layout_; }
+  Index steps_done() const { return t_; }
+  bool failed() const { return failed_; }
+  Index failed_step() const { return failed_step_; }
+
+ private:
+  using BatchRows = std::function<void(Index step, std::vector<Index>& rows)>;
+  std::vector<double> advance(MatRef X, VecRef y, Index steps, const BatchRows& fill);
+  bool step(MatRef Xb, VecRef yb, double& elbo);  // false when not finite (x unchanged)
+  void next_batch(Index n, Index batch_size, std::vector<Index>& rows);
+
+  SVGPLayout layout_;
+  VectorXd x_, m1_, m2_, x_last_, grad_;  // parameters, Adam moments, last finite x, gradient
+  AdamOptions adam_;
+  Index t_ = 0;
+  bool failed_ = false;
+  Index failed_step_ = -1;
+  std::mt19937_64 rng_;
+  std::vector<Index> order_;  // the current epoch's permutation
+  Index cursor_ = 0;
+};
 
 }  // namespace varinf

@@ -2,5 +2,6 @@
 
 from .gpr import GPR
 from .sgpr import SGPR
+from .svgp import SVGP
 
-__all__ = ["GPR", "SGPR"]
+__all__ = ["GPR", "SGPR", "SVGP"]

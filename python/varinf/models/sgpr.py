@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.cluster.vq
 
 from .._loader import core as _core
 from .._validation import as_matrix, as_positive_int
@@ -14,10 +15,27 @@ from ..optimize import maximize
 from ..parameters import Parameter, ParameterVector
 from ._regression import GaussianRegression
 
-__all__ = ["SGPR"]
+__all__ = ["SGPR", "inducing_points"]
 
 # Jitter added to the diagonal of K(Z, Z) (MATH.md section 2; GPflow's default).
 KUU_JITTER = 1e-6
+
+# k-means runs on at most this many rows of X.
+_KMEANS_SAMPLE = 20000
+
+
+def inducing_points(X, m: int, seed=None) -> np.ndarray:
+    """m inducing inputs [m, d]: k-means centres (scipy's kmeans2, k-means++ start, seeded) of
+    X or of a random sample of its rows (MATH.md defaults)."""
+    X = as_matrix(X, "X")
+    m = as_positive_int(m, "m")
+    if m > X.shape[0]:
+        raise ValueError(f"m must be at most the number of rows of X ({X.shape[0]}), got {m}")
+    rng = np.random.default_rng(seed)
+    if X.shape[0] > _KMEANS_SAMPLE:
+        X = X[rng.choice(X.shape[0], _KMEANS_SAMPLE, replace=False)]
+    centres, _ = scipy.cluster.vq.kmeans2(X, m, minit="++", seed=rng)
+    return np.ascontiguousarray(centres)
 
 
 class SGPR(GaussianRegression):
@@ -28,7 +46,8 @@ class SGPR(GaussianRegression):
     X : array_like [n, d]
     y : array_like [n] (or [n, 1])
     kernel : varinf.kernels.Kernel
-    Z : array_like [m, d], the inducing inputs (learned by ``fit`` unless ``train_Z=False``)
+    Z : array_like [m, d], the inducing inputs (learned by ``fit`` unless ``train_Z=False``),
+        or an int m: k-means centres of X
     noise_variance : float, the Gaussian noise variance (learned; > 1e-6)
     mean : None or "zero", "constant" (learned, starts at mean(y)) or a number
     train_Z : bool, whether ``fit`` moves the inducing inputs
@@ -41,6 +60,8 @@ class SGPR(GaussianRegression):
     def __init__(self, X, y, kernel: Kernel, Z, noise_variance: float = 1.0, mean=None,
                  train_Z: bool = True):
         self._init_data(X, y, kernel, noise_variance, mean)
+        if isinstance(Z, (int, np.integer)) and not isinstance(Z, (bool, np.bool_)):
+            Z = inducing_points(self.X, Z, seed=0)
         Z = as_matrix(Z, "Z", d=self.X.shape[1])  # [m, d]
         self._Z = Parameter("Z", Z.ravel(), lower=None, trainable=train_Z)
         self._Z_shape = Z.shape
