@@ -6,8 +6,7 @@
 // a contiguous run of blocks (static schedule); the accumulators are then combined in thread
 // order, so a result is the same from run to run for a given thread count. Inside the region
 // every thread limits its own OpenMP setting to 1, so the kernel calls and Eigen products in a
-// block run on that thread alone (no nested pools, no oversubscription). With one thread the
-// region is inactive and the kernel and Eigen keep their own parallelism.
+// block run on that thread alone (no nested pools, no oversubscription).
 #pragma once
 
 #include <omp.h>
@@ -41,15 +40,30 @@ inline Index rows_per_block(Index width, Index target = Index(1) << 18) {
 }
 
 // acc = make(); body(start, rows, acc) for each block of [0, n); returns the accumulators
-// of the threads that ran, in thread order (the caller combines them).
+// of the threads that ran, in thread order (the caller combines them). Blocks have at most
+// max_block rows and are cut so that every thread `work` deserves gets one or more.
 template <class Acc, class Make, class Body>
-std::vector<Acc> over_row_blocks(Index n, Index block, double work, Make make, Body body) {
+std::vector<Acc> over_row_blocks(Index n, Index max_block, double work, Make make, Body body) {
+  const int want = threads_for(work);
+  const Index block = std::clamp<Index>((n + want - 1) / want, 32, std::max<Index>(max_block, 32));
   const Index num_blocks = (n + block - 1) / block;
-  const int nt = static_cast<int>(std::max<Index>(1, std::min<Index>(threads_for(work), num_blocks)));
+  const int nt = static_cast<int>(std::min<Index>(want, num_blocks));
   std::vector<Acc> accs(nt);
+  if (nt == 1) {
+    // Too little work for threads: keep Eigen's products (which split at ~50k flops) and the
+    // kernel on this thread too; a pool's wake-up costs more here, far more on a busy machine.
+    struct OneThread {
+      int saved = omp_get_max_threads();
+      OneThread() { omp_set_num_threads(1); }
+      ~OneThread() { omp_set_num_threads(saved); }
+    } one;
+    accs[0] = make();
+    for (Index start = 0; start < n; start += block) body(start, std::min(block, n - start), accs[0]);
+    return accs;
+  }
 #pragma omp parallel num_threads(nt)
   {
-    if (nt > 1) omp_set_num_threads(1);  // this thread's setting only, for the region's life
+    omp_set_num_threads(1);  // this thread's setting only, for the region's life
     Acc acc = make();
 #pragma omp for schedule(static)
     for (Index k = 0; k < num_blocks; ++k) {

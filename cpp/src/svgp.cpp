@@ -150,12 +150,6 @@ double add_kl(const SVGPProblem& p, const MatrixXd& L, const MatrixXd& Lq, Acc& 
   return kl;
 }
 
-// Rows per block for a batch of B rows: one run per thread when the batch is small.
-Index batch_block(Index B, Index m) {
-  const Index per_thread = (B + num_threads() - 1) / num_threads();
-  return std::clamp<Index>(per_thread, 32, detail::rows_per_block(m));
-}
-
 }  // namespace
 
 SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y) {
@@ -179,7 +173,7 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y) {
     forward(p, L, Lq, X.middleRows(s, k), b);
     reverse(p, L, Lq, X.middleRows(s, k), y.segment(s, k), scale, b, acc);
   };
-  auto accs = detail::over_row_blocks<Acc>(B, batch_block(B, m), 12.0 * B * m * m, make, body);
+  auto accs = detail::over_row_blocks<Acc>(B, detail::rows_per_block(m), 12.0 * B * m * m, make, body);
   Acc acc = std::move(accs[0]);
   for (size_t t = 1; t < accs.size(); ++t) {
     acc.ell += accs[t].ell;

@@ -5,6 +5,7 @@
 #include <functional>
 #include <numeric>
 
+#include "varinf/errors.hpp"
 #include "varinf/svgp.hpp"
 
 namespace varinf {
@@ -136,7 +137,13 @@ std::vector<double> SVGPTrainer::advance(MatRef X, VecRef y, Index steps, const 
     fill(s, rows);
     gather(X, y, rows, Xb, yb);
     double elbo;
-    if (!step(Xb, yb, elbo)) {
+    bool ok;
+    try {
+      ok = step(Xb, yb, elbo);
+    } catch (const LinAlgError&) {  // K(Z, Z) not factorisable even with jitter: as non-finite
+      ok = false;
+    }
+    if (!ok) {
       failed_ = true;
       failed_step_ = t_ + 1;
       x_ = x_last_;

@@ -89,8 +89,9 @@ struct AdamOptions {
 // Adam (Kingma & Ba 2015, Algorithm 1) ascending the ELBO over x, with minibatches drawn
 // without replacement (a fresh permutation of the rows each epoch; a last partial batch is
 // dropped). State persists between calls to run(), so a Python loop can call back every k
-// steps. A step whose ELBO or gradient is not finite stops the run and x is restored to the
-// last finite point (failed() tells; failed_step() is the step's number).
+// steps. A step whose ELBO or gradient is not finite (or whose K(Z, Z) cannot be factorised)
+// stops the run and x is restored to the last finite point (failed() tells; failed_step() is
+// the step's number).
 class SVGPTrainer {
  public:
   SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::uint64_t seed);

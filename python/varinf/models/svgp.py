@@ -194,11 +194,12 @@ class SVGP:
         return (value, grad) if return_grad else value
 
     # --- training ------------------------------------------------------------------------------
-    def fit(self, X, y, iterations: int | None = None, epochs: int | None = None, batch_size: int = 256,
+    def fit(self, X, y, iterations: int | None = None, epochs: int | None = None, batch_size: int | None = None,
             learning_rate: float = 0.01, seed=None, callback=None, progress: bool = True):
         """Adam on minibatches of (X, y), in C++.
 
-        ``iterations`` steps, or ``epochs`` passes over the data (n // batch_size steps each);
+        ``iterations`` steps, or ``epochs`` passes over the data (n // batch_size steps each;
+        batch_size defaults to min(n, 256));
         1000 steps when neither is given. ``callback(model, step, elbo)`` is called a few times
         a second with the model's parameters current; returning True stops training. A step
         whose ELBO is not finite stops training with a warning naming the step, and the
@@ -209,7 +210,7 @@ class SVGP:
             self._set_inducing(inducing_points(X, self._num_inducing, seed))
         X, y = self._data(X, y)
         n = X.shape[0]
-        batch_size = as_positive_int(batch_size, "batch_size")
+        batch_size = min(n, 256) if batch_size is None else as_positive_int(batch_size, "batch_size")
         if batch_size > n:
             raise ValueError(f"batch_size must be at most the number of rows of X ({n}), got {batch_size}")
         if iterations is not None and epochs is not None:
@@ -238,8 +239,8 @@ class SVGP:
                 if elbos.size:
                     bar.update(elbos[-1] / self.num_data, steps=elbos.size)
                 if trainer.failed:
-                    warnings.warn(f"the ELBO was not finite at step {trainer.failed_step}; training stopped "
-                                  "and the parameters are those of the last finite step",
+                    warnings.warn(f"the ELBO was not finite at step {trainer.failed_step} of this fit; training "
+                                  "stopped and the parameters are those of the last finite step",
                                   RuntimeWarning, stacklevel=2)
                     break
                 if callback is not None and elbos.size and callback(self, done, float(elbos[-1])):
