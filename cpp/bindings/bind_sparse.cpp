@@ -138,6 +138,17 @@ void bind_likelihoods(py::module_& m) {
         return out;
       });
   m.def("gaussian_likelihood", &make_gaussian_likelihood);
+  m.def("bernoulli_probit_likelihood", &make_bernoulli_probit_likelihood, py::arg("points"));
+  m.def("poisson_likelihood", &make_poisson_likelihood, py::arg("points"));
+  m.def("student_t_likelihood", &make_student_t_likelihood, py::arg("df"), py::arg("points"));
+  m.def("gauss_hermite_normal", [](int points) {
+    if (points < 1) throw py::value_error("points must be >= 1");
+    VectorXd x, w;
+    gauss_hermite_normal(points, x, w);
+    return py::make_tuple(copy_out(x), copy_out(w));
+  }, "(nodes, weights) for E over N(0, 1)");
+  m.def("log_ndtr", py::vectorize(&log_ndtr));
+  m.def("inverse_mills", py::vectorize(&inverse_mills));
 }
 
 // The SVGP state as Python holds it: (kernel, theta, likelihood, lik_theta, Z, q_mu, q_sqrt,

@@ -14,11 +14,11 @@ import abc
 import numpy as np
 
 from ._loader import core as _core
-from ._validation import as_vector
+from ._validation import as_positive_int, as_vector
 from .models._common import NOISE_LOWER
 from .parameters import Parameter
 
-__all__ = ["Likelihood", "Gaussian"]
+__all__ = ["Likelihood", "Gaussian", "Bernoulli", "Poisson", "StudentT"]
 
 
 class Likelihood(abc.ABC):
@@ -89,3 +89,78 @@ class Gaussian(Likelihood):
 
     def _build(self):
         return _core.gaussian_likelihood()
+
+
+# Gauss-Hermite points for the quadrature likelihoods (MATH.md section 5: GPflow, GPy and
+# GPyTorch all use 20).
+QUADRATURE_POINTS = 20
+
+
+class Bernoulli(Likelihood):
+    """Binary y in {0, 1} with p(y = 1 | f) = Phi(f) (probit link). ``predict_y`` gives
+    p(y* = 1)."""
+
+    def __init__(self, quadrature_points: int = QUADRATURE_POINTS):
+        super().__init__()
+        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points")
+
+    @property
+    def parameters(self):
+        return []
+
+    def _build(self):
+        return _core.bernoulli_probit_likelihood(self.quadrature_points)
+
+    def check_targets(self, y, name="y", n=None):
+        y = as_vector(y, name, n=n)
+        if not np.all((y == 0) | (y == 1)):
+            raise ValueError(f"{name} must hold labels 0 or 1 for a Bernoulli likelihood, got "
+                             f"{np.unique(y[(y != 0) & (y != 1)])[:5]}")
+        return y
+
+
+class Poisson(Likelihood):
+    """Counts y in {0, 1, 2, ...} with rate exp(f). ``predict_y`` gives the rate's mean."""
+
+    def __init__(self, quadrature_points: int = QUADRATURE_POINTS):
+        super().__init__()
+        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points")
+
+    @property
+    def parameters(self):
+        return []
+
+    def _build(self):
+        return _core.poisson_likelihood(self.quadrature_points)
+
+    def check_targets(self, y, name="y", n=None):
+        y = as_vector(y, name, n=n)
+        bad = (y < 0) | (y != np.round(y))
+        if np.any(bad):
+            raise ValueError(f"{name} must hold non-negative integer counts for a Poisson likelihood, "
+                             f"got {np.unique(y[bad])[:5]}")
+        return y
+
+
+class StudentT(Likelihood):
+    """y = f + scale * t_df noise (heavy tails); ``df`` fixed, ``scale`` learned."""
+
+    def __init__(self, scale: float = 1.0, df: float = 3.0, quadrature_points: int = QUADRATURE_POINTS):
+        super().__init__()
+        self._scale = Parameter("scale", scale, lower=NOISE_LOWER)
+        if self._scale.size != 1:
+            raise ValueError("scale must be a scalar")
+        df = float(df)
+        if not (np.isfinite(df) and df > 0):
+            raise ValueError(f"df must be positive, got {df}")
+        self.df = df
+        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points")
+
+    scale = property(lambda self: float(self._scale.value), lambda self, v: setattr(self._scale, "value", v))
+
+    @property
+    def parameters(self):
+        return [self._scale]
+
+    def _build(self):
+        return _core.student_t_likelihood(self.df, self.quadrature_points)

@@ -37,5 +37,22 @@ using LikelihoodPtr = std::shared_ptr<Likelihood>;
 
 // Gaussian, theta = [noise variance]: everything in closed form.
 LikelihoodPtr make_gaussian_likelihood();
+// Bernoulli with the probit link, y in {0, 1}, no parameters: Gauss-Hermite quadrature with
+// `points` nodes for the variational expectation; predictive moments in closed form.
+LikelihoodPtr make_bernoulli_probit_likelihood(int points);
+// Poisson with the exp link (rate e^f), y in {0, 1, 2, ...}, no parameters: the variational
+// expectation and moments in closed form, the predictive density by quadrature.
+LikelihoodPtr make_poisson_likelihood(int points);
+// Student-t with `df` degrees of freedom (fixed) around f, theta = [scale]: quadrature.
+LikelihoodPtr make_student_t_likelihood(double df, int points);
+
+// Gauss-Hermite rule for E_{N(0, 1)}: x_k, w_k with sum_k w_k g(x_k) ~ E[g(z)], z ~ N(0, 1)
+// (the physicists' nodes times sqrt 2 and weights over sqrt pi), by Golub-Welsch.
+void gauss_hermite_normal(int points, VectorXd& nodes, VectorXd& weights);
+
+// log Phi(z), the log of the standard normal CDF, without underflow for very negative z, and
+// the inverse Mills ratio phi(z) / Phi(z).
+double log_ndtr(double z);
+double inverse_mills(double z);
 
 }  // namespace varinf
