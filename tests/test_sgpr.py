@@ -44,15 +44,28 @@ def central_fd(f, x, h=1e-5):
 
 
 @pytest.mark.parametrize("kernel", kernels(), ids=lambda k: type(k).__name__)
-def test_cpp_gradient_matches_central_differences(data, kernel):
+def test_fitc_equals_dense_reference(data, kernel):
+    X, y, Z = data
+    model = vi.FITC(X, y, kernel, Z, noise_variance=0.07, mean=0.3)
+    np.testing.assert_allclose(model.log_marginal_likelihood(), ref.fitc_lml(kernel, X, y, Z, 0.07, 0.3),
+                               rtol=1e-10)
+
+
+OBJECTIVES = {"sgpr": (core.sgpr_factor, core.sgpr_bound_grad), "fitc": (core.fitc_factor, core.fitc_lml_grad)}
+
+
+@pytest.mark.parametrize("objective", ["sgpr", "fitc"])
+@pytest.mark.parametrize("kernel", kernels(), ids=lambda k: type(k).__name__)
+def test_cpp_gradient_matches_central_differences(data, kernel, objective):
     X, y, Z = data
     kc, theta = kernel.core(), kernel.theta()
     s2, mu, jit = 0.07, 0.3, 1e-6
+    factor, value_grad = OBJECTIVES[objective]
 
     def bound(theta=theta, Z=Z, s2=s2, mu=mu):
-        return core.sgpr_factor(kc, theta, X, y, np.ascontiguousarray(Z), s2, mu, jit).bound
+        return factor(kc, theta, X, y, np.ascontiguousarray(Z), s2, mu, jit).bound
 
-    b, dtheta, dZ, dnoise, dmean, _ = core.sgpr_bound_grad(kc, theta, X, y, Z, s2, mu, jit)
+    b, dtheta, dZ, dnoise, dmean, _ = value_grad(kc, theta, X, y, Z, s2, mu, jit)
     assert b == pytest.approx(bound(), rel=1e-12)
     np.testing.assert_allclose(dtheta, central_fd(lambda t: bound(theta=t), theta), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dZ, central_fd(lambda z: bound(Z=z), Z), rtol=1e-5, atol=1e-5)
@@ -111,6 +124,38 @@ def test_inducing_at_data_equals_gpr(data, rng, monkeypatch):
             np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-8)
     np.testing.assert_allclose(sgpr.predict_log_density(Xs, np.sin(Xs[:, 0])),
                                gpr.predict_log_density(Xs, np.sin(Xs[:, 0])), rtol=1e-7)
+
+
+def test_fitc_with_inducing_at_data_equals_gpr(data, rng, monkeypatch):
+    X, y, _ = data
+    X, y = X[:60], y[:60]
+    kernel = K.Matern52(1.4, [0.9, 1.6])
+    gpr = vi.GPR(X, y, kernel, noise_variance=0.07, mean=0.2)
+    monkeypatch.setattr(vi.models.sgpr, "KUU_JITTER", 1e-11)
+    fitc = vi.FITC(X, y, kernel, X, noise_variance=0.07, mean=0.2)
+    assert fitc.log_marginal_likelihood() == pytest.approx(gpr.log_marginal_likelihood(), abs=1e-6)
+    Xs = rng.uniform(-3, 3, size=(20, 2))
+    for full_cov in (False, True):
+        for a, b in zip(fitc.predict_y(Xs, full_cov), gpr.predict_y(Xs, full_cov)):
+            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-8)
+
+
+def test_fitc_fit_and_gradient_chain(data):
+    X, y, Z = data
+    model = vi.FITC(X, y, K.SquaredExponential(1.4, [0.9, 1.6]), Z, noise_variance=0.3, mean="constant")
+    params = vi.parameters.ParameterVector(model.parameters)
+    _, grad = model.log_marginal_likelihood(return_grad=True)
+
+    def f(x):
+        params.set(x)
+        return model.log_marginal_likelihood()
+
+    np.testing.assert_allclose(grad, central_fd(f, params.get()), rtol=1e-5, atol=1e-5)
+    before = model.log_marginal_likelihood()
+    model.fit(max_iter=200)
+    assert model.log_marginal_likelihood() > before + 50
+    assert np.isnan(model._posterior().upper_bound)
+    assert not hasattr(model, "elbo") and not hasattr(vi.SGPR, "log_marginal_likelihood")
 
 
 def test_optimal_qu_is_the_prediction_at_Z(data):

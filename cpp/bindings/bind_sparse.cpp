@@ -32,26 +32,35 @@ void bind_sgpr(py::module_& m) {
       .def_readonly("upper_bound", &SGPRFactor::upper_bound)
       .def_readonly("jitter", &SGPRFactor::jitter);
 
-  m.def("sgpr_factor", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
+  // SGPR's bound and FITC's log marginal likelihood share arguments and results.
+  using FactorFn = SGPRFactor (*)(const SGPRProblem&);
+  using GradFn = SGPRGradient (*)(const SGPRProblem&);
+  const std::pair<const char*, FactorFn> factors[] = {{"sgpr_factor", &sgpr_factor}, {"fitc_factor", &fitc_factor}};
+  const std::pair<const char*, GradFn> grads[] = {{"sgpr_bound_grad", &sgpr_bound_grad},
+                                                  {"fitc_lml_grad", &fitc_lml_grad}};
+  for (const auto& [name, fn] : factors) {
+    m.def(name, [fn = fn](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                           const CArray& Z, double noise, double mean, double jitter) {
-    const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
-    NoGil nogil;
-    return sgpr_factor(p);
-  });
-
-  m.def("sgpr_bound_grad", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                              const CArray& Z, double noise, double mean, double jitter) {
-    const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
-    SGPRGradient g;
-    {
+      const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
       NoGil nogil;
-      g = sgpr_bound_grad(p);
-    }
-    CArray dZ = new_matrix(g.dZ.rows(), g.dZ.cols());
-    as_matrix(dZ) = g.dZ;
-    return py::make_tuple(g.bound, CArray(g.dtheta.size(), g.dtheta.data()), dZ, g.dnoise, g.dmean,
-                          g.jitter);
-  }, "(bound, dF/dtheta, dF/dZ, dF/dnoise, dF/dmean, jitter)");
+      return fn(p);
+    });
+  }
+  for (const auto& [name, fn] : grads) {
+    m.def(name, [fn = fn](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
+                          const CArray& Z, double noise, double mean, double jitter) {
+      const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
+      SGPRGradient g;
+      {
+        NoGil nogil;
+        g = fn(p);
+      }
+      CArray dZ = new_matrix(g.dZ.rows(), g.dZ.cols());
+      as_matrix(dZ) = g.dZ;
+      return py::make_tuple(g.bound, CArray(g.dtheta.size(), g.dtheta.data()), dZ, g.dnoise, g.dmean,
+                            g.jitter);
+    }, "(objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)");
+  }
 
   m.def("sgpr_predict", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                            const CArray& Z, double noise, double mean, double jitter,

@@ -13,7 +13,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from ._errors import LinAlgError  # noqa: E402
 from ._loader import core as _core, variant as build_variant  # noqa: E402
 from . import kernels  # noqa: E402
-from .models import GPR, SGPR, SVGP  # noqa: E402
+from .models import FITC, GPR, SGPR, SVGP  # noqa: E402
 from . import likelihoods  # noqa: E402
 from . import datasets, linalg  # noqa: E402
 
@@ -33,4 +33,4 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
-__all__ = ["GPR", "SGPR", "SVGP", "likelihoods", "datasets", "kernels", "linalg", "LinAlgError", "get_num_threads", "set_num_threads", "build_variant", "__version__"]
+__all__ = ["GPR", "SGPR", "FITC", "SVGP", "likelihoods", "datasets", "kernels", "linalg", "LinAlgError", "get_num_threads", "set_num_threads", "build_variant", "__version__"]

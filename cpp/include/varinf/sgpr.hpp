@@ -55,4 +55,11 @@ void sgpr_predict_cov(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, Ve
 // The optimal q(u) = N(mu, S) of u = f(Z) (Titsias 2009 eq. 10): mu [m], S [m, m].
 void sgpr_qu(const SGPRProblem& p, const SGPRFactor& f, VecOut mu, MatOut S);
 
+// FITC (Snelson & Ghahramani 2006): the exact log marginal likelihood of the model
+// y ~ N(mean, Qff + Lambda), Lambda = diag(Kff - Qff) + s2n I, on the same blocked machinery.
+// The factor has the same meaning for predictions (sgpr_predict, sgpr_qu work unchanged);
+// its `bound` holds the FITC log marginal likelihood and `upper_bound` is NaN.
+SGPRFactor fitc_factor(const SGPRProblem& p);
+SGPRGradient fitc_lml_grad(const SGPRProblem& p);
+
 }  // namespace varinf

@@ -1,7 +1,7 @@
 """varinf's models."""
 
 from .gpr import GPR
-from .sgpr import SGPR
+from .sgpr import FITC, SGPR
 from .svgp import SVGP
 
-__all__ = ["GPR", "SGPR", "SVGP"]
+__all__ = ["GPR", "SGPR", "FITC", "SVGP"]

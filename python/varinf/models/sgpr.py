@@ -15,7 +15,7 @@ from ..optimize import maximize
 from ..parameters import Parameter, ParameterVector
 from ._regression import GaussianRegression
 
-__all__ = ["SGPR", "inducing_points"]
+__all__ = ["SGPR", "FITC", "inducing_points"]
 
 # Jitter added to the diagonal of K(Z, Z) (MATH.md section 2; GPflow's default).
 KUU_JITTER = 1e-6
@@ -38,24 +38,16 @@ def inducing_points(X, m: int, seed=None) -> np.ndarray:
     return np.ascontiguousarray(centres)
 
 
-class SGPR(GaussianRegression):
-    """Sparse GP regression (Titsias 2009): m inducing inputs Z summarise the data.
+class _SparseRegression(GaussianRegression):
+    """What SGPR and FITC share: inducing inputs Z, the blocked C++ objective with its gradient,
+    L-BFGS-B, and the predictions (the same formulas with each model's factors).
 
-    Parameters
-    ----------
-    X : array_like [n, d]
-    y : array_like [n] (or [n, 1])
-    kernel : varinf.kernels.Kernel
-    Z : array_like [m, d], the inducing inputs (learned by ``fit`` unless ``train_Z=False``),
-        or an int m: k-means centres of X
-    noise_variance : float, the Gaussian noise variance (learned; > 1e-6)
-    mean : None or "zero", "constant" (learned, starts at mean(y)) or a number
-    train_Z : bool, whether ``fit`` moves the inducing inputs
-
-    The C++ core evaluates the bound and its gradient with respect to Z, the kernel
-    parameters, the noise and the mean in one call, in blocks of data rows (memory
-    O(m^2 + block m), never n x n); ``fit`` maximises it with L-BFGS-B.
+    Parameters: see SGPR.
     """
+
+    # Set by subclasses: the C++ functions and the objective's name.
+    _core_objective = _core_factor = None
+    _label = ""
 
     def __init__(self, X, y, kernel: Kernel, Z, noise_variance: float = 1.0, mean=None,
                  train_Z: bool = True):
@@ -98,30 +90,23 @@ class SGPR(GaussianRegression):
         return (self.kernel.core(), self.kernel.theta(), self.X, self.y, self.Z,
                 self.noise_variance, self.mean, KUU_JITTER)
 
-    def _bound_and_value_grad(self):
-        bound, dtheta, dZ, dnoise, dmean, jitter = _core.sgpr_bound_grad(*self._args())
+    def _objective_and_value_grad(self):
+        bound, dtheta, dZ, dnoise, dmean, jitter = self._core_objective(*self._args())
         self._warn_jitter(jitter)
         grads = [dtheta, [dnoise]] + ([[dmean]] if self._mean is not None else []) + [dZ.ravel()]
         return bound, np.concatenate(grads)
 
-    def elbo(self, return_grad: bool = False):
-        """The collapsed evidence lower bound (Titsias 2009, eq. 9); with ``return_grad`` also
-        its gradient with respect to the unconstrained values of ``trainable_parameters``."""
+    def _objective(self, return_grad):
         if not return_grad:
             return float(self._posterior().bound)
-        value, grad_values = self._bound_and_value_grad()
+        value, grad_values = self._objective_and_value_grad()
         return value, ParameterVector(self.parameters).chain(grad_values)
 
-    def upper_bound(self) -> float:
-        """Titsias (2014) upper bound on the log marginal likelihood: elbo() <= log p(y) <=
-        upper_bound(), so the gap shows how good the inducing inputs are."""
-        return float(self._posterior().upper_bound)
-
     def fit(self, max_iter: int = 1000, progress: bool = False):
-        """Maximise the bound over the trainable parameters (L-BFGS-B, analytic gradient)."""
+        """Maximise the objective over the trainable parameters (L-BFGS-B, analytic gradient)."""
         max_iter = as_positive_int(max_iter, "max_iter")
-        self.optimizer_result_ = maximize(self._bound_and_value_grad, ParameterVector(self.parameters),
-                                          max_iter=max_iter, progress=progress, label="SGPR bound",
+        self.optimizer_result_ = maximize(self._objective_and_value_grad, ParameterVector(self.parameters),
+                                          max_iter=max_iter, progress=progress, label=self._label,
                                           per_datum=len(self.y))
         return self
 
@@ -130,7 +115,7 @@ class SGPR(GaussianRegression):
         """The factors at the current parameters (recomputed when they change)."""
         key = (self.kernel.theta().tobytes(), self.noise_variance, self.mean, self._Z.value.tobytes())
         if self._factor_key != key:
-            self._factor = _core.sgpr_factor(*self._args())
+            self._factor = self._core_factor(*self._args())
             self._factor_key = key
             self._warn_jitter(self._factor.jitter)
         return self._factor
@@ -150,5 +135,57 @@ class SGPR(GaussianRegression):
         return mean, var
 
     def compute_qu(self):
-        """The optimal q(u) = N(mean [m], cov [m, m]) of u = f(Z) (Titsias 2009, eq. 10)."""
+        """The posterior of u = f(Z) given the data, N(mean [m], cov [m, m]) (for SGPR the
+        optimal q(u), Titsias 2009 eq. 10)."""
         return _core.sgpr_qu(*self._args(), self._posterior())
+
+
+class SGPR(_SparseRegression):
+    """Sparse GP regression with the collapsed bound of Titsias (2009): m inducing inputs Z
+    summarise the data.
+
+    Parameters
+    ----------
+    X : array_like [n, d]
+    y : array_like [n] (or [n, 1])
+    kernel : varinf.kernels.Kernel
+    Z : array_like [m, d], the inducing inputs (learned by ``fit`` unless ``train_Z=False``),
+        or an int m: k-means centres of X
+    noise_variance : float, the Gaussian noise variance (learned; > 1e-6)
+    mean : None or "zero", "constant" (learned, starts at mean(y)) or a number
+    train_Z : bool, whether ``fit`` moves the inducing inputs
+
+    The C++ core evaluates the objective and its gradient with respect to Z, the kernel
+    parameters, the noise and the mean in one call, in blocks of data rows (memory
+    O(m^2 + block m), never n x n); ``fit`` maximises it with L-BFGS-B.
+    """
+
+    _core_objective = staticmethod(_core.sgpr_bound_grad)
+    _core_factor = staticmethod(_core.sgpr_factor)
+    _label = "SGPR bound"
+
+    def elbo(self, return_grad: bool = False):
+        """The collapsed evidence lower bound (Titsias 2009, eq. 9); with ``return_grad`` also
+        its gradient with respect to the unconstrained values of ``trainable_parameters``."""
+        return self._objective(return_grad)
+
+    def upper_bound(self) -> float:
+        """Titsias (2014) upper bound on the log marginal likelihood: elbo() <= log p(y) <=
+        upper_bound(), so the gap shows how good the inducing inputs are."""
+        return float(self._posterior().upper_bound)
+
+
+class FITC(_SparseRegression):
+    """The FITC approximation (Snelson & Ghahramani 2006): y ~ N(mean, Qff + Lambda) with
+    Qff = Kfu Kuu^-1 Kuf and the diagonal Lambda = diag(Kff - Qff) + noise_variance.
+    Parameters as for SGPR; ``fit`` maximises the FITC log marginal likelihood.
+    """
+
+    _core_objective = staticmethod(_core.fitc_lml_grad)
+    _core_factor = staticmethod(_core.fitc_factor)
+    _label = "FITC log marginal likelihood"
+
+    def log_marginal_likelihood(self, return_grad: bool = False):
+        """log N(y; mean, Qff + Lambda) (Snelson & Ghahramani 2006); with ``return_grad`` also
+        its gradient with respect to the unconstrained values of ``trainable_parameters``."""
+        return self._objective(return_grad)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.stats
 
 __all__ = ["sgpr_bound", "sgpr_upper_bound", "exact_lml", "svgp_predict_f", "svgp_kl", "svgp_elbo",
-           "gaussian_variational_expectations", "sgpr_optimal_qu_whitened"]
+           "gaussian_variational_expectations", "sgpr_optimal_qu_whitened", "fitc_lml"]
 
 _LOG2PI = np.log(2 * np.pi)
 
@@ -109,3 +110,13 @@ def sgpr_optimal_qu_whitened(kernel, X, y, Z, noise, mean=0.0, jitter=1e-6):
     A = _solve(L, kernel.K(Z, X))  # [m, n]
     Sigma = np.linalg.inv(np.eye(m) + A @ A.T / noise)  # [m, m]
     return Sigma @ A @ (y - mean) / noise, _chol(Sigma)
+
+
+def fitc_lml(kernel, X, y, Z, noise, mean=0.0, jitter=1e-6):
+    """Snelson & Ghahramani (2006): log N(y; mean, Qff + diag(Kff - Qff) + s2n I), dense [n, n]."""
+    m = Z.shape[0]
+    L = _chol(kernel.K(Z) + jitter * np.eye(m))  # [m, m]
+    A = _solve(L, kernel.K(Z, X))  # [m, n]
+    Q = A.T @ A  # [n, n]
+    C = Q + np.diag(kernel.K_diag(X) - np.diag(Q) + noise)  # [n, n]
+    return scipy.stats.multivariate_normal(np.full(len(y), mean), C).logpdf(y)
