@@ -140,6 +140,7 @@ def test_fitc_with_inducing_at_data_equals_gpr(data, rng, monkeypatch):
             np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-8)
 
 
+@pytest.mark.filterwarnings("ignore:L-BFGS-B stopped")
 def test_fitc_fit_and_gradient_chain(data):
     X, y, Z = data
     model = vi.FITC(X, y, K.SquaredExponential(1.4, [0.9, 1.6]), Z, noise_variance=0.3, mean="constant")

@@ -291,13 +291,29 @@ void bind_svgp_training(py::module_& m) {
     return py::make_tuple(elbo, copy_out(grad), jitter);
   }, "(elbo, d elbo / dx, jitter)");
 
+  m.def("svgp_natgrad_supported", &svgp_natgrad_supported);
+  m.def("svgp_natgrad_step", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y,
+                                double gamma) {
+    VectorXd xv = vview(x);
+    check_data(l, xv, X, y);
+    if (!svgp_natgrad_supported(l)) throw py::value_error("natural gradients need q_mu and q_sqrt trainable");
+    bool ok;
+    double elbo;
+    {
+      NoGil nogil;
+      ok = svgp_natgrad_step(l, xv, view(X), vview(y), gamma, elbo);
+    }
+    return py::make_tuple(ok, elbo, copy_out(xv));
+  }, "(ok, elbo before the step, new x)");
+
   py::class_<SVGPTrainer>(m, "SVGPTrainer", "Adam on the SVGP ELBO over minibatches, in C++.")
       .def(py::init([](const SVGPLayout& l, const CArray& x0, double lr, double beta1, double beta2,
-                       double eps, std::uint64_t seed) {
+                       double eps, std::uint64_t seed, double natgrad_gamma) {
              const VectorXd x = vview(x0);
              if (x.size() != l.lower.size()) throw py::value_error("x0 has the wrong size for this layout");
-             return SVGPTrainer(l, x, AdamOptions{lr, beta1, beta2, eps}, seed);
-           }))
+             return SVGPTrainer(l, x, AdamOptions{lr, beta1, beta2, eps}, seed, natgrad_gamma);
+           }), py::arg("layout"), py::arg("x0"), py::arg("learning_rate"), py::arg("beta1"), py::arg("beta2"),
+           py::arg("eps"), py::arg("seed"), py::arg("natgrad_gamma") = 0.0)
       .def("run", [](SVGPTrainer& t, const CArray& X, const CArray& y, Index batch_size, Index steps) {
         check_data_for(t, X, y);
         if (batch_size < 1 || batch_size > X.shape(0)) throw py::value_error("batch_size must be in [1, n]");

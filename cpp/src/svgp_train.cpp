@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "varinf/errors.hpp"
+#include "varinf/linalg.hpp"
 #include "varinf/svgp.hpp"
 
 namespace varinf {
@@ -36,7 +37,7 @@ Index SVGPLayout::num_values() const {
 }
 
 double svgp_elbo_grad_x(const SVGPLayout& l, const VectorXd& x, MatRef X, VecRef y, VectorXd& grad_x,
-                        double* jitter_used) {
+                        double* jitter_used, VectorXd* grad_values) {
   const VectorXd v = values_from(l, x);  // [num values]
   const Index p = l.kernel->num_params(), q = l.likelihood->num_params(), m = l.m;
   Index off = p + q;
@@ -78,23 +79,111 @@ double svgp_elbo_grad_x(const SVGPLayout& l, const VectorXd& x, MatRef X, VecRef
     const Index j = l.index[i];
     if (j >= 0) grad_x[j] += std::isnan(l.lower[j]) ? gv[i] : gv[i] * sigmoid(x[j]);
   }
+  if (grad_values) *grad_values = std::move(gv);
   return g.elbo;
 }
 
-SVGPTrainer::SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::uint64_t seed)
+namespace {
+
+// Where q_mu and q_sqrt sit among the values.
+Index q_mu_offset(const SVGPLayout& l) {
+  return l.kernel->num_params() + l.likelihood->num_params() + (l.has_mean ? 1 : 0);
+}
+
+// Natural-gradient step on q(u) (Salimbeni, Eleftheriadis & Hensman 2018, eq. 6 and section
+// 3): with natural parameters theta1 = S^-1 m, theta2 = -S^-1 / 2 and expectation parameters
+// eta1 = m, eta2 = S + m m^T, theta <- theta + gamma dL/deta, where
+//   dL/deta2 = dL/dS,  dL/deta1 = dL/dm - 2 (dL/dS) m.
+// dL/dS comes from dL/dLq by the Cholesky reverse mode (S = Lq Lq^T; MATH.md section 2).
+// So S'^-1 = S^-1 - 2 gamma dL/dS and m' = S' (S^-1 m + gamma (dL/dm - 2 dL/dS m)).
+// Returns false (x unchanged) when the new precision is not positive definite.
+bool natural_step(const SVGPLayout& l, VectorXd& x, const VectorXd& gv, double gamma) {
+  const VectorXd v = values_from(l, x);
+  const Index m = l.m, mo = q_mu_offset(l), so = mo + m;
+  const VectorXd mu = v.segment(mo, m), mubar = gv.segment(mo, m);  // [m]
+  VectorXd new_mu(m), new_sqrt(q_sqrt_size(l));
+  if (l.q_diag) {
+    const Eigen::ArrayXd sd = v.segment(so, m), sdbar = gv.segment(so, m);  // [m]
+    const Eigen::ArrayXd Sbar = sdbar / (2.0 * sd);
+    const Eigen::ArrayXd prec = sd.square().inverse() - 2.0 * gamma * Sbar;
+    if (!(prec > 0.0).all()) return false;
+    const Eigen::ArrayXd theta1 = mu.array() / sd.square() + gamma * (mubar.array() - 2.0 * Sbar * mu.array());
+    new_mu = (theta1 / prec).matrix();
+    new_sqrt = prec.rsqrt().matrix();
+  } else {
+    MatrixXd Lq = MatrixXd::Zero(m, m), Sbar = MatrixXd::Zero(m, m);  // [m, m]
+    for (Index i = 0, k = so; i < m; ++i)
+      for (Index j = 0; j <= i; ++j, ++k) {
+        Lq(i, j) = v[k];
+        Sbar(i, j) = gv[k];
+      }
+    cholesky_reverse(Lq, Sbar);  // dL/dLq -> dL/dS
+    MatrixXd P(m, m);            // [m, m] S^-1, then the new precision
+    cholesky_inverse(Lq, P);
+    const VectorXd theta1 = P * mu + gamma * (mubar - 2.0 * Sbar * mu);  // [m]
+    P -= 2.0 * gamma * Sbar;
+    if (!cholesky_inplace(P)) return false;
+    MatrixXd S(m, m);  // [m, m] the new covariance
+    cholesky_inverse(P, S);
+    new_mu.noalias() = S * theta1;
+    if (!cholesky_inplace(S)) return false;
+    for (Index i = 0, k = 0; i < m; ++i)
+      for (Index j = 0; j <= i; ++j) new_sqrt[k++] = S(i, j);
+  }
+  if (!new_mu.allFinite() || !new_sqrt.allFinite()) return false;
+  for (Index i = 0; i < m; ++i) x[l.index[mo + i]] = new_mu[i];
+  for (Index i = 0; i < new_sqrt.size(); ++i) x[l.index[so + i]] = new_sqrt[i];
+  return true;
+}
+
+}  // namespace
+
+bool svgp_natgrad_supported(const SVGPLayout& l) {
+  const Index mo = q_mu_offset(l), count = l.m + q_sqrt_size(l);
+  for (Index i = mo; i < mo + count; ++i) {
+    const Index j = l.index[i];
+    if (j < 0 || !std::isnan(l.lower[j])) return false;
+    for (Index k = 0; k < Index(l.index.size()); ++k)
+      if (l.index[k] == j && k != i) return false;  // q(u) tied to another value
+  }
+  return true;
+}
+
+bool svgp_natgrad_step(const SVGPLayout& l, VectorXd& x, MatRef X, VecRef y, double gamma, double& elbo) {
+  VectorXd grad_x, gv;
+  elbo = svgp_elbo_grad_x(l, x, X, y, grad_x, nullptr, &gv);
+  return std::isfinite(elbo) && gv.allFinite() && natural_step(l, x, gv, gamma);
+}
+
+SVGPTrainer::SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::uint64_t seed,
+                         double natgrad_gamma)
     : layout_(std::move(layout)),
       x_(std::move(x0)),
       m1_(VectorXd::Zero(x_.size())),
       m2_(VectorXd::Zero(x_.size())),
       x_last_(x_),
       adam_(adam),
-      rng_(seed) {}
+      gamma_(natgrad_gamma),
+      rng_(seed) {
+  if (gamma_ > 0.0) {
+    if (!svgp_natgrad_supported(layout_))
+      throw InvalidArgument("natural gradients need q_mu and q_sqrt trainable and untied");
+    const Index mo = q_mu_offset(layout_);
+    for (Index i = mo; i < mo + layout_.m + q_sqrt_size(layout_); ++i) q_entries_.push_back(layout_.index[i]);
+  }
+}
 
-// Adam, Kingma & Ba (2015) Algorithm 1, ascending: x += lr mhat / (sqrt(vhat) + eps).
+// Adam, Kingma & Ba (2015) Algorithm 1, ascending: x += lr mhat / (sqrt(vhat) + eps); with
+// natural gradients, q(u) takes the natural step instead (its Adam gradient is zeroed) from the
+// same evaluation.
 bool SVGPTrainer::step(MatRef Xb, VecRef yb, double& elbo) {
-  elbo = svgp_elbo_grad_x(layout_, x_, Xb, yb, grad_);
+  elbo = svgp_elbo_grad_x(layout_, x_, Xb, yb, grad_, nullptr, gamma_ > 0.0 ? &grad_values_ : nullptr);
   if (!std::isfinite(elbo) || !grad_.allFinite()) return false;
   x_last_ = x_;  // the last point with a finite ELBO
+  if (gamma_ > 0.0) {
+    for (Index j : q_entries_) grad_[j] = 0.0;
+    if (!natural_step(layout_, x_, grad_values_, gamma_)) return false;
+  }
   ++t_;
   m1_ = adam_.beta1 * m1_ + (1.0 - adam_.beta1) * grad_;
   m2_ = adam_.beta2 * m2_ + (1.0 - adam_.beta2) * grad_.cwiseAbs2();

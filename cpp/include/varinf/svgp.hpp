@@ -75,9 +75,19 @@ struct SVGPLayout {
   Index num_values() const;
 };
 
-// The ELBO on a batch and its gradient with respect to x (dELBO/dx [x size]).
+// The ELBO on a batch and its gradient with respect to x (dELBO/dx [x size]); when asked,
+// also the gradient with respect to the values [num values].
 double svgp_elbo_grad_x(const SVGPLayout& layout, const VectorXd& x, MatRef X, VecRef y,
-                        VectorXd& grad_x, double* jitter_used = nullptr);
+                        VectorXd& grad_x, double* jitter_used = nullptr,
+                        VectorXd* grad_values = nullptr);
+
+// Natural gradients (Salimbeni et al. 2018) need q_mu and q_sqrt trainable, untransformed and
+// untied.
+bool svgp_natgrad_supported(const SVGPLayout& layout);
+// One natural-gradient step of size gamma on q(u) alone, from the ELBO on (X, y); false (x
+// unchanged) when the ELBO is not finite or the new covariance is not positive definite.
+bool svgp_natgrad_step(const SVGPLayout& layout, VectorXd& x, MatRef X, VecRef y, double gamma,
+                       double& elbo);
 
 struct AdamOptions {
   double learning_rate = 0.01;
@@ -94,7 +104,9 @@ struct AdamOptions {
 // the step's number).
 class SVGPTrainer {
  public:
-  SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::uint64_t seed);
+  // natgrad_gamma > 0: natural-gradient steps of that size on q(u), Adam on the rest.
+  SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::uint64_t seed,
+              double natgrad_gamma = 0.0);
 
   // Up to `steps` steps on batches of `batch_size` rows of (X [n, d], y [n]); returns the
   // ELBO of each step taken.
@@ -119,6 +131,9 @@ class SVGPTrainer {
   SVGPLayout layout_;
   VectorXd x_, m1_, m2_, x_last_, grad_;  // parameters, Adam moments, last finite x, gradient
   AdamOptions adam_;
+  double gamma_;
+  std::vector<Index> q_entries_;  // entries of x holding q(u) (natural gradients)
+  VectorXd grad_values_;          // [num values] (natural gradients)
   Index t_ = 0;
   bool failed_ = false;
   Index failed_step_ = -1;

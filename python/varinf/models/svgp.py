@@ -195,13 +195,17 @@ class SVGP:
 
     # --- training ------------------------------------------------------------------------------
     def fit(self, X, y, iterations: int | None = None, epochs: int | None = None, batch_size: int | None = None,
-            learning_rate: float = 0.01, seed=None, callback=None, progress: bool = True):
+            learning_rate: float = 0.01, natgrad: bool = False, gamma: float = 0.1, seed=None, callback=None,
+            progress: bool = True):
         """Adam on minibatches of (X, y), in C++.
 
         ``iterations`` steps, or ``epochs`` passes over the data (n // batch_size steps each;
         batch_size defaults to min(n, 256));
-        1000 steps when neither is given. ``callback(model, step, elbo)`` is called a few times
-        a second with the model's parameters current; returning True stops training. A step
+        1000 steps when neither is given. With ``natgrad``, q(u) takes natural-gradient steps of
+        size ``gamma`` (Salimbeni et al. 2018; gamma = 1 on the full batch with a Gaussian
+        likelihood jumps to the optimal q(u)) and Adam moves the rest.
+        ``callback(model, step, elbo)`` is called a few times a second with the model's
+        parameters current; returning True stops training. A step
         whose ELBO is not finite stops training with a warning naming the step, and the
         parameters are those of the last finite step.
         """
@@ -221,9 +225,13 @@ class SVGP:
         learning_rate = float(learning_rate)
         if not (np.isfinite(learning_rate) and learning_rate > 0):
             raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+        gamma = float(gamma)
+        if natgrad and not (np.isfinite(gamma) and 0 < gamma <= 1):
+            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
         layout, pv = self._layout()
         seed64 = int(np.random.default_rng(seed).integers(2 ** 63))
-        trainer = _core.SVGPTrainer(layout, pv.get(), learning_rate, 0.9, 0.999, 1e-8, seed64)
+        trainer = _core.SVGPTrainer(layout, pv.get(), learning_rate, 0.9, 0.999, 1e-8, seed64,
+                                    gamma if natgrad else 0.0)
         history = [self.elbo_history_]
         bar = Progress(total=iterations, enabled=progress, label="ELBO / n")
         chunk, done = 10, 0
