@@ -362,3 +362,20 @@ def test_natural_gradients_in_training(data):
     assert reached[True, False] > reached[False, False]
     with pytest.raises(ValueError, match="gamma must be in"):
         model.fit(X, y, natgrad=True, gamma=1.5, progress=False)
+
+
+def test_numpy_reference_step_equals_cpp(data, rng):
+    # The benchmark's numpy baseline computes the same ELBO and gradient.
+    X, y, Z = data
+    kernel = K.SquaredExponential(1.3, [0.9, 1.4])
+    q_mu, q_sqrt = variational(rng, Z.shape[0], False)
+    args = core.SVGPArgs(kernel.core(), kernel.theta(), vi.likelihoods.Gaussian(0.05).core(), np.array([0.05]),
+                         Z, q_mu, q_sqrt, True, False, 0.0, 1000.0, 1e-6)
+    elbo, _, grads, _ = core.svgp_elbo_grad(args, X[:64], y[:64])
+    ref_elbo, ref_grads = ref.svgp_elbo_grad_se(Z, q_mu, q_sqrt, 1.3, np.array([0.9, 1.4]), 0.05, X[:64], y[:64],
+                                                1000)
+    assert ref_elbo == pytest.approx(elbo, rel=1e-11)
+    np.testing.assert_allclose(np.r_[ref_grads["variance"], ref_grads["lengthscales"]], grads["theta"], rtol=1e-9)
+    for name in ["q_mu", "q_sqrt", "Z"]:
+        np.testing.assert_allclose(ref_grads[name], grads[name], rtol=1e-8, atol=1e-9 * np.abs(grads[name]).max())
+    assert ref_grads["noise"] == pytest.approx(grads["lik_theta"][0], rel=1e-10)

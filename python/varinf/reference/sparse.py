@@ -11,7 +11,7 @@ import scipy.linalg
 import scipy.stats
 
 __all__ = ["sgpr_bound", "sgpr_upper_bound", "exact_lml", "svgp_predict_f", "svgp_kl", "svgp_elbo",
-           "gaussian_variational_expectations", "sgpr_optimal_qu_whitened", "fitc_lml"]
+           "gaussian_variational_expectations", "sgpr_optimal_qu_whitened", "fitc_lml", "svgp_elbo_grad_se"]
 
 _LOG2PI = np.log(2 * np.pi)
 
@@ -120,3 +120,62 @@ def fitc_lml(kernel, X, y, Z, noise, mean=0.0, jitter=1e-6):
     Q = A.T @ A  # [n, n]
     C = Q + np.diag(kernel.K_diag(X) - np.diag(Q) + noise)  # [n, n]
     return scipy.stats.multivariate_normal(np.full(len(y), mean), C).logpdf(y)
+
+
+def _se(A, B, variance, lengthscales):
+    """variance * exp(-|a - b|^2 / (2 l^2)) [len(A), len(B)] (MATH.md section 1)."""
+    As, Bs = A / lengthscales, B / lengthscales
+    r2 = (As ** 2).sum(1)[:, None] + (Bs ** 2).sum(1)[None, :] - 2 * As @ Bs.T
+    return variance * np.exp(-0.5 * np.maximum(r2, 0.0))
+
+
+def _se_contract(Kbar, K, A, B, lengthscales):
+    """sum Kbar * dK/dl [d] and sum Kbar * dK/dA [len(A), d] for K = SE(A, B)."""
+    W = Kbar * K  # [a, b]
+    l2 = lengthscales ** 2
+    dl = ((W.sum(1) @ A ** 2) - 2 * np.einsum("ab,ad,bd->d", W, A, B) + (W.sum(0) @ B ** 2)) / (l2 * lengthscales)
+    dA = (W @ B - W.sum(1)[:, None] * A) / l2
+    return dl, dA
+
+
+def svgp_elbo_grad_se(Z, q_mu, q_sqrt, variance, lengthscales, noise, X, y, num_data, jitter=1e-6):
+    """The whitened SVGP ELBO with a squared-exponential (ARD) kernel, a Gaussian likelihood and
+    a full lower-triangular q_sqrt on the batch (X, y), and its gradient with respect to every
+    value: the numpy baseline of the benchmarks. The reverse pass is the one in svgp.cpp
+    (MATH.md sections 2 and 5), written with dense numpy products."""
+    m, B = Z.shape[0], X.shape[0]
+    scale = num_data / B
+    Lq = np.tril(q_sqrt)  # [m, m]
+    Kuu0 = _se(Z, Z, variance, lengthscales)  # [m, m]
+    Kuf = _se(Z, X, variance, lengthscales)  # [m, B]
+    L = _chol(Kuu0 + jitter * np.eye(m))
+    A = _solve(L, Kuf)  # [m, B]
+    T = Lq.T @ A  # [m, B]
+    mu = A.T @ q_mu  # [B]
+    var = variance - (A ** 2).sum(0) + (T ** 2).sum(0)  # [B]
+    sq = (y - mu) ** 2 + var
+    kl = 0.5 * ((Lq ** 2).sum() + q_mu @ q_mu - m - 2 * np.log(np.abs(np.diag(Lq))).sum())
+    elbo = scale * (-0.5 * B * (_LOG2PI + np.log(noise)) - 0.5 * sq.sum() / noise) - kl
+    gmu = scale * (y - mu) / noise  # [B]
+    gv = np.full(B, -0.5 * scale / noise)  # [B]
+    TD = T * gv  # [m, B]
+    dLq = np.tril(2 * A @ TD.T - Lq) + np.diag(1 / np.diag(Lq))
+    Abar = np.outer(q_mu, gmu) + 2 * Lq @ TD - 2 * A * gv  # [m, B]
+    Kufbar = scipy.linalg.solve_triangular(L.T, Abar, lower=False)  # [m, B]
+    Lbar = -np.tril(Kufbar @ A.T)  # [m, m]
+    # Murray (2016): Kuubar = L^-T sym(Phi(L^T Lbar)) L^-1.
+    P = np.tril(L.T @ Lbar)
+    P[np.diag_indices(m)] *= 0.5
+    S = 0.5 * (P + P.T)
+    Kuubar = scipy.linalg.solve_triangular(L.T, scipy.linalg.solve_triangular(L.T, S, lower=False).T, lower=False)
+    dl_f, dZ_f = _se_contract(Kufbar, Kuf, Z, X, lengthscales)
+    dl_u, dZ_u = _se_contract(Kuubar, Kuu0, Z, Z, lengthscales)
+    grads = {
+        "variance": ((Kufbar * Kuf).sum() + (Kuubar * Kuu0).sum()) / variance + gv.sum(),
+        "lengthscales": dl_f + dl_u,
+        "noise": scale * (-0.5 * B / noise + 0.5 * sq.sum() / noise ** 2),
+        "q_mu": A @ gmu - q_mu,
+        "q_sqrt": dLq,
+        "Z": dZ_f + 2 * dZ_u,
+    }
+    return elbo, grads
