@@ -15,12 +15,25 @@ using AnyMatrix = Eigen::Ref<const MatrixXd, 0, Eigen::Stride<Eigen::Dynamic, Ei
 // A new F-ordered float64 numpy array [rows, cols] to be filled from C++.
 FArray new_fmatrix(Index rows, Index cols) { return FArray({rows, cols}); }
 
+// dst = src tile by tile, so that reading a C-ordered src (a transposed layout) stays in
+// cache: a plain column-by-column copy of a C-ordered [4000, 4000] array took ~60 ms more.
+void copy_tiled(const AnyMatrix& src, Eigen::Ref<MatrixXd> dst) {  // both [r, c]
+  constexpr Index kTile = 64;
+  for (Index j = 0; j < src.cols(); j += kTile) {
+    const Index cols = std::min(kTile, src.cols() - j);
+    for (Index i = 0; i < src.rows(); i += kTile) {
+      const Index rows = std::min(kTile, src.rows() - i);
+      dst.block(i, j, rows, cols) = src.block(i, j, rows, cols);
+    }
+  }
+}
+
 FArray copy_to_fmatrix(const AnyMatrix& A) {  // [r, c]
   FArray out = new_fmatrix(A.rows(), A.cols());
   auto view = as_fmatrix(out);
   {
     NoGil nogil;
-    view = A;
+    copy_tiled(A, view);
   }
   return out;
 }
@@ -32,7 +45,7 @@ std::tuple<FArray, double> cholesky(const AnyMatrix& A, double jitter, const std
   double used = 0.0;
   {
     NoGil nogil;
-    view = A;  // the one copy; factorised in place below
+    copy_tiled(A, view);  // the one copy; factorised in place below
     used = cholesky_jitter(view, jitter, what);
     view.triangularView<Eigen::StrictlyUpper>().setZero();
   }

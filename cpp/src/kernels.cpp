@@ -209,9 +209,12 @@ class Stationary final : public Kernel {
         : variance(theta[0]), extra(theta + 1 + L), l(per_dim(theta + 1, L, X1.cols())),
           A(scaled(X1, l)), BT(scaled(X2, l).transpose()) {}
     // r2 [n2] between row i of X1 and every row of X2.
+    // Capped at 1e300: an overflowing distance must give k = 0, not inf * exp(-inf) = NaN
+    // (Matern's polynomial factor).
     void row_r2(Index i, ArrayXd& r2) const {
       r2.setZero();
       for (Index k = 0; k < A.cols(); ++k) r2 += (BT.row(k).transpose().array() - A(i, k)).square();
+      r2 = r2.min(1e300);
     }
     double variance;
     const double* extra;

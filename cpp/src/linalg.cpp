@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <vector>
 
 #include "varinf/errors.hpp"
 #include "varinf/threads.hpp"
@@ -23,44 +24,79 @@ constexpr Index kSmallOrder = 300;
 // Width of the diagonal blocks of the right-looking algorithm (tuned with
 // bench/bench_cholesky.py: 128..256 are within a few per cent; 192 was best at n = 2000..4000).
 constexpr Index kBlock = 192;
-// Work is split into strips of this many columns (trailing update, solves) or rows (panel).
+// Parallel pieces of panel rows and solve columns hold at least this many.
 constexpr Index kStrip = 128;
-
-Index ceil_div(Index a, Index b) { return (a + b - 1) / b; }
+// Parallel work is split into this many pieces per thread (dynamic scheduling keeps a
+// thread whose core is shared with another process from holding everyone up).
+constexpr int kPiecesPerThread = 2;
 
 // LLT of a diagonal block in place, lower triangle only; false when it is not PD.
 bool factor_block(Ref<MatrixXd> A11) {  // [b, b]
   return Eigen::internal::llt_inplace<double, Lower>::blocked(A11) == -1;
 }
 
-// Panel of the blocked algorithm: A21 <- A21 L11^-T, parallel over strips of rows
-// (each row of A21 is an independent triangular solve).
-void solve_panel(const ConstMatRefF& L11, Ref<MatrixXd> A21) {  // L11 [b, b], A21 [m, b]
-  const Index m = A21.rows(), b = L11.rows();
-  const Index strips = ceil_div(m, kStrip);
-  const int threads = threads_for(double(m) * double(b) * double(b));
+// Threads for `work` flops split along a dimension of `length` rows or columns: every
+// piece keeps at least kStrip of them.
+int threads_for_strips(double work, Index length) {
+  return static_cast<int>(std::min<Index>(threads_for(work), std::max<Index>(1, length / kStrip)));
+}
+
+// Run f(start, count) over kPiecesPerThread * threads near-equal ranges of [0, total),
+// dynamically scheduled; a single call f(0, total) on one thread.
+template <class F>
+void parallel_ranges(Index total, int threads, const F& f) {
+  if (threads == 1) {
+    f(Index{0}, total);
+    return;
+  }
+  const int pieces = kPiecesPerThread * threads;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (Index s = 0; s < strips; ++s) {
-    const Index r0 = s * kStrip;
-    auto rows = A21.middleRows(r0, std::min(kStrip, m - r0));  // [<=kStrip, b]
-    L11.triangularView<Lower>().transpose().solveInPlace<Eigen::OnTheRight>(rows);
+  for (int t = 0; t < pieces; ++t) {
+    const Index begin = total * t / pieces, end = total * (t + 1) / pieces;
+    if (end > begin) f(begin, end - begin);
   }
 }
 
+// Panel of the blocked algorithm: A21 <- A21 L11^-T, parallel over ranges of rows
+// (each row of A21 is an independent triangular solve).
+void solve_panel(const ConstMatRefF& L11, Ref<MatrixXd> A21) {  // L11 [b, b], A21 [m, b]
+  const Index m = A21.rows(), b = L11.rows();
+  const int threads = threads_for_strips(double(m) * double(b) * double(b), m);
+  parallel_ranges(m, threads, [&](Index r0, Index rows) {
+    auto part = A21.middleRows(r0, rows);  // [rows, b]
+    L11.triangularView<Lower>().transpose().solveInPlace<Eigen::OnTheRight>(part);
+  });
+}
+
+// Column boundaries c[0..p] splitting the lower triangle of an [m, m] matrix into p column
+// strips of equal area: columns [0, c) hold c m - c^2 / 2 of the m^2 / 2 entries.
+std::vector<Index> equal_area_columns(Index m, int p) {
+  std::vector<Index> c(p + 1, m);
+  for (int t = 0; t < p; ++t) {
+    c[t] = static_cast<Index>(std::llround(double(m) * (1.0 - std::sqrt(1.0 - double(t) / p))));
+  }
+  return c;
+}
+
 // Trailing update A22 <- A22 - L21 L21^T on the lower triangle only (a symmetric rank-b
-// update), parallel over strips of columns; within a strip the diagonal square is a SYRK
-// and the rectangle below it a GEMM. Eigen's GEMM runs single-threaded inside our region.
+// update). One thread: a single Eigen SYRK (rankUpdate). More: kPiecesPerThread column strips
+// of equal area, scheduled dynamically (robust when another process holds a core); each is a
+// SYRK on its diagonal square and one GEMM below it, single-threaded inside our region.
 void update_trailing(const ConstMatRefF& L21, Ref<MatrixXd> A22) {  // L21 [m, b], A22 [m, m]
   const Index m = A22.rows();
-  const Index strips = ceil_div(m, kStrip);
-  const int threads = threads_for(double(m) * double(m) * double(L21.cols()));
-  // Tallest strips first under dynamic scheduling balances the triangle's uneven work.
+  const int threads = threads_for_strips(double(m) * double(m) * double(L21.cols()), m);
+  if (threads == 1) {
+    A22.selfadjointView<Lower>().rankUpdate(L21, -1.0);
+    return;
+  }
+  const int pieces = kPiecesPerThread * threads;
+  const std::vector<Index> c = equal_area_columns(m, pieces);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (Index s = 0; s < strips; ++s) {
-    const Index c = s * kStrip, w = std::min(kStrip, m - c), below = m - c - w;
-    const auto Lc = L21.middleRows(c, w);  // [w, b]
-    A22.block(c, c, w, w).selfadjointView<Lower>().rankUpdate(Lc, -1.0);
-    A22.block(c + w, c, below, w).noalias() -= L21.middleRows(c + w, below) * Lc.transpose();
+  for (int t = 0; t < pieces; ++t) {
+    const Index c0 = c[t], w = c[t + 1] - c0, below = m - c0 - w;
+    const auto Lc = L21.middleRows(c0, w);  // [w, b]
+    A22.block(c0, c0, w, w).selfadjointView<Lower>().rankUpdate(Lc, -1.0);
+    A22.block(c0 + w, c0, below, w).noalias() -= L21.middleRows(c0 + w, below) * Lc.transpose();
   }
 }
 
@@ -108,22 +144,12 @@ void restore_with_jitter(Ref<MatrixXd> A, const VectorXd& diag, double j) {  // 
                     "and the hyperparameters (an overflowing kernel variance or lengthscale).");
 }
 
-// Split the columns of B [n, k] into strips solved in parallel when the work is large.
+// Solve for the columns of B [n, k] in parallel ranges when the work is large.
 template <class Solve>
-void for_column_strips(Ref<MatrixXd> B, const Solve& solve) {
+void for_column_ranges(Ref<MatrixXd> B, const Solve& solve) {
   const Index n = B.rows(), k = B.cols();
-  const int threads = threads_for(double(n) * double(n) * double(k));
-  if (threads == 1 || k < 2 * kStrip) {
-    solve(B);
-    return;
-  }
-  const Index width = std::max(kStrip, ceil_div(k, threads));
-  const Index strips = ceil_div(k, width);
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (Index s = 0; s < strips; ++s) {
-    const Index c = s * width;
-    solve(B.middleCols(c, std::min(width, k - c)));  // [n, <=width]
-  }
+  const int threads = threads_for_strips(double(n) * double(n) * double(k), k);
+  parallel_ranges(k, threads, [&](Index c0, Index cols) { solve(B.middleCols(c0, cols)); });
 }
 
 }  // namespace
@@ -159,11 +185,11 @@ double logdet_from_cholesky(const ConstMatRefF& L) {  // [n, n]
 }
 
 void solve_lower_inplace(const ConstMatRefF& L, Ref<MatrixXd> B) {  // L [n, n], B [n, k]
-  for_column_strips(B, [&L](Ref<MatrixXd> part) { L.triangularView<Lower>().solveInPlace(part); });
+  for_column_ranges(B, [&L](Ref<MatrixXd> part) { L.triangularView<Lower>().solveInPlace(part); });
 }
 
 void solve_lower_transpose_inplace(const ConstMatRefF& L, Ref<MatrixXd> B) {  // L [n, n], B [n, k]
-  for_column_strips(B, [&L](Ref<MatrixXd> part) {
+  for_column_ranges(B, [&L](Ref<MatrixXd> part) {
     L.triangularView<Lower>().transpose().solveInPlace(part);
   });
 }

@@ -36,13 +36,20 @@ def _matrix(a, name: str, square: bool = True) -> np.ndarray:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
     if square and arr.shape[0] != arr.shape[1]:
         raise ValueError(f"{name} must be square, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
+    # A finite sum implies finite entries (NaN and Inf propagate) and needs no temporary;
+    # only when it is not finite (bad entries or overflow) look at every entry.
+    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
+    if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
+        arr = np.asfortranarray(arr)  # e.g. negative strides, which the core cannot view
     return arr
 
 
 def cholesky(A, jitter: float = 0.0, name: str = "matrix") -> np.ndarray:
-    """Lower Cholesky factor L of ``A + jitter * I`` (only the lower triangle of A is read).
+    """Lower Cholesky factor L of ``A + jitter * I`` for a symmetric A.
+
+    Like ``numpy.linalg.cholesky``, the lower triangle is factorised; jitter retries restore
+    it from the upper triangle, so both triangles must hold A.
 
     When the factorisation fails, it is retried with a jitter of
     ``max(jitter, 1e-6 * mean(diag A))`` times 10, 100, ..., 1e5 (GPy's ``jitchol``), and one
@@ -52,7 +59,7 @@ def cholesky(A, jitter: float = 0.0, name: str = "matrix") -> np.ndarray:
     Parameters
     ----------
     A : array_like [n, n]
-        Symmetric positive (semi-)definite matrix; both triangles filled.
+        Symmetric positive (semi-)definite matrix, any memory layout (copied once).
     jitter : float
         Added to the diagonal before the first try (>= 0).
     name : str

@@ -1,0 +1,151 @@
+"""Cholesky: varinf against scipy.linalg.cholesky (LAPACK dpotrf in scipy's OpenBLAS).
+
+    python bench/bench_cholesky.py [--quick] [--busy]
+
+Both factorise fresh F-ordered copies of the same SPD matrix A [n, n], side by side in one run,
+at 1 and 2 threads (scipy's BLAS through threadpoolctl, varinf through vi.set_num_threads).
+Times are medians of repeats; `load` is the 1-minute load average after them; accuracy is max |L L^T - A| / max |A|. `varinf ms` is the public
+vi.linalg.cholesky (validation, one copy, factorisation); `in-place ms` the core factorising a
+caller's buffer (vi._core.cholesky_inplace_f), the same work scipy does after its copy.
+--busy also times n = 2000 while another process spins on core 1 (a shared, busy machine).
+Writes bench/results/cholesky.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy
+import scipy.linalg
+from threadpoolctl import threadpool_limits
+
+import varinf as vi
+
+RESULTS = Path(__file__).resolve().parent / "results" / "cholesky.json"
+
+
+def spd_matrix(n: int, seed: int = 0) -> np.ndarray:
+    """A well-conditioned SPD matrix [n, n], F-ordered."""
+    X = np.random.default_rng(seed).standard_normal((n, n))  # [n, n]
+    return np.asfortranarray(X @ X.T / n + np.eye(n))
+
+
+def timed(fn, A: np.ndarray):
+    """(seconds, result) of fn on a fresh F-ordered copy of A (the copy is not timed)."""
+    B = A.copy(order="F")  # [n, n]
+    start = time.perf_counter()
+    out = fn(B)
+    return time.perf_counter() - start, out
+
+
+def relative_error(L: np.ndarray, A: np.ndarray) -> float:
+    L = np.tril(L)  # [n, n]
+    return float(np.abs(L @ L.T - A).max() / np.abs(A).max())
+
+
+def contenders():
+    def scipy_chol(B):
+        return scipy.linalg.cholesky(B, lower=True, overwrite_a=False, check_finite=False)
+
+    def varinf_chol(B):
+        return vi.linalg.cholesky(B)
+
+    def varinf_inplace(B):
+        if not vi._core.cholesky_inplace_f(B):
+            raise RuntimeError("cholesky_inplace_f failed on an SPD matrix")
+        return B
+
+    return {"scipy": scipy_chol, "varinf": varinf_chol, "inplace": varinf_inplace}
+
+
+def measure(n: int, threads: int, repeats: int) -> dict:
+    """Median times (ms) of each contender, interleaved per repeat, and their accuracy."""
+    A = spd_matrix(n)
+    fns = contenders()
+    times = {name: [] for name in fns}
+    last = {}
+    vi.set_num_threads(threads)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                seconds, last[name] = timed(fn, A)
+                times[name].append(seconds)
+    ms = {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+    return {
+        "n": n,
+        "threads": threads,
+        "load_avg_1min": os.getloadavg()[0],
+        "repeats": repeats,
+        "scipy_ms": ms["scipy"],
+        "varinf_ms": ms["varinf"],
+        "inplace_ms": ms["inplace"],
+        "speedup": ms["scipy"] / ms["varinf"],
+        "scipy_rel_err": relative_error(last["scipy"], A),
+        "varinf_rel_err": relative_error(last["varinf"], A),
+    }
+
+
+def repeats_for(n: int) -> int:
+    return 9 if n <= 500 else 7 if n <= 1000 else 5 if n <= 2000 else 3
+
+
+def print_table(rows: list) -> None:
+    print(
+        "| n | threads | scipy ms | varinf ms | in-place ms | speedup | rel err scipy "
+        "| rel err varinf | load |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['n']} | {r['threads']} | {r['scipy_ms']:.1f} | {r['varinf_ms']:.1f} | "
+            f"{r['inplace_ms']:.1f} | {r['speedup']:.2f} | {r['scipy_rel_err']:.1e} | "
+            f"{r['varinf_rel_err']:.1e} | {r['load_avg_1min']:.1f} |"
+        )
+
+
+def busy_case(n: int = 2000, repeats: int = 5) -> list:
+    """Time n = 2000 at 1 and 2 threads while a busy-loop process holds core 1."""
+    busy = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        return [measure(n, threads, repeats) for threads in (1, 2)]
+    finally:
+        busy.terminate()
+        busy.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="n = 200, 500 only")
+    parser.add_argument("--busy", action="store_true", help="also time n = 2000 on a busy core")
+    args = parser.parse_args()
+
+    sizes = (200, 500) if args.quick else (500, 1000, 2000, 4000)
+    rows = [measure(n, t, repeats_for(n)) for n in sizes for t in (1, 2)]
+    print(f"Cholesky, varinf {vi.build_variant} vs scipy {scipy.__version__} (medians)\n")
+    print_table(rows)
+    result = {
+        "area": "cholesky",
+        "quick": args.quick,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "rows": rows,
+    }
+    if args.busy:
+        result["busy"] = busy_case()
+        print("\nBusy machine: another process spins on core 1\n")
+        print_table(result["busy"])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
