@@ -57,7 +57,8 @@ def test_variational_expectation_derivatives(lik, y, logp):
     for i in range(5):
         e = np.zeros(5)
         e[i] = h
-        fd_mu = (lik.variational_expectations(y, MU + e, VAR)[0] - lik.variational_expectations(y, MU - e, VAR)[0]) / (2 * h)
+        fd_mu = (lik.variational_expectations(y, MU + e, VAR)[0]
+                 - lik.variational_expectations(y, MU - e, VAR)[0]) / (2 * h)
         assert dmu[i] == pytest.approx(fd_mu, rel=1e-6, abs=1e-7)
         if VAR[i] > 1e-3:
             fd_var = (lik.variational_expectations(y, MU, VAR + e)[0]

@@ -1,7 +1,6 @@
 """SVGP (Hensman et al. 2013): the C++ ELBO and gradient against the numpy reference and central
 finite differences, the identities of MATH.md section 5, the C++ training loop, bad input."""
 
-import warnings
 
 import numpy as np
 import pytest

@@ -14,6 +14,7 @@ from ..likelihoods import Likelihood
 from ..linalg import JitterWarning
 from ..parameters import Parameter, ParameterVector
 from ..progress import Progress
+from ._common import make_mean
 from ._regression import sample_joint
 from .sgpr import KUU_JITTER, inducing_points
 
@@ -55,7 +56,7 @@ class SVGP:
         self.whiten = bool(whiten)
         self.q_diag = bool(q_diag)
         self._train_Z = bool(train_Z)
-        self._mean = _make_mean(mean)
+        self._mean = make_mean(mean, np.zeros(1))  # "constant" starts at 0
         self.elbo_history_ = np.zeros(0)
         if isinstance(Z, (int, np.integer)) and not isinstance(Z, (bool, np.bool_)):
             self._num_inducing = as_positive_int(Z, "Z")
@@ -65,8 +66,7 @@ class SVGP:
 
     def _set_inducing(self, Z):
         """Creates Z and q(u) = N(0, I) (the prior, in the whitened frame)."""
-        kernel_check = self.kernel.check_input
-        kernel_check(Z, "Z")
+        self.kernel.check_input(Z, "Z")
         m = Z.shape[0]
         self._Z = Parameter("Z", Z.ravel(), lower=None, trainable=self._train_Z)
         self._Z_shape = Z.shape
@@ -128,6 +128,12 @@ class SVGP:
     @property
     def mean(self) -> float:
         return 0.0 if self._mean is None else float(self._mean.value)
+
+    @mean.setter
+    def mean(self, value):
+        if self._mean is None:
+            raise ValueError("this model has a zero mean; create it with mean='constant'")
+        self._mean.value = value
 
     @property
     def parameters(self) -> list:
@@ -293,19 +299,6 @@ class SVGP:
         num_samples = as_positive_int(num_samples, "num_samples")
         mean, cov = self.predict_f(Xnew, full_cov=True)
         return sample_joint(mean, cov, num_samples, seed)
-
-
-def _make_mean(mean) -> Parameter | None:
-    """None / "zero": no mean; "constant": learned from 0; a number: learned from there."""
-    if mean is None or (isinstance(mean, str) and mean == "zero"):
-        return None
-    if isinstance(mean, str):
-        if mean != "constant":
-            raise ValueError(f"mean must be None, 'zero', 'constant' or a number, got {mean!r}")
-        return Parameter("mean", 0.0, lower=None)
-    if not np.isscalar(mean):
-        raise ValueError(f"mean must be None, 'zero', 'constant' or a number, got {mean!r}")
-    return Parameter("mean", float(mean), lower=None)
 
 
 def _warn_jitter(jitter):
