@@ -32,9 +32,9 @@ struct Block {
 void block(const SGPRProblem& p, const MatrixXd& L, Index s, Index k, Block& b) {
   const Index m = p.Z.rows();
   const auto Xb = p.X.middleRows(s, k);
-  RowMatrixXd Kfu(k, m);  // [k, m]; its buffer read column-major is Kuf [m, k]
+  b.A.resize(m, k);  // K(Xb, Z) [k, m] row-major is Kuf [m, k] column-major: no copy
+  Eigen::Map<RowMatrixXd> Kfu(b.A.data(), k, m);
   p.kernel.K(p.theta, Xb, p.Z, Kfu);
-  b.A = Eigen::Map<const MatrixXd>(Kfu.data(), m, k);
   L.triangularView<Eigen::Lower>().solveInPlace(b.A);
   b.lam.resize(k);
   p.kernel.K_diag(p.theta, Xb, b.lam);

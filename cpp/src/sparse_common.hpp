@@ -49,6 +49,7 @@ std::vector<Acc> over_row_blocks(Index n, Index max_block, double work, Make mak
   const Index num_blocks = (n + block - 1) / block;
   const int nt = static_cast<int>(std::min<Index>(want, num_blocks));
   std::vector<Acc> accs(nt);
+  int team = nt;  // the runtime may grant fewer threads than asked for
   if (nt == 1) {
     // Too little work for threads: keep Eigen's products (which split at ~50k flops) and the
     // kernel on this thread too; a pool's wake-up costs more here, far more on a busy machine.
@@ -64,6 +65,8 @@ std::vector<Acc> over_row_blocks(Index n, Index max_block, double work, Make mak
 #pragma omp parallel num_threads(nt)
   {
     omp_set_num_threads(1);  // this thread's setting only, for the region's life
+#pragma omp single
+    team = omp_get_num_threads();
     Acc acc = make();
 #pragma omp for schedule(static)
     for (Index k = 0; k < num_blocks; ++k) {
@@ -72,6 +75,7 @@ std::vector<Acc> over_row_blocks(Index n, Index max_block, double work, Make mak
     }
     accs[omp_get_thread_num()] = std::move(acc);
   }
+  accs.resize(team);
   return accs;
 }
 

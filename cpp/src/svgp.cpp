@@ -45,9 +45,9 @@ struct Block {
 
 void forward(const SVGPProblem& p, const MatrixXd& L, const MatrixXd& Lq, MatRef Xb, Block& b) {
   const Index m = p.Z.rows(), k = Xb.rows();
-  RowMatrixXd Kfu(k, m);  // [k, m]; its buffer read column-major is Kuf [m, k]
+  b.A.resize(m, k);  // K(Xb, Z) [k, m] row-major is Kuf [m, k] column-major: no copy
+  Eigen::Map<RowMatrixXd> Kfu(b.A.data(), k, m);
   p.kernel.K(p.theta, Xb, p.Z, Kfu);
-  b.A = Eigen::Map<const MatrixXd>(Kfu.data(), m, k);
   L.triangularView<Lower>().solveInPlace(b.A);
   if (!p.whiten) {
     b.Gu = b.A;
@@ -89,23 +89,21 @@ void reverse(const SVGPProblem& p, const MatrixXd& L, const MatrixXd& Lq, MatRef
   acc.dmean += gmu.sum();
   const MatrixXd& G = b.G(p.whiten);
   acc.dq_mu.noalias() += G * gmu;
-  const MatrixXd TD = b.T * gv.asDiagonal();  // [m, k]
-  MatrixXd Gbar = p.q_mu * gmu.transpose();   // [m, k]
+  const VectorXd gv2 = 2.0 * gv;                    // [k]
+  const MatrixXd TD2 = b.T * gv2.asDiagonal();      // [m, k] 2 T D
+  MatrixXd Abar = p.q_mu * gmu.transpose();         // [m, k] Gbar, then Abar in place
   if (p.q_diag) {
-    acc.dLq.col(0) += 2.0 * G.cwiseProduct(TD).rowwise().sum();
-    Gbar.noalias() += 2.0 * Lq.diagonal().asDiagonal() * TD;
+    acc.dLq.col(0) += G.cwiseProduct(TD2).rowwise().sum();
+    Abar.noalias() += Lq.diagonal().asDiagonal() * TD2;
   } else {
-    acc.dLq.triangularView<Lower>() += 2.0 * G * TD.transpose();
-    Gbar.noalias() += Lq.triangularView<Lower>() * (2.0 * TD);
+    acc.dLq.triangularView<Lower>() += G * TD2.transpose();
+    Abar.noalias() += Lq.triangularView<Lower>() * TD2;
   }
-  MatrixXd Abar = -2.0 * b.A * gv.asDiagonal();  // [m, k]
-  if (p.whiten) {
-    Abar += Gbar;
-  } else {
-    L.triangularView<Lower>().solveInPlace(Gbar);  // H = L^-1 Gbar
-    Abar += Gbar;
-    acc.Lbar.triangularView<Lower>() -= G * Gbar.transpose();
+  if (!p.whiten) {
+    L.triangularView<Lower>().solveInPlace(Abar);  // H = L^-1 Gbar
+    acc.Lbar.triangularView<Lower>() -= G * Abar.transpose();
   }
+  Abar.noalias() -= b.A * gv2.asDiagonal();
   L.triangularView<Lower>().transpose().solveInPlace(Abar);  // Kufbar = L^-T Abar
   acc.Lbar.triangularView<Lower>() -= Abar * b.A.transpose();
   const RowMatrixXd Kbar = Abar;  // [m, k]

@@ -133,8 +133,9 @@ def _se_contract(Kbar, K, A, B, lengthscales):
     """sum Kbar * dK/dl [d] and sum Kbar * dK/dA [len(A), d] for K = SE(A, B)."""
     W = Kbar * K  # [a, b]
     l2 = lengthscales ** 2
-    dl = ((W.sum(1) @ A ** 2) - 2 * np.einsum("ab,ad,bd->d", W, A, B) + (W.sum(0) @ B ** 2)) / (l2 * lengthscales)
-    dA = (W @ B - W.sum(1)[:, None] * A) / l2
+    WB = W @ B  # [a, d]
+    dl = ((W.sum(1) @ A ** 2) - 2 * (A * WB).sum(0) + (W.sum(0) @ B ** 2)) / (l2 * lengthscales)
+    dA = (WB - W.sum(1)[:, None] * A) / l2
     return dl, dA
 
 
