@@ -16,7 +16,7 @@ BLAS through threadpoolctl, varinf).
 SGPR: L-BFGS-B with the same iteration cap from the same start (Z learned); time and the bound
 reached, against GPflow's SGPR with gpflow.optimizers.Scipy.
 
-Writes bench/results/sparse.json.
+Writes bench/results/sparse.json (sparse_threads<T>.json with --threads T other than the default).
 """
 
 from __future__ import annotations
@@ -345,7 +345,8 @@ def set_peer_threads(threads):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small n and few steps")
-    parser.add_argument("--threads", type=int, default=vi.get_num_threads())
+    default_threads = vi.get_num_threads()
+    parser.add_argument("--threads", type=int, default=default_threads)
     parser.add_argument("--skip-peers", action="store_true", help="varinf and numpy only")
     args = parser.parse_args()
     peers = not args.skip_peers
@@ -376,8 +377,9 @@ def main() -> None:
     result = {"area": "sparse", "quick": args.quick, "threads": args.threads,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "svgp": svgp_rows, "sgpr": sgpr_rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    out = RESULTS if args.threads == default_threads else RESULTS.with_name(f"sparse_threads{args.threads}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
