@@ -4,9 +4,11 @@
 
 Both factorise fresh F-ordered copies of the same SPD matrix A [n, n], side by side in one run,
 at 1 and 2 threads (scipy's BLAS through threadpoolctl, varinf through vi.set_num_threads).
-Times are medians of repeats; `load` is the 1-minute load average after them; accuracy is max |L L^T - A| / max |A|. `varinf ms` is the public
-vi.linalg.cholesky (validation, one copy, factorisation); `in-place ms` the core factorising a
-caller's buffer (vi._core.cholesky_inplace_f), the same work scipy does after its copy.
+Times are medians of repeats; `load` is the 1-minute load average after them (the machine is
+shared: a load above the core count means the figures are busy-machine figures); accuracy is
+max |L L^T - A| / max |A|. `varinf ms` is the public vi.linalg.cholesky (validation, one copy,
+factorisation), the counterpart of scipy's call; `in-place ms` the core factorising a caller's
+buffer (vi._core.cholesky_inplace_f).
 --busy also times n = 2000 while another process spins on core 1 (a shared, busy machine).
 Writes bench/results/cholesky.json.
 """

@@ -24,9 +24,9 @@ def threads(request):
     vi.set_num_threads(before)
 
 
-# 1..299: Eigen's LLT; >= 300: the blocked algorithm (block 192, strips of 128), including
-# orders that are exact and non-multiples of the block size.
-@pytest.mark.parametrize("n", [1, 7, 299, 300, 384, 577, 1000])
+# 1..299: Eigen's LLT; >= 300: the blocked algorithm (block 256, parallel pieces of >= 128),
+# including orders that are exact and non-multiples of the block size.
+@pytest.mark.parametrize("n", [1, 7, 299, 300, 512, 577, 1000])
 def test_cholesky_reconstructs_and_matches_numpy(n, threads):
     A = spd(n, seed=n)  # [n, n]
     L = cholesky(A)  # [n, n]
@@ -185,7 +185,8 @@ def test_solve_lower_matches_scipy(k, transpose, threads):
     L = np.linalg.cholesky(spd(n))  # [n, n]
     B = np.random.default_rng(k).standard_normal((n, k))  # [n, k]
     expected = scipy.linalg.solve_triangular(L, B, lower=True, trans="T" if transpose else "N")
-    np.testing.assert_allclose(solve_lower(L, B, transpose=transpose), expected, rtol=1e-10, atol=1e-10)
+    X = solve_lower(L, B, transpose=transpose)  # [n, k]
+    np.testing.assert_allclose(X, expected, rtol=1e-10, atol=1e-10)
 
 
 def test_solve_lower_vector_and_c_ordered_input():

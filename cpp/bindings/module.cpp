@@ -12,4 +12,5 @@ PYBIND11_MODULE(VARINF_MODULE_NAME, m) {
   bind_gp(m);
   bind_linalg(m);
   bind_sparse(m);
+  bind_vae(m);
 }

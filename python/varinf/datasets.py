@@ -1,16 +1,127 @@
-"""Real data sets that need no download.
+"""Real data that works offline: the Mauna Loa CO2 record shipped with varinf, scikit-learn's
+bundled digits and Fashion-MNIST from Debian.
 
-- :func:`load_co2`: the Mauna Loa weekly CO2 record (1958-2001, public domain), shipped
-  inside varinf.
+- ``load_co2()``: the Mauna Loa weekly CO2 record (1958-2001, public domain), shipped inside
+  varinf.
+- ``load_digits_binarized()``: the 1797 8x8 digits bundled with scikit-learn, scaled to [0, 1]
+  and thresholded (fast tests).
+- ``load_fashion_mnist()``: Zalando's Fashion-MNIST (60000 + 10000 images of 28x28) from the
+  idx files of the Debian package ``dataset-fashion-mnist``
+  (``apt-get install dataset-fashion-mnist``; ``dpkg -L dataset-fashion-mnist`` lists them).
+- ``load_idx(path)``: the idx format of LeCun's MNIST files, plain or gzip-compressed.
 """
 
 from __future__ import annotations
 
+import gzip
+import os
 from importlib import resources
+from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ["load_co2"]
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_APT = "dataset-fashion-mnist"
+
+# idx type codes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT"); big-endian data.
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def load_idx(path: str) -> np.ndarray:
+    """Read an idx file (plain or gzip; detected from its first bytes) as a numpy array.
+
+    The header is two zero bytes, a type code, the number of dimensions, then each dimension
+    as a big-endian int32; the data follow in C order.
+    """
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise ValueError(f"{path} is not an idx file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int(v) for v in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    count = int(np.prod(shape)) if shape else 1
+    if len(raw) - header != count * dtype.itemsize:
+        raise ValueError(f"{path}: idx header says shape {shape}, but the file holds "
+                         f"{(len(raw) - header) // dtype.itemsize} values")
+    return np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _find(directory: str, stem: str) -> str:
+    for name in (stem + ".gz", stem):
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError(
+        f"Fashion-MNIST file {stem}(.gz) not found in {directory}. Install the Debian package "
+        f"'{FASHION_MNIST_APT}' (apt-get install {FASHION_MNIST_APT}) or pass directory=.")
+
+
+def load_fashion_mnist(kind: str = "train", directory: Optional[str] = None,
+                       dtype=np.float32) -> Tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST images [n, 784] scaled to [0, 1] and labels [n] (uint8).
+
+    kind: "train" (60000 images) or "test" (10000). directory defaults to the Debian
+    package's location.
+    """
+    prefix = {"train": "train", "test": "t10k"}.get(kind)
+    if prefix is None:
+        raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
+    directory = FASHION_MNIST_DIR if directory is None else directory
+    images = load_idx(_find(directory, f"{prefix}-images-idx3-ubyte"))  # [n, 28, 28]
+    labels = load_idx(_find(directory, f"{prefix}-labels-idx1-ubyte"))  # [n]
+    X = images.reshape(images.shape[0], -1).astype(dtype) / dtype(255.0)
+    return X, labels
+
+
+def binarize(X, threshold: float = 0.5, seed: Optional[int] = None, dtype=np.float32) -> np.ndarray:
+    """{0, 1} data from intensities in [0, 1]: X > threshold, or, with a seed, one draw of
+    Bernoulli(X) per pixel (the stochastic binarisation of Salakhutdinov & Murray 2008)."""
+    X = np.asarray(X)
+    if seed is None:
+        return (X > threshold).astype(dtype)
+    rng = np.random.default_rng(seed)
+    return (rng.random(X.shape) < X).astype(dtype)
+
+
+def load_fashion_mnist_binarized(kind: str = "train", directory: Optional[str] = None,
+                                 threshold: float = 0.5, dtype=np.float32):
+    """Fashion-MNIST thresholded at ``threshold``: images [n, 784] in {0, 1}, labels [n]."""
+    X, y = load_fashion_mnist(kind, directory)
+    return binarize(X, threshold, dtype=dtype), y
+
+
+def load_digits_scaled(dtype=np.float32) -> Tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits (bundled, 1797 x 64, values 0..16) scaled to [0, 1], labels [n]."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise ImportError("the digits data set ships with scikit-learn: pip install scikit-learn") from err
+    data = load_digits()
+    return (data.data / 16.0).astype(dtype), data.target
+
+
+def load_digits_binarized(threshold: float = 0.5, dtype=np.float32) -> Tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits scaled to [0, 1] and thresholded: X [1797, 64] in {0, 1}, y [1797]."""
+    X, y = load_digits_scaled(dtype)
+    return binarize(X, threshold, dtype=dtype), y
+
+
+def train_test_split(X, y=None, test_fraction: float = 0.2, seed: int = 0):
+    """A seeded random split: (X_train, X_test) or (X_train, X_test, y_train, y_test)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    X = np.asarray(X)
+    order = np.random.default_rng(seed).permutation(X.shape[0])
+    n_test = max(1, int(round(test_fraction * X.shape[0])))
+    test, train = order[:n_test], order[n_test:]
+    if y is None:
+        return X[train], X[test]
+    y = np.asarray(y)
+    return X[train], X[test], y[train], y[test]
 
 
 def _decimal_year(yyyymmdd: np.ndarray) -> np.ndarray:

@@ -1,2 +1,10 @@
-"""Pure-numpy implementations of varinf's computations: readable oracles for the tests and
-baselines for the benchmarks (never used by the models)."""
+"""Pure-numpy reference implementations of varinf's computations.
+
+Readable code that mirrors the equations of MATH.md line by line; it is the baseline of the
+benchmarks (bench/) and an independent oracle for the tests. Nothing here calls varinf's
+compiled core.
+"""
+
+from . import gpr, kernels, sparse, vae  # noqa: F401
+
+__all__ = ["gpr", "kernels", "sparse", "vae"]

@@ -1,0 +1,159 @@
+"""What the benchmark scripts share: timing, thread control, machine facts, results files.
+
+Every figure is measured side by side in one run (the machine is shared and noisy): contenders
+are interleaved within each repeat, each is warmed up once, and the median is reported.
+
+    from common import parse_args, run_interleaved, threads, write_results
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import varinf as vi
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+PACKAGES = ("varinf", "numpy", "scipy", "scikit-learn", "threadpoolctl", "torch", "gpytorch",
+            "gpflow", "tensorflow")
+
+
+def parse_args(doc: str, argv=None) -> argparse.Namespace:
+    """The command line every bench script takes: ``[--quick]``."""
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes that finish in seconds (CI smoke run)")
+    return parser.parse_args(argv)
+
+
+def optional_import(name: str):
+    """The module, or None when it is not installed (its columns are then skipped)."""
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """Run varinf (vi.set_num_threads) and numpy/scipy's BLAS and OpenMP pools
+    (threadpoolctl) on ``n`` threads; restore both afterwards."""
+    before = vi.get_num_threads()
+    vi.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        vi.set_num_threads(before)
+
+
+def run_interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
+    """Time every callable in ``fns`` (name -> fn()) ``repeats`` times, interleaved, after
+    ``warmup`` untimed calls each. Returns name -> (median seconds, last result)."""
+    results = {}
+    for _ in range(warmup):
+        for name, fn in fns.items():
+            results[name] = fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (float(np.median(times[name])), results[name]) for name in fns}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def machine_info() -> dict:
+    """CPU, core counts, load, date, varinf build variant and package versions."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": _cpu_model(),
+        "nproc": len(os.sched_getaffinity(0)),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "varinf_build_variant": vi.build_variant,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "versions": _versions(),
+    }
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(value)
+    if isinstance(value, (float, np.floating)):
+        if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e6):
+            return f"{value:.2e}"
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.1f}"
+    return str(value)
+
+
+def markdown_table(rows: list, columns=None) -> str:
+    """A markdown table of dict rows; ``columns`` is [(key, header), ...] (default: the keys
+    of the first row)."""
+    if not rows:
+        return "(no rows)"
+    columns = columns or [(k, k) for k in rows[0]]
+    lines = ["| " + " | ".join(h for _, h in columns) + " |",
+             "|" + "|".join("---:" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(_cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_results(area: str, title: str, rows: list, columns, quick: bool, notes=(),
+                  extra_tables=()) -> Path:
+    """Print the markdown tables and write bench/results/<area>.json. ``extra_tables`` are
+    further (title, rows, columns) tables after the main one."""
+    info = machine_info()
+    print(f"## {title}\n")
+    print(f"{info['date']}, {info['cpu']}, {info['nproc']} cores, load {info['load_average']}, "
+          f"varinf {info['varinf_build_variant']}{' (quick)' if quick else ''}\n")
+    print(markdown_table(rows, columns))
+    for extra_title, extra_rows, extra_columns in extra_tables:
+        print(f"\n### {extra_title}\n\n{markdown_table(extra_rows, extra_columns)}")
+    if notes:
+        print("\n" + "\n".join(f"- {note}" for note in notes))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{area}.json"
+    payload = {"area": area, "title": title, "quick": quick, "machine": info,
+               "columns": [list(c) for c in columns], "rows": rows,
+               "tables": [{"title": t, "columns": [list(c) for c in cols], "rows": r}
+                          for t, r, cols in extra_tables],
+               "notes": list(notes)}
+    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
+    return path

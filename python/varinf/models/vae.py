@@ -1,0 +1,375 @@
+"""Variational auto-encoder with a C++ core (hand-written backprop, Eigen GEMM, OpenMP).
+
+Kingma & Welling (2013), "Auto-Encoding Variational Bayes"; the importance-weighted bound of
+Burda, Grosse & Salakhutdinov (2015). Formulas: MATH.md section 6; the C++ side documents the
+layout (varinf/vae.hpp).
+
+    import varinf as vi
+    X, _ = vi.datasets.load_digits_binarized()          # [1797, 64] in {0, 1}
+    vae = vi.VAE(64, 8, hidden=(128,), seed=0).fit(X, epochs=20)
+    vae.elbo(X).mean(), vae.iwae_bound(X[:100], k=1000).mean()
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import warnings
+from typing import Callable, Optional
+
+import numpy as np
+
+from .._loader import core
+
+_ACTIVATIONS = ("relu", "tanh", "softplus")
+_LIKELIHOODS = ("bernoulli", "gaussian")
+_OBJECTIVES = ("elbo", "iwae")
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def _sizes(value, name: str) -> list:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    try:
+        items = list(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of layer sizes, got {value!r}") from None
+    return [_positive_int(h, f"{name}[{i}]") for i, h in enumerate(items)]
+
+
+def _seed_from(seed: Optional[int], *path: int) -> int:
+    """A 64-bit seed for the C++ generators, derived from the user's seed and a path."""
+    entropy = None if seed is None else int(seed)
+    return int(np.random.SeedSequence(entropy, spawn_key=path).generate_state(1, np.uint64)[0])
+
+
+class VAE:
+    """A VAE with MLP encoder x -> (mu, logvar) and decoder z -> likelihood parameters.
+
+    Parameters
+    ----------
+    input_dim, latent_dim : data width D and latent width J (both >= 1).
+    hidden : hidden layer sizes of the encoder (an empty tuple gives a linear encoder).
+    decoder_hidden : hidden sizes of the decoder; default ``hidden`` reversed.
+    activation : "relu", "tanh" or "softplus" for every hidden layer.
+    likelihood : "bernoulli" (decoder outputs logits; data in [0, 1]) or "gaussian" (decoder
+        outputs means).
+    obs_logvar : Gaussian log variance of every pixel, fixed, or the initial value of a learned
+        per-pixel log variance when ``learn_obs_logvar`` is true.
+    dtype : np.float32 (default, like PyTorch) or np.float64 for every computation.
+    seed : seeds the initial weights (PyTorch's nn.Linear rule, U(+-1/sqrt(fan_in))), the
+        training noise and shuffling, and the evaluation noise. None draws fresh entropy.
+    """
+
+    def __init__(self, input_dim: int, latent_dim: int, hidden=(400,), activation: str = "relu",
+                 likelihood: str = "bernoulli", dtype=np.float32, seed: Optional[int] = None, *,
+                 decoder_hidden=None, obs_logvar: float = 0.0, learn_obs_logvar: bool = False):
+        self.input_dim = _positive_int(input_dim, "input_dim")
+        self.latent_dim = _positive_int(latent_dim, "latent_dim")
+        self.hidden = tuple(_sizes(hidden, "hidden"))
+        self.decoder_hidden = (self.hidden[::-1] if decoder_hidden is None
+                               else tuple(_sizes(decoder_hidden, "decoder_hidden")))
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
+        if likelihood not in _LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
+        if not np.isfinite(obs_logvar):
+            raise ValueError(f"obs_logvar must be finite, got {obs_logvar!r}")
+        dt = np.dtype(dtype)
+        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be np.float32 or np.float64, got {dtype!r}")
+        self.activation, self.likelihood, self.dtype = activation, likelihood, dt
+        self.obs_logvar = float(obs_logvar)
+        self.learn_obs_logvar = bool(learn_obs_logvar) and likelihood == "gaussian"
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
+        self.seed = int(seed)
+        cls = core.VaeF32 if dt == np.float32 else core.VaeF64
+        self._core = cls(self.input_dim, self.latent_dim, list(self.hidden), list(self.decoder_hidden),
+                         activation, likelihood, self.learn_obs_logvar, self.obs_logvar)
+        self._core.initialize(_seed_from(self.seed, 0))
+        self._fits = 0
+        self.history_: dict = {"loss": [], "val_elbo": []}
+
+    def __repr__(self) -> str:
+        return (f"VAE(input_dim={self.input_dim}, latent_dim={self.latent_dim}, hidden={self.hidden}, "
+                f"decoder_hidden={self.decoder_hidden}, activation={self.activation!r}, "
+                f"likelihood={self.likelihood!r}, dtype={self.dtype.name}, seed={self.seed})")
+
+    # ------------------------------------------------------------------ parameters
+
+    @property
+    def theta(self) -> np.ndarray:
+        """All parameters as one writable flat view [num_params] (the order of ``weights``)."""
+        return self._core.theta
+
+    @property
+    def weights(self) -> dict:
+        """Writable numpy views of every parameter, with PyTorch-style names.
+
+        ``encoder.{l}.weight`` [out, in] and ``encoder.{l}.bias`` [out] per layer (the last
+        encoder layer has 2J outputs: mu then logvar), the same for ``decoder.{l}``, and
+        ``decoder.obs_logvar`` [D] when the Gaussian variance is learned.
+        """
+        return self._named(self._core.theta)
+
+    def _named(self, flat: np.ndarray) -> dict:
+        """Named views of a flat vector laid out like theta [num_params]."""
+        out = {}
+        for net, layers in (("encoder", self._core.encoder_layers), ("decoder", self._core.decoder_layers)):
+            for idx, (n_in, n_out, w, b) in enumerate(layers):
+                out[f"{net}.{idx}.weight"] = flat[w:w + n_in * n_out].reshape(n_out, n_in)
+                out[f"{net}.{idx}.bias"] = flat[b:b + n_out]
+        off = self._core.obs_logvar_offset
+        if off >= 0:
+            out["decoder.obs_logvar"] = flat[off:off + self.input_dim]
+        return out
+
+    def set_weights(self, values: dict) -> "VAE":
+        """Copy arrays into the named parameters (names and shapes as in ``weights``)."""
+        current = self.weights
+        for name, value in values.items():
+            if name not in current:
+                raise ValueError(f"unknown weight {name!r}; expected one of {sorted(current)}")
+            value = np.asarray(value)
+            if value.shape != current[name].shape:
+                raise ValueError(f"weight {name!r} must have shape {current[name].shape}, got {value.shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"weight {name!r} contains NaN or Inf")
+            current[name][...] = value
+        return self
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_X(self, X, name: str = "X") -> np.ndarray:
+        """X as a C-contiguous [n, D] array of self.dtype (no copy when it already is one)."""
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D array [n, {self.input_dim}], got {X.ndim} dimensions")
+        if X.shape[0] == 0:
+            raise ValueError(f"{name} is empty")
+        if X.shape[1] != self.input_dim:
+            raise ValueError(f"{name} must have {self.input_dim} columns (input_dim), got {X.shape[1]}")
+        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
+                or X.dtype == np.bool_):
+            raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if not np.isfinite(X).all():
+            raise ValueError(f"{name} contains NaN or Inf")
+        if self.likelihood == "bernoulli" and (X.min() < 0.0 or X.max() > 1.0):
+            raise ValueError(f"{name} must lie in [0, 1] for the Bernoulli likelihood")
+        return X
+
+    def _check_Z(self, Z) -> np.ndarray:
+        Z = np.asarray(Z)
+        if Z.ndim != 2 or Z.shape[1] != self.latent_dim:
+            raise ValueError(f"Z must be a 2-D array [n, {self.latent_dim}] (latent_dim), got shape {Z.shape}")
+        Z = np.ascontiguousarray(Z, dtype=self.dtype)
+        if not np.isfinite(Z).all():
+            raise ValueError("Z contains NaN or Inf")
+        return Z
+
+    @staticmethod
+    def _check_objective(objective: str) -> str:
+        if objective not in _OBJECTIVES:
+            raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
+        return objective
+
+    # ------------------------------------------------------------------ objective
+
+    def loss_and_grad(self, X, eps, k: int = 1, beta: float = 1.0, objective: str = "elbo"):
+        """The minibatch loss ``-mean_i L_i`` with the noise given, its gradient and L_i.
+
+        X [B, D]; eps [B, k, J] (or [B k, J], datum-major). Returns (loss, grads, values) with
+        grads a dict named like ``weights`` and values [B] the per-datum objective L_i (the
+        ELBO with beta-weighted analytic KL, or the IWAE bound).
+        """
+        X = self._check_X(X)
+        k = _positive_int(k, "k")
+        eps = np.asarray(eps)
+        if eps.shape not in ((X.shape[0], k, self.latent_dim), (X.shape[0] * k, self.latent_dim)):
+            raise ValueError(f"eps must have shape {(X.shape[0], k, self.latent_dim)}, got {eps.shape}")
+        eps = np.ascontiguousarray(eps.reshape(X.shape[0] * k, self.latent_dim), dtype=self.dtype)
+        if not np.isfinite(eps).all():
+            raise ValueError("eps contains NaN or Inf")
+        loss, grad, values = self._core.loss_grad(X, eps, k, float(beta), self._check_objective(objective))
+        return float(loss), self._named(grad), values
+
+    # ------------------------------------------------------------------ evaluation
+
+    def elbo(self, X, k: int = 1, seed: Optional[int] = None) -> np.ndarray:
+        """Per-datum ELBO [n]: analytic KL and a k-sample estimate of E_q log p(x | z)."""
+        X = self._check_X(X)
+        return self._core.bound(X, _positive_int(k, "k"), "elbo", _seed_from(self.seed if seed is None else seed, 1))
+
+    def iwae_bound(self, X, k: int = 5000, seed: Optional[int] = None) -> np.ndarray:
+        """Per-datum importance-weighted bound IWAE_k [n] (Burda et al. 2015, eq. 8)."""
+        X = self._check_X(X)
+        return self._core.bound(X, _positive_int(k, "k"), "iwae", _seed_from(self.seed if seed is None else seed, 2))
+
+    def encode(self, X):
+        """Mean and log variance of q(z | x), each [n, J]."""
+        return self._core.encode(self._check_X(X))
+
+    def decode(self, Z) -> np.ndarray:
+        """Decoder means [n, D]: Bernoulli probabilities, or Gaussian means."""
+        return self._core.decode(self._check_Z(Z), True)
+
+    def reconstruct(self, X) -> np.ndarray:
+        """decode(mean of q(z | x)) [n, D]."""
+        mu, _ = self.encode(X)
+        return self._core.decode(mu, True)
+
+    def sample(self, n: int, seed: Optional[int] = None, mean: bool = True) -> np.ndarray:
+        """n draws from the model [n, D]: decoder means of z ~ N(0, I), or x ~ p(x | z)."""
+        n = _positive_int(n, "n")
+        rng = np.random.default_rng(seed)
+        Z = rng.standard_normal((n, self.latent_dim)).astype(self.dtype)
+        means = self._core.decode(Z, True)
+        if mean:
+            return means
+        if self.likelihood == "bernoulli":
+            return (rng.random(means.shape) < means).astype(self.dtype)
+        lv = self.weights.get("decoder.obs_logvar", self.obs_logvar)
+        return (means + np.exp(0.5 * np.asarray(lv)) * rng.standard_normal(means.shape)).astype(self.dtype)
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self, X, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
+            validation_data=None, callback: Optional[Callable] = None, progress: bool = True, *,
+            n_samples: int = 1, objective: str = "elbo", beta: float = 1.0,
+            warmup_epochs: float = 0.0, patience: Optional[int] = None,
+            steps_per_callback: Optional[int] = None, seed: Optional[int] = None) -> "VAE":
+        """Train with Adam (PyTorch's rule) on shuffled minibatches; the epoch loop runs in C++.
+
+        n_samples: K samples per datum; objective "elbo" (beta-weighted KL, linear warm-up of
+        beta over ``warmup_epochs``) or "iwae" (the K-sample importance-weighted bound).
+        validation_data: X_val whose mean ELBO is recorded each epoch; with ``patience`` training
+        stops after that many epochs without improvement and the best weights are restored.
+        callback(model, info) is called after every epoch (info: epoch, step, loss, val_elbo);
+        returning True stops training. Control returns to Python every ``steps_per_callback``
+        steps (default: min(50, steps per epoch)) for the progress bar. A non-finite loss stops
+        training with a RuntimeWarning naming the step; the weights are then the last finite
+        ones. Each call starts a fresh Adam state; ``history_`` accumulates over calls.
+        """
+        Xc = self._check_X(X)
+        Xv = None if validation_data is None else self._check_X(validation_data, "validation_data")
+        epochs, batch_size, n_samples = (_positive_int(v, name) for v, name in (
+            (epochs, "epochs"), (batch_size, "batch_size"), (n_samples, "n_samples")))
+        self._check_objective(objective)
+        for value, name, low in ((learning_rate, "learning_rate", 0.0), (beta, "beta", None),
+                                 (warmup_epochs, "warmup_epochs", None)):
+            if not (np.isfinite(value) and (value > low if low is not None else value >= 0)):
+                raise ValueError(f"{name} must be {'> 0' if low is not None else '>= 0'}, got {value!r}")
+        if patience is not None:
+            patience = _positive_int(patience, "patience")
+            if Xv is None:
+                raise ValueError("patience needs validation_data")
+        steps_per_epoch = math.ceil(Xc.shape[0] / batch_size)
+        # Return to Python at least every 50 steps for the progress bar (and Ctrl-C).
+        chunk = (min(steps_per_epoch, 50) if steps_per_callback is None
+                 else _positive_int(steps_per_callback, "steps_per_callback"))
+        self._fits += 1
+        trainer_cls = core.VaeTrainerF32 if self.dtype == np.float32 else core.VaeTrainerF64
+        trainer = trainer_cls(self._core, Xc, batch_size, n_samples, objective, float(beta),
+                              float(warmup_epochs) * steps_per_epoch, float(learning_rate),
+                              _seed_from(self.seed if seed is None else seed, 3, self._fits))
+        self.threads_ = trainer.threads  # threads the C++ loop used for each step
+        bar = _Progress(epochs * steps_per_epoch, progress)
+        stopper = _EarlyStopping(patience)
+        val_seed = _seed_from(self.seed, 4)
+        try:
+            for epoch in range(1, epochs + 1):
+                losses, nonfinite = self._run_epoch(trainer, chunk, bar)
+                info = {"epoch": epoch, "step": trainer.step, "loss": float(np.mean(losses)) if losses else np.nan,
+                        "val_elbo": None}
+                if Xv is not None:
+                    info["val_elbo"] = float(self._core.bound(Xv, 1, "elbo", val_seed).mean())
+                self.history_["loss"].append(info["loss"])
+                self.history_["val_elbo"].append(info["val_elbo"])
+                bar.epoch(info, epochs)
+                if nonfinite or stopper.stop(self.theta, info["val_elbo"]):
+                    break
+                if callback is not None and callback(self, info):
+                    break
+        finally:
+            bar.close()
+        return self
+
+    def _run_epoch(self, trainer, chunk: int, bar) -> tuple:
+        """Steps until the epoch ends; (minibatch losses, stopped on a non-finite loss)."""
+        losses = []
+        while True:
+            snapshot = self.theta.copy()
+            result = trainer.run(chunk)
+            losses.extend(result["losses"].tolist())
+            bar.update(len(result["losses"]))
+            if result["nonfinite_step"] >= 0:
+                if not np.isfinite(self.theta).all():
+                    self.theta[:] = snapshot
+                warnings.warn(f"VAE.fit: non-finite loss at step {result['nonfinite_step']}; training "
+                              "stopped and the weights are the last finite ones", RuntimeWarning, stacklevel=3)
+                return losses, True
+            if result["epoch_end"]:
+                return losses, False
+
+
+class _EarlyStopping:
+    """Stop after `patience` epochs without a better validation ELBO; restore the best theta."""
+
+    def __init__(self, patience: Optional[int]):
+        self.patience = patience
+        self.best, self.best_theta, self.waited = -np.inf, None, 0
+
+    def stop(self, theta: np.ndarray, value: Optional[float]) -> bool:
+        if self.patience is None:
+            return False
+        if value > self.best:
+            self.best, self.best_theta, self.waited = value, theta.copy(), 0
+            return False
+        self.waited += 1
+        if self.waited < self.patience:
+            return False
+        theta[:] = self.best_theta
+        return True
+
+
+class _Progress:
+    """tqdm when installed, one plain line per epoch otherwise; silent when disabled."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, unit="step", leave=True)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def epoch(self, info: dict, epochs: int) -> None:
+        if not self.enabled:
+            return
+        text = f"epoch {info['epoch']}/{epochs} loss {info['loss']:.4f}"
+        if info["val_elbo"] is not None:
+            text += f" val_elbo {info['val_elbo']:.4f}"
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+        else:
+            print(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
