@@ -30,8 +30,8 @@ import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
+from common import results_path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "cholesky.json"
 
 
 def spd_matrix(n: int, seed: int = 0) -> np.ndarray:
@@ -145,8 +145,7 @@ def main() -> None:
         result["busy"] = busy_case()
         print("\nBusy machine: another process spins on core 1\n")
         print_table(result["busy"])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    results_path("cholesky", args.quick).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ except ImportError:  # the bench runs without PyTorch, reporting varinf and nump
 
 import varinf as vi  # noqa: E402
 from varinf.reference import vae as ref  # noqa: E402
+from common import results_path  # noqa: E402
 
 
 # ------------------------------------------------------------------ PyTorch side
@@ -205,7 +206,7 @@ def main(argv=None):
     parser.add_argument("--small-epochs", type=int, default=30, help="digits epochs (default 30)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--ref-steps", type=int, default=60, help="minibatches timed for the numpy reference")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "vae.json"))
+    parser.add_argument("--out", default=None, help="results file (default: common.results_path)")
     args = parser.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
 
@@ -227,8 +228,7 @@ def main(argv=None):
           + (f"torch {torch.__version__}" if torch is not None else "torch not installed")
           + f"; numpy {np.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus"
           + f"; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the end")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
+    with open(args.out or results_path("vae", args.quick), "w") as f:
         json.dump({"area": "vae", "quick": args.quick, "rows": rows,
                    "torch": None if torch is None else torch.__version__,
                    "numpy": np.__version__, "cpus": os.cpu_count(), "load_average": load}, f, indent=2)

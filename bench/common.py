@@ -25,6 +25,14 @@ import varinf as vi
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
+
+def results_path(area: str, quick: bool) -> Path:
+    """bench/results/<area>.json; quick runs go to bench/results/quick/ (not committed), so
+    that they never overwrite the recorded full results."""
+    directory = RESULTS_DIR / "quick" if quick else RESULTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"{area}.json"
+
 PACKAGES = ("varinf", "numpy", "scipy", "scikit-learn", "threadpoolctl", "torch", "gpytorch",
             "gpflow", "tensorflow")
 
@@ -148,8 +156,7 @@ def write_results(area: str, title: str, rows: list, columns, quick: bool, notes
         print(f"\n### {extra_title}\n\n{markdown_table(extra_rows, extra_columns)}")
     if notes:
         print("\n" + "\n".join(f"- {note}" for note in notes))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{area}.json"
+    path = results_path(area, quick)
     payload = {"area": area, "title": title, "quick": quick, "machine": info,
                "columns": [list(c) for c in columns], "rows": rows,
                "tables": [{"title": t, "columns": [list(c) for c in cols], "rows": r}

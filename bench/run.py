@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS_DIR, machine_info, markdown_table, parse_args
+from common import machine_info, markdown_table, parse_args, results_path
 
 BENCH_DIR = Path(__file__).resolve().parent
 TIMEOUT_S = {True: 600, False: 3600}  # per script: quick, full
@@ -33,7 +33,7 @@ def run_script(script: Path, quick: bool):
     elapsed = time.time() - start
     if code != 0:
         return elapsed, f"exit status {code}"
-    results = RESULTS_DIR / f"{script.stem[len('bench_'):]}.json"
+    results = results_path(script.stem[len('bench_'):], quick)
     if not results.exists() or results.stat().st_mtime < start:
         return elapsed, f"wrote no {results.relative_to(BENCH_DIR.parent)}"
     return elapsed, None
@@ -54,8 +54,8 @@ def tables(data: dict) -> list:
     return out
 
 
-def section(script: Path, elapsed: float) -> str:
-    data = json.loads((RESULTS_DIR / f"{script.stem[len('bench_'):]}.json").read_text())
+def section(script: Path, elapsed: float, quick: bool) -> str:
+    data = json.loads(results_path(script.stem[len('bench_'):], quick).read_text())
     machine = data.get("machine", {})
     lines = [f"## {data.get('title', data.get('area', script.stem))}", "",
              f"`{script.name}`, {elapsed:.0f} s"
@@ -87,12 +87,12 @@ def main(argv=None) -> int:
         if error:
             failures.append(f"- {script.name}: {error}")
         else:
-            parts.append(section(script, elapsed))
+            parts.append(section(script, elapsed, args.quick))
     if failures:
         parts.append("## Failures\n\n" + "\n".join(failures))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "summary.md").write_text("\n\n".join(parts) + "\n")
-    print(f"\nwrote {RESULTS_DIR / 'summary.md'}" + (f"; {len(failures)} failed" if failures else ""))
+    summary = results_path("summary", args.quick).with_suffix(".md")
+    summary.write_text("\n\n".join(parts) + "\n")
+    print(f"\nwrote {summary}" + (f"; {len(failures)} failed" if failures else ""))
     for failure in failures:
         print(failure)
     return 1 if failures else 0
