@@ -378,3 +378,40 @@ def test_numpy_reference_step_equals_cpp(data, rng):
     for name in ["q_mu", "q_sqrt", "Z"]:
         np.testing.assert_allclose(ref_grads[name], grads[name], rtol=1e-8, atol=1e-9 * np.abs(grads[name]).max())
     assert ref_grads["noise"] == pytest.approx(grads["lik_theta"][0], rel=1e-10)
+
+
+def test_two_threads_training_and_predicting_overlap_in_time(data):
+    """The C++ training loop and predictions release the GIL: two Python threads' calls run at
+    the same time, and each model's results are those of a serial run."""
+    import threading
+    import time
+
+    X, y, Z = data
+    models = [vi.SVGP(K.SquaredExponential(), vi.likelihoods.Gaussian(0.5), Z, num_data=len(y)) for _ in range(2)]
+    Xs = np.random.default_rng(5).normal(size=(20000, 2))
+    intervals = []
+
+    def work(model):
+        for _ in range(2):
+            start = time.perf_counter()
+            model.fit(X, y, iterations=200, batch_size=60, seed=0, progress=False)
+            model.predict_f(Xs)
+            intervals.append((start, time.perf_counter()))
+
+    before = vi.get_num_threads()
+    vi.set_num_threads(1)
+    try:
+        threads = [threading.Thread(target=work, args=(m,)) for m in models]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        vi.set_num_threads(before)
+    intervals.sort()
+    assert sum(a_end > b_start for (_, a_end), (b_start, _) in zip(intervals, intervals[1:])) >= 1
+    np.testing.assert_array_equal(models[0].elbo_history_, models[1].elbo_history_)
+    serial = vi.SVGP(K.SquaredExponential(), vi.likelihoods.Gaussian(0.5), Z, num_data=len(y))
+    for _ in range(2):
+        serial.fit(X, y, iterations=200, batch_size=60, seed=0, progress=False)
+    np.testing.assert_array_equal(serial.elbo_history_, models[0].elbo_history_)
