@@ -56,6 +56,7 @@ void bind_errors(py::module_& m);
 void bind_kernels(py::module_& m);
 void bind_gp(py::module_& m);
 void bind_linalg(py::module_& m);
+void bind_sparse(py::module_& m);
 void bind_vae(py::module_& m);
 
 }  // namespace varinf::bindings

@@ -11,5 +11,6 @@ PYBIND11_MODULE(VARINF_MODULE_NAME, m) {
   bind_kernels(m);
   bind_gp(m);
   bind_linalg(m);
+  bind_sparse(m);
   bind_vae(m);
 }

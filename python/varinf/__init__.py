@@ -13,7 +13,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from ._errors import LinAlgError  # noqa: E402
 from ._loader import core as _core, variant as build_variant  # noqa: E402
 from . import datasets, kernels, linalg  # noqa: E402
-from .models import GPR, VAE  # noqa: E402
+from .models import FITC, GPR, SGPR, SVGP, VAE  # noqa: E402
+from . import likelihoods  # noqa: E402 (after models: it reads models._common)
 
 __version__ = "0.1.0"
 
@@ -31,5 +32,5 @@ def set_num_threads(n: int) -> None:
     _core.set_num_threads(n)
 
 
-__all__ = ["GPR", "VAE", "datasets", "kernels", "linalg", "LinAlgError", "get_num_threads",
-           "set_num_threads", "build_variant", "__version__"]
+__all__ = ["GPR", "SGPR", "FITC", "SVGP", "VAE", "likelihoods", "datasets", "kernels", "linalg", "LinAlgError",
+           "get_num_threads", "set_num_threads", "build_variant", "__version__"]

@@ -7,17 +7,17 @@ import warnings
 import numpy as np
 
 from .._loader import core as _core
-from .._validation import as_matrix, as_positive_int, as_vector
+from .._validation import as_positive_int
 from ..kernels import Kernel
-from ..linalg import JitterWarning, cholesky
+from ..linalg import JitterWarning
 from ..optimize import maximize
-from ..parameters import Parameter, ParameterVector
-from ._common import NOISE_LOWER, gaussian_log_density, make_mean
+from ..parameters import ParameterVector
+from ._regression import GaussianRegression
 
 __all__ = ["GPR"]
 
 
-class GPR:
+class GPR(GaussianRegression):
     """GP regression with Gaussian noise, exact inference by Cholesky.
 
     Parameters
@@ -34,41 +34,15 @@ class GPR:
     """
 
     def __init__(self, X, y, kernel: Kernel, noise_variance: float = 1.0, mean=None):
-        if not isinstance(kernel, Kernel):
-            raise ValueError(f"kernel must be a varinf.kernels.Kernel, got {type(kernel).__name__}")
-        self.X = as_matrix(X, "X")  # [n, d]
-        self.y = as_vector(y, "y", n=self.X.shape[0])  # [n]
-        kernel.check_input(self.X, "X")
-        self.kernel = kernel
-        self._noise = Parameter("noise_variance", noise_variance, lower=NOISE_LOWER)
-        if self._noise.size != 1:
-            raise ValueError("noise_variance must be a scalar")
-        self._mean = make_mean(mean, self.y)
+        self._init_data(X, y, kernel, noise_variance, mean)
         self._factor = None
         self._factor_key = None
 
     # --- parameters ------------------------------------------------------------------------
-    noise_variance = property(lambda self: float(self._noise.value),
-                              lambda self, v: setattr(self._noise, "value", v))
-
-    @property
-    def mean(self) -> float:
-        return 0.0 if self._mean is None else float(self._mean.value)
-
-    @mean.setter
-    def mean(self, value):
-        if self._mean is None:
-            raise ValueError("this model has a zero mean; create it with mean='constant'")
-        self._mean.value = value
-
     @property
     def parameters(self) -> list:
         """Every parameter, in gradient order: kernel, noise variance, mean (if any)."""
         return self.kernel.parameters + [self._noise] + ([self._mean] if self._mean else [])
-
-    @property
-    def trainable_parameters(self) -> list:
-        return ParameterVector(self.parameters).unique
 
     def __repr__(self):
         mean = f", mean={self.mean:.4g}" if self._mean is not None else ""
@@ -117,10 +91,6 @@ class GPR:
             warnings.warn(f"K(X, X) + noise_variance * I needed jitter {jitter:.3g} to factorise; "
                           "consider a larger noise variance", JitterWarning, stacklevel=3)
 
-    def _new_inputs(self, Xnew):
-        Xnew = as_matrix(Xnew, "Xnew", d=self.X.shape[1])
-        return Xnew
-
     def predict_f(self, Xnew, full_cov: bool = False):
         """Latent predictive mean [n*] and variance [n*] (or covariance [n*, n*])."""
         Xnew = self._new_inputs(Xnew)
@@ -130,28 +100,3 @@ class GPR:
         if not full_cov:
             np.maximum(var, 0.0, out=var)  # rounding can make a near-zero variance negative
         return mean, var
-
-    def predict_y(self, Xnew, full_cov: bool = False):
-        """Predictive mean and variance of noisy observations y*."""
-        mean, var = self.predict_f(Xnew, full_cov)
-        if full_cov:
-            var[np.diag_indices_from(var)] += self.noise_variance
-        else:
-            var += self.noise_variance
-        return mean, var
-
-    def predict_log_density(self, Xnew, ynew) -> np.ndarray:
-        """log N(y*; mean, var + noise) for each test point [n*]."""
-        Xnew = self._new_inputs(Xnew)
-        ynew = as_vector(ynew, "ynew", n=Xnew.shape[0])
-        mean, var = self.predict_y(Xnew)
-        return gaussian_log_density(ynew, mean, var)
-
-    def predict_f_samples(self, Xnew, num_samples: int = 1, seed=None) -> np.ndarray:
-        """Joint samples of the latent function at Xnew: [num_samples, n*]."""
-        num_samples = as_positive_int(num_samples, "num_samples")
-        mean, cov = self.predict_f(Xnew, full_cov=True)
-        L = cholesky(cov, jitter=1e-10 * max(1.0, float(np.mean(np.diag(cov)))),
-                     name="the predictive covariance")  # [n*, n*]
-        eps = np.random.default_rng(seed).standard_normal((num_samples, mean.size))
-        return mean + eps @ L.T

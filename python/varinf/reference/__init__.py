@@ -5,6 +5,6 @@ benchmarks (bench/) and an independent oracle for the tests. Nothing here calls 
 compiled core.
 """
 
-from . import gpr, kernels, vae  # noqa: F401
+from . import gpr, kernels, sparse, vae  # noqa: F401
 
-__all__ = ["gpr", "kernels", "vae"]
+__all__ = ["gpr", "kernels", "sparse", "vae"]

@@ -1,0 +1,145 @@
+// Stochastic variational GP (Hensman, Fusi & Lawrence 2013; MATH.md section 5): the minibatch
+// ELBO and its gradient with respect to q(u), Z, the kernel, the likelihood and the mean, in
+// one call, and latent predictions.
+//
+// q(u) = N(q_mu, S), S = Lq Lq^T with Lq = q_sqrt lower triangular (or diagonal, q_diag).
+// Whitened (the default): u = L v with Kuu = L L^T and q(v) = N(q_mu, S), p(v) = N(0, I).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "varinf/kernels.hpp"
+#include "varinf/likelihoods.hpp"
+#include "varinf/types.hpp"
+
+namespace varinf {
+
+struct SVGPProblem {
+  const Kernel& kernel;
+  const double* theta;  // kernel parameter values
+  const Likelihood& likelihood;
+  const double* lik_theta;  // likelihood parameter values
+  MatRef Z;                 // [m, d] inducing inputs
+  VecRef q_mu;              // [m]
+  MatRef q_sqrt;            // [m, m] (lower triangle read) or [m, 1] when q_diag
+  bool whiten;
+  bool q_diag;
+  double mean;      // constant prior mean of f
+  double num_data;  // n: the batch's likelihood terms are scaled by n / batch size
+  double jitter;    // added to the diagonal of K(Z, Z)
+};
+
+struct SVGPGradient {
+  double elbo;           // (n / B) sum_batch E[log p(y | f)] - KL
+  double kl;             // KL[q(u) || p(u)]
+  VectorXd dtheta;       // [p] kernel parameter values
+  VectorXd dlik;         // [q] likelihood parameter values
+  VectorXd dq_mu;        // [m]
+  RowMatrixXd dq_sqrt;   // [m, m] lower triangular (or [m, 1] when q_diag)
+  RowMatrixXd dZ;        // [m, d]
+  double dmean;
+  double jitter;         // jitter the factorisation of K(Z, Z) used
+};
+
+// The ELBO on the batch (X [B, d], y [B]) and its gradient.
+SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y);
+
+// Latent predictive mean and variance of f at Xnew [n*, d], in blocks of rows on the threads.
+void svgp_predict(const SVGPProblem& p, MatRef Xnew, VecOut mean, VecOut var);
+// Latent predictive mean and full covariance [n*, n*].
+void svgp_predict_cov(const SVGPProblem& p, MatRef Xnew, VecOut mean, MatOut cov);
+
+// ---------------------------------------------------------------------------------------------
+// Training: Adam on an unconstrained vector x, the minibatch loop and sampling in C++.
+//
+// The model's values, flattened in one order: [kernel theta (p), likelihood theta (q),
+// mean (0 or 1), q_mu (m), q_sqrt (m (m + 1) / 2 lower-triangle entries row by row, or m when
+// q_diag), Z (m d row-major)]. Value i is fixed[i] when index[i] < 0, else it comes from
+// x[index[i]]: softplus(x) + lower when lower[index[i]] is finite (the Parameter transform of
+// MATH.md section 1), x itself when lower is NaN. Several values may share one x entry (tied
+// parameters); their gradients add up.
+struct SVGPLayout {
+  KernelPtr kernel;
+  LikelihoodPtr likelihood;
+  Index m = 0, d = 0;
+  bool has_mean = false, whiten = true, q_diag = false;
+  std::vector<Index> index;  // [num values]
+  VectorXd fixed;            // [num values]
+  VectorXd lower;            // [x size]
+  double num_data = 1.0;
+  double jitter = 1e-6;
+
+  Index num_values() const;
+};
+
+// The ELBO on a batch and its gradient with respect to x (dELBO/dx [x size]); when asked,
+// also the gradient with respect to the values [num values].
+double svgp_elbo_grad_x(const SVGPLayout& layout, const VectorXd& x, MatRef X, VecRef y,
+                        VectorXd& grad_x, double* jitter_used = nullptr,
+                        VectorXd* grad_values = nullptr);
+
+// Natural gradients (Salimbeni et al. 2018) need q_mu and q_sqrt trainable, untransformed and
+// untied.
+bool svgp_natgrad_supported(const SVGPLayout& layout);
+// One natural-gradient step of size gamma on q(u) alone, from the ELBO on (X, y); false (x
+// unchanged) when the ELBO is not finite or the new covariance is not positive definite.
+bool svgp_natgrad_step(const SVGPLayout& layout, VectorXd& x, MatRef X, VecRef y, double gamma,
+                       double& elbo);
+
+struct AdamOptions {
+  double learning_rate = 0.01;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+};
+
+// Adam (Kingma & Ba 2015, Algorithm 1) ascending the ELBO over x, with minibatches drawn
+// without replacement (a fresh permutation of the rows each epoch; a last partial batch is
+// dropped). State persists between calls to run(), so a Python loop can call back every k
+// steps. A step whose ELBO or gradient is not finite (or whose K(Z, Z) cannot be factorised)
+// stops the run and x is restored to the last finite point (failed() tells; failed_step() is
+// the step's number).
+class SVGPTrainer {
+ public:
+  // natgrad_gamma > 0: natural-gradient steps of that size on q(u), Adam on the rest.
+  SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::uint64_t seed,
+              double natgrad_gamma = 0.0);
+
+  // Up to `steps` steps on batches of `batch_size` rows of (X [n, d], y [n]); returns the
+  // ELBO of each step taken.
+  std::vector<double> run(MatRef X, VecRef y, Index batch_size, Index steps);
+  // The same with given batches: row indices [steps, batch_size] (for side-by-side runs).
+  using BatchMatrix =
+      Eigen::Ref<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+  std::vector<double> run_batches(MatRef X, VecRef y, const BatchMatrix& batches);
+
+  const VectorXd& x() const { return x_; }
+  const SVGPLayout& layout() const { return layout_; }
+  Index steps_done() const { return t_; }
+  bool failed() const { return failed_; }
+  Index failed_step() const { return failed_step_; }
+
+ private:
+  using BatchRows = std::function<void(Index step, std::vector<Index>& rows)>;
+  std::vector<double> advance(MatRef X, VecRef y, Index steps, const BatchRows& fill);
+  bool step(MatRef Xb, VecRef yb, double& elbo);  // false when not finite (x unchanged)
+  void next_batch(Index n, Index batch_size, std::vector<Index>& rows);
+
+  SVGPLayout layout_;
+  VectorXd x_, m1_, m2_, x_last_, grad_;  // parameters, Adam moments, last finite x, gradient
+  AdamOptions adam_;
+  double gamma_;
+  std::vector<Index> q_entries_;  // entries of x holding q(u) (natural gradients)
+  VectorXd grad_values_;          // [num values] (natural gradients)
+  Index t_ = 0;
+  bool failed_ = false;
+  Index failed_step_ = -1;
+  std::mt19937_64 rng_;
+  std::vector<Index> order_;  // the current epoch's permutation
+  Index cursor_ = 0;
+};
+
+}  // namespace varinf

@@ -1,0 +1,155 @@
+// FITC (Snelson & Ghahramani 2006), in the whitened frame of the SGPR code. Notation:
+// Kuu = L L^T, A = L^-1 Kuf [m, n] (a_i its columns), lambda_i = kff_i - |a_i|^2 + s2 (the
+// diagonal of Kff - Qff + s2 I), r = y - mean, W = A Lambda^-1 A^T, Bm = I + W = LB LB^T,
+// e = A Lambda^-1 r, c = LB^-1 e. By Woodbury and the matrix determinant lemma,
+//   log N(y; mean, Qff + Lambda) = -n/2 log 2pi - 1/2 sum log lambda - sum log diag LB
+//                                  - 1/2 r^T Lambda^-1 r + 1/2 c^T c.
+// Gradient, with g = LB^-T c and H = dF/dBm = -(Bm^-1 + g g^T) / 2, w = r / lambda:
+//   dF/dlambda_i = -1/(2 lambda_i) + w_i^2 / 2 - a_i^T H a_i / lambda_i^2 - (g^T a_i) w_i / lambda_i
+//   dF/da_i      = 2 H a_i / lambda_i + g w_i - 2 (dF/dlambda_i) a_i
+//   dF/dr_i      = g^T a_i / lambda_i - w_i,   dF/ds2 = sum_i dF/dlambda_i,  dF/dkff_i = dF/dlambda_i
+// then Kufbar = L^-T Abar, Lbar = -Kufbar A^T and Kuubar = cholesky_reverse(L, Lbar).
+// Both passes recompute A block by block: memory O(m^2 + block m).
+#include <cmath>
+#include <limits>
+
+#include "sparse_common.hpp"
+#include "varinf/linalg.hpp"
+#include "varinf/sgpr.hpp"
+
+namespace varinf {
+
+namespace {
+
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+
+struct Block {
+  MatrixXd A;    // [m, k] L^-1 Kuf
+  VectorXd lam;  // [k] diag(Kff - Qff) + s2
+  VectorXd r;    // [k] y - mean
+};
+
+void block(const SGPRProblem& p, const MatrixXd& L, Index s, Index k, Block& b) {
+  const Index m = p.Z.rows();
+  const auto Xb = p.X.middleRows(s, k);
+  b.A.resize(m, k);  // K(Xb, Z) [k, m] row-major is Kuf [m, k] column-major: no copy
+  Eigen::Map<RowMatrixXd> Kfu(b.A.data(), k, m);
+  p.kernel.K(p.theta, Xb, p.Z, Kfu);
+  L.triangularView<Eigen::Lower>().solveInPlace(b.A);
+  b.lam.resize(k);
+  p.kernel.K_diag(p.theta, Xb, b.lam);
+  b.lam -= b.A.colwise().squaredNorm().transpose();
+  b.lam.array() += p.noise;
+  b.r = p.y.segment(s, k).array() - p.mean;
+}
+
+struct Stats {
+  MatrixXd W;  // [m, m] A Lambda^-1 A^T (lower while accumulating)
+  VectorXd e;  // [m] A Lambda^-1 r
+  double rr = 0.0, logdet_lam = 0.0;
+};
+
+struct Forward {
+  SGPRFactor f;
+  Stats st;
+};
+
+Forward forward(const SGPRProblem& p) {
+  const Index n = p.X.rows(), m = p.Z.rows();
+  Forward o;
+  o.f.L = detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, o.f.jitter);
+  auto make = [m] { return Stats{MatrixXd::Zero(m, m), VectorXd::Zero(m)}; };
+  auto body = [&](Index s, Index k, Stats& acc) {
+    Block b;
+    block(p, o.f.L, s, k, b);
+    const VectorXd isd = b.lam.array().rsqrt();  // [k] lambda^-1/2
+    acc.W.selfadjointView<Eigen::Lower>().rankUpdate(b.A * isd.asDiagonal());
+    acc.e.noalias() += b.A * (b.r.array() / b.lam.array()).matrix();
+    acc.rr += (b.r.array().square() / b.lam.array()).sum();
+    acc.logdet_lam += b.lam.array().log().sum();
+  };
+  auto accs = detail::over_row_blocks<Stats>(n, detail::rows_per_block(m), 2.0 * n * m * m, make, body);
+  o.st = std::move(accs[0]);
+  for (size_t t = 1; t < accs.size(); ++t) {
+    o.st.W += accs[t].W;
+    o.st.e += accs[t].e;
+    o.st.rr += accs[t].rr;
+    o.st.logdet_lam += accs[t].logdet_lam;
+  }
+  MatrixXd& LB = o.f.LB;
+  LB = o.st.W.selfadjointView<Eigen::Lower>();
+  LB.diagonal().array() += 1.0;
+  cholesky_jitter(LB, 0.0, "I + L^-1 Kuf Lambda^-1 Kfu L^-T (FITC)");
+  LB.triangularView<Eigen::StrictlyUpper>().setZero();
+  o.f.c = LB.triangularView<Eigen::Lower>().solve(o.st.e);
+  o.f.bound = -0.5 * n * kLog2Pi - 0.5 * o.st.logdet_lam - 0.5 * logdet_from_cholesky(LB) - 0.5 * o.st.rr +
+              0.5 * o.f.c.squaredNorm();
+  o.f.upper_bound = std::numeric_limits<double>::quiet_NaN();
+  return o;
+}
+
+struct GradAcc {
+  VectorXd dtheta;  // [p]
+  RowMatrixXd dZ;   // [m, d]
+  MatrixXd Lbar;    // [m, m] lower
+  double dnoise = 0.0, dmean = 0.0;
+};
+
+}  // namespace
+
+SGPRFactor fitc_factor(const SGPRProblem& p) { return forward(p).f; }
+
+SGPRGradient fitc_lml_grad(const SGPRProblem& p) {
+  const Forward o = forward(p);
+  const Index n = p.X.rows(), m = p.Z.rows(), np = p.kernel.num_params();
+  const MatrixXd& L = o.f.L;
+  MatrixXd H(m, m);  // [m, m] dF/dBm
+  cholesky_inverse(o.f.LB, H);
+  const VectorXd g = o.f.LB.triangularView<Eigen::Lower>().transpose().solve(o.f.c);  // [m]
+  H.noalias() += g * g.transpose();
+  H *= -0.5;
+
+  auto make = [&] { return GradAcc{VectorXd::Zero(np), RowMatrixXd::Zero(m, p.Z.cols()), MatrixXd::Zero(m, m)}; };
+  auto body = [&](Index s, Index k, GradAcc& acc) {
+    Block b;
+    block(p, L, s, k, b);
+    const MatrixXd HA = H * b.A;                          // [m, k]
+    const VectorXd ga = b.A.transpose() * g;              // [k] g^T a_i
+    const Eigen::ArrayXd w = b.r.array() / b.lam.array();  // [k]
+    const Eigen::ArrayXd il = b.lam.array().inverse();     // [k]
+    const Eigen::ArrayXd aHa = b.A.cwiseProduct(HA).colwise().sum().transpose().array();  // [k]
+    const VectorXd lbar = (-0.5 * il + 0.5 * w.square() - aHa * il.square() - ga.array() * w * il).matrix();
+    MatrixXd Abar = 2.0 * HA * il.matrix().asDiagonal();  // [m, k]
+    Abar.noalias() += g * w.matrix().transpose();
+    Abar.noalias() -= 2.0 * b.A * lbar.asDiagonal();
+    acc.dnoise += lbar.sum();
+    acc.dmean -= (ga.array() * il - w).sum();
+    p.kernel.grad_diag(p.theta, p.X.middleRows(s, k), lbar, acc.dtheta.data(), no_input_grad());
+    L.triangularView<Eigen::Lower>().transpose().solveInPlace(Abar);  // Kufbar = L^-T Abar
+    acc.Lbar.triangularView<Eigen::Lower>() -= Abar * b.A.transpose();
+    const RowMatrixXd Kbar = Abar;  // [m, k]
+    p.kernel.grad(p.theta, p.Z, p.X.middleRows(s, k), Kbar, acc.dtheta.data(), acc.dZ);
+  };
+  auto accs = detail::over_row_blocks<GradAcc>(n, detail::rows_per_block(m), 5.0 * n * m * m, make, body);
+  GradAcc acc = std::move(accs[0]);
+  for (size_t t = 1; t < accs.size(); ++t) {
+    acc.dtheta += accs[t].dtheta;
+    acc.dZ += accs[t].dZ;
+    acc.Lbar += accs[t].Lbar;
+    acc.dnoise += accs[t].dnoise;
+    acc.dmean += accs[t].dmean;
+  }
+  cholesky_reverse(L, acc.Lbar);  // now Kuubar
+  p.kernel.grad_sym(p.theta, p.Z, Eigen::Map<const RowMatrixXd>(acc.Lbar.data(), m, m), acc.dtheta.data(),
+                    acc.dZ);
+  SGPRGradient out;
+  out.bound = o.f.bound;
+  out.jitter = o.f.jitter;
+  out.dtheta = std::move(acc.dtheta);
+  out.dZ = std::move(acc.dZ);
+  out.dnoise = acc.dnoise;
+  out.dmean = acc.dmean;
+  return out;
+}
+
+}  // namespace varinf

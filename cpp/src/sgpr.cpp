@@ -1,0 +1,249 @@
+// Titsias (2009) collapsed bound, organised around its sufficient statistics (MATH.md
+// section 4). Notation: Kuu = K(Z, Z) + jitter I = L L^T [m, m], P = Kuf Kfu [m, m],
+// b = Kuf r [m] with r = y - mean, W = L^-1 P L^-T [m, m] (= s2 A A^T in MATH.md),
+// Bm = I + W / s2 = LB LB^T, e = L^-1 b, c = LB^-1 e / s2.
+//
+//   F = -n/2 log 2pi - sum log diag LB - n/2 log s2 - r^T r / (2 s2) + c^T c / 2
+//       - (tr Kff - tr W) / (2 s2)                                    (Titsias 2009, eq. 9)
+//
+// Gradient. With M = Kuu + P / s2 = L Bm L^T, F = -1/2 log det M + 1/2 log det Kuu
+// + b^T M^-1 b / (2 s2^2) - tr(Kuu^-1 P) / (2 s2) + ..., and differentiating M^-1 and
+// Kuu^-1 and writing the results in the whitened frame (g = LB^-T c, H = (I - Bm^-1) / 2
+// - g g^T / 2), which keeps every intermediate well scaled:
+//   dF/dP   = L^-T H L^-1 / s2
+//   dF/dKuu = L^-T (H - W / (2 s2)) L^-1
+//   dF/db   = L^-T g / s2,   dF/d(r^T r) = dF/d(tr Kff) = -1 / (2 s2)
+//   dF/ds2  = -n / (2 s2) + (r^T r + tr Kff - tr W) / (2 s2^2) - c^T c / s2
+//             + (tr(I - Bm^-1) / s2 + g^T W g / s2^2) / 2
+// and dF/dKuf = 2 (dF/dP) Kuf + (dF/db) r^T, contracted block by block into Z and theta.
+#include "varinf/sgpr.hpp"
+
+#include <cmath>
+
+#include "sparse_common.hpp"
+#include "varinf/linalg.hpp"
+
+namespace varinf {
+
+namespace {
+
+constexpr double kLog2Pi = 1.8378770664093454835606594728112;
+
+// The data's sufficient statistics.
+struct Stats {
+  MatrixXd P;    // [m, m] Kuf Kfu (lower triangle while accumulating)
+  VectorXd b;    // [m] Kuf r
+  VectorXd ku1;  // [m] Kuf 1 (for the mean's gradient)
+  double rr = 0.0, rsum = 0.0, tk = 0.0;  // r^T r, sum r, tr Kff
+};
+
+Stats data_stats(const SGPRProblem& p) {
+  const Index n = p.X.rows(), m = p.Z.rows();
+  auto make = [m] {
+    return Stats{MatrixXd::Zero(m, m), VectorXd::Zero(m), VectorXd::Zero(m)};
+  };
+  auto body = [&p, m](Index s, Index k, Stats& acc) {
+    RowMatrixXd Kuf(m, k);  // [m, k]
+    p.kernel.K(p.theta, p.Z, p.X.middleRows(s, k), Kuf);
+    const VectorXd r = p.y.segment(s, k).array() - p.mean;  // [k]
+    acc.P.selfadjointView<Eigen::Lower>().rankUpdate(Kuf);
+    acc.b.noalias() += Kuf * r;
+    acc.ku1 += Kuf.rowwise().sum();
+    acc.rr += r.squaredNorm();
+    acc.rsum += r.sum();
+    VectorXd kd(k);  // [k]
+    p.kernel.K_diag(p.theta, p.X.middleRows(s, k), kd);
+    acc.tk += kd.sum();
+  };
+  auto accs = detail::over_row_blocks<Stats>(n, detail::rows_per_block(m), double(n) * m * m, make, body);
+  Stats total = std::move(accs[0]);
+  for (size_t t = 1; t < accs.size(); ++t) {
+    total.P += accs[t].P;
+    total.b += accs[t].b;
+    total.ku1 += accs[t].ku1;
+    total.rr += accs[t].rr;
+    total.rsum += accs[t].rsum;
+    total.tk += accs[t].tk;
+  }
+  total.P.triangularView<Eigen::StrictlyUpper>() = total.P.transpose();
+  return total;
+}
+
+// L^-1 S L^-T for symmetric S [m, m] (both triangles).
+MatrixXd whiten(const MatrixXd& L, const MatrixXd& S) {
+  MatrixXd T = S;  // [m, m]
+  solve_lower_inplace(L, T);
+  T.transposeInPlace();
+  solve_lower_inplace(L, T);
+  return T;
+}
+
+// L^-T S L^-1 for symmetric S [m, m].
+MatrixXd unwhiten(const MatrixXd& L, const MatrixXd& S) {
+  MatrixXd T = S;  // [m, m]
+  solve_lower_transpose_inplace(L, T);
+  T.transposeInPlace();
+  solve_lower_transpose_inplace(L, T);
+  return T;
+}
+
+// Lower Cholesky factor of I + W / s [m, m].
+MatrixXd inner_cholesky(const MatrixXd& W, double s, const char* what) {
+  MatrixXd B = W / s;  // [m, m]
+  B.diagonal().array() += 1.0;
+  cholesky_jitter(B, 0.0, what);
+  B.triangularView<Eigen::StrictlyUpper>().setZero();
+  return B;
+}
+
+// Everything the bound and its gradient share.
+struct Collapsed {
+  SGPRFactor f;
+  Stats st;
+  MatrixXd W;  // [m, m]
+  VectorXd e;  // [m]
+  double trW;
+};
+
+Collapsed collapse(const SGPRProblem& p) {
+  const Index n = p.X.rows();
+  const double s2 = p.noise;
+  Collapsed o;
+  o.f.L = detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, o.f.jitter);
+  o.st = data_stats(p);
+  o.W = whiten(o.f.L, o.st.P);
+  o.trW = o.W.trace();
+  o.f.LB = inner_cholesky(o.W, s2, "I + L^-1 Kuf Kfu L^-T / noise_variance");
+  o.e = o.f.L.triangularView<Eigen::Lower>().solve(o.st.b);
+  o.f.c = o.f.LB.triangularView<Eigen::Lower>().solve(o.e) / s2;
+  const double half_logdet_B = 0.5 * logdet_from_cholesky(o.f.LB);
+  const double trace_gap = o.st.tk - o.trW;  // tr(Kff - Qff) >= 0
+  // Titsias (2009) eq. 9.
+  o.f.bound = -0.5 * n * (kLog2Pi + std::log(s2)) - half_logdet_B - 0.5 * o.st.rr / s2 +
+              0.5 * o.f.c.squaredNorm() - 0.5 * trace_gap / s2;
+  // Titsias (2014), "Variational inference for Gaussian and determinantal point processes",
+  // the trace-corrected upper bound as in GPflow's SGPR.upper_bound: the quadratic term with
+  // noise s2 + tr(Kff - Qff).
+  const double s2u = s2 + trace_gap;
+  const MatrixXd LC = inner_cholesky(o.W, s2u, "I + L^-1 Kuf Kfu L^-T / (noise + trace)");
+  const VectorXd v = LC.triangularView<Eigen::Lower>().solve(o.e) / s2u;  // [m]
+  o.f.upper_bound = -0.5 * n * (kLog2Pi + std::log(s2)) - half_logdet_B - 0.5 * o.st.rr / s2u +
+                    0.5 * v.squaredNorm();
+  return o;
+}
+
+struct GradAcc {
+  VectorXd dtheta;  // [p]
+  RowMatrixXd dZ;   // [m, d]
+};
+
+// dF/dtheta and dF/dZ through Kuf and diag Kff: Kbar = 2 Pbar Kuf + bbar r^T block by block.
+GradAcc data_grad(const SGPRProblem& p, const MatrixXd& Pbar, const VectorXd& bbar, double tkbar) {
+  const Index n = p.X.rows(), m = p.Z.rows(), np = p.kernel.num_params();
+  const MatrixXd Pbar2 = 2.0 * Pbar;  // [m, m]
+  auto make = [&] { return GradAcc{VectorXd::Zero(np), RowMatrixXd::Zero(m, p.Z.cols())}; };
+  auto body = [&](Index s, Index k, GradAcc& acc) {
+    const auto Xb = p.X.middleRows(s, k);
+    RowMatrixXd Kuf(m, k);  // [m, k]
+    p.kernel.K(p.theta, p.Z, Xb, Kuf);
+    const VectorXd r = p.y.segment(s, k).array() - p.mean;  // [k]
+    RowMatrixXd Kbar(m, k);  // [m, k]
+    Kbar.noalias() = Pbar2 * Kuf;
+    Kbar.noalias() += bbar * r.transpose();
+    p.kernel.grad(p.theta, p.Z, Xb, Kbar, acc.dtheta.data(), acc.dZ);
+    p.kernel.grad_diag(p.theta, Xb, VectorXd::Constant(k, tkbar), acc.dtheta.data(), no_input_grad());
+  };
+  auto accs = detail::over_row_blocks<GradAcc>(n, detail::rows_per_block(m), 2.0 * n * m * m, make, body);
+  GradAcc total = std::move(accs[0]);
+  for (size_t t = 1; t < accs.size(); ++t) {
+    total.dtheta += accs[t].dtheta;
+    total.dZ += accs[t].dZ;
+  }
+  return total;
+}
+
+}  // namespace
+
+SGPRFactor sgpr_factor(const SGPRProblem& p) { return collapse(p).f; }
+
+SGPRGradient sgpr_bound_grad(const SGPRProblem& p) {
+  const Collapsed o = collapse(p);
+  const Index n = p.X.rows(), m = p.Z.rows();
+  const double s2 = p.noise;
+  const MatrixXd& L = o.f.L;
+  MatrixXd Binv(m, m);  // [m, m] Bm^-1
+  cholesky_inverse(o.f.LB, Binv);
+  const VectorXd g = o.f.LB.triangularView<Eigen::Lower>().transpose().solve(o.f.c);  // [m]
+  MatrixXd H = -0.5 * Binv;  // [m, m]
+  H.diagonal().array() += 0.5;
+  H.noalias() -= 0.5 * g * g.transpose();
+  const MatrixXd Pbar = unwhiten(L, H) / s2;  // [m, m]
+  const MatrixXd Kuubar = unwhiten(L, H - o.W / (2.0 * s2));  // [m, m]
+  const VectorXd bbar = L.triangularView<Eigen::Lower>().transpose().solve(g) / s2;  // [m]
+  const double tkbar = -0.5 / s2;
+
+  GradAcc acc = data_grad(p, Pbar, bbar, tkbar);
+  p.kernel.grad_sym(p.theta, p.Z, Eigen::Map<const RowMatrixXd>(Kuubar.data(), m, m),
+                    acc.dtheta.data(), acc.dZ);
+
+  SGPRGradient out;
+  out.bound = o.f.bound;
+  out.jitter = o.f.jitter;
+  out.dtheta = std::move(acc.dtheta);
+  out.dZ = std::move(acc.dZ);
+  const double trIBinv = double(m) - Binv.trace();
+  out.dnoise = -0.5 * n / s2 + 0.5 * (o.st.rr + o.st.tk - o.trW) / (s2 * s2) -
+               o.f.c.squaredNorm() / s2 + 0.5 * (trIBinv / s2 + g.dot(o.W * g) / (s2 * s2));
+  // r = y - mean: dF/dr = Kfu bbar + 2 (dF/d r^T r) r, and dF/dmean = -sum(dF/dr).
+  out.dmean = -bbar.dot(o.st.ku1) + o.st.rsum / s2;
+  return out;
+}
+
+// t1 = L^-1 Kus, t2 = LB^-1 t1: mean = t2^T c + mean, var = kss - colsum(t1^2) + colsum(t2^2)
+// (MATH.md section 4; GPflow SGPR.predict_f).
+void sgpr_predict(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, VecOut mean, VecOut var) {
+  const Index ns = Xnew.rows(), m = p.Z.rows();
+  struct None {};
+  auto body = [&](Index s, Index k, None&) {
+    const auto Xb = Xnew.middleRows(s, k);
+    RowMatrixXd Ksu(k, m);  // [k, m]; its buffer read column-major is Kus [m, k]
+    p.kernel.K(p.theta, Xb, p.Z, Ksu);
+    Eigen::Map<MatrixXd> T(Ksu.data(), m, k);  // [m, k]
+    solve_lower_inplace(f.L, T);
+    p.kernel.K_diag(p.theta, Xb, var.segment(s, k));
+    var.segment(s, k) -= T.colwise().squaredNorm().transpose();
+    solve_lower_inplace(f.LB, T);
+    var.segment(s, k) += T.colwise().squaredNorm().transpose();
+    mean.segment(s, k).noalias() = T.transpose() * f.c;
+    mean.segment(s, k).array() += p.mean;
+  };
+  detail::over_row_blocks<None>(ns, detail::rows_per_block(m), 2.0 * ns * m * m, [] { return None{}; }, body);
+}
+
+void sgpr_predict_cov(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, VecOut mean,
+                      MatOut cov) {
+  const Index ns = Xnew.rows(), m = p.Z.rows();
+  RowMatrixXd Ksu(ns, m);  // [n*, m]
+  p.kernel.K(p.theta, Xnew, p.Z, Ksu);
+  Eigen::Map<MatrixXd> T(Ksu.data(), m, ns);  // [m, n*] Kus
+  solve_lower_inplace(f.L, T);
+  p.kernel.K_sym(p.theta, Xnew, cov);
+  cov.noalias() -= T.transpose() * T;
+  solve_lower_inplace(f.LB, T);
+  cov.noalias() += T.transpose() * T;
+  mean.noalias() = T.transpose() * f.c;
+  mean.array() += p.mean;
+}
+
+// Titsias (2009) eq. 10: mu = Kuu M^-1 Kuf r / s2 + mean = L g + mean with g = LB^-T c, and
+// S = Kuu M^-1 Kuu = L Bm^-1 L^T = V^T V with V = LB^-1 L^T.
+void sgpr_qu(const SGPRProblem& p, const SGPRFactor& f, VecOut mu, MatOut S) {
+  const VectorXd g = f.LB.triangularView<Eigen::Lower>().transpose().solve(f.c);  // [m]
+  mu.noalias() = f.L.triangularView<Eigen::Lower>() * g;
+  mu.array() += p.mean;
+  MatrixXd V = f.L.transpose();  // [m, m]
+  solve_lower_inplace(f.LB, V);
+  S.noalias() = V.transpose() * V;
+}
+
+}  // namespace varinf

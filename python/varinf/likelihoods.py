@@ -1,0 +1,166 @@
+"""Likelihoods p(y | f) for the SVGP (MATH.md section 5).
+
+Each likelihood holds its parameters (like a kernel) and an immutable C++ structure that gives
+the variational expectation E_{N(f; mu, var)}[log p(y | f)] with its derivatives, the
+predictive moments of y and the predictive log density.
+
+    lik = vi.likelihoods.Gaussian(variance=0.1)
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from ._loader import core as _core
+from ._validation import as_positive_int, as_vector
+from .models._common import NOISE_LOWER
+from .parameters import Parameter
+
+__all__ = ["Likelihood", "Gaussian", "Bernoulli", "Poisson", "StudentT"]
+
+
+class Likelihood(abc.ABC):
+    """Base class: parameters in C++ theta order, the C++ structure, target checks."""
+
+    def __init__(self):
+        self._core_likelihood = None
+
+    @property
+    @abc.abstractmethod
+    def parameters(self) -> list:
+        """Parameters in the order of the flat theta array the C++ core reads."""
+
+    @abc.abstractmethod
+    def _build(self):
+        """The C++ likelihood structure."""
+
+    def core(self):
+        if self._core_likelihood is None:
+            self._core_likelihood = self._build()
+        return self._core_likelihood
+
+    def theta(self) -> np.ndarray:
+        params = self.parameters
+        return np.concatenate([p.value.ravel() for p in params]) if params else np.zeros(0)
+
+    def check_targets(self, y, name: str = "y", n: int | None = None) -> np.ndarray:
+        """y as a float64 [n] array; ValueError naming ``name`` when it is not valid data."""
+        return as_vector(y, name, n=n)
+
+    # --- evaluations (arrays [k]) ------------------------------------------------------------
+    def variational_expectations(self, y, mu, var):
+        """(sum_i E[log p(y_i | f)], d/dmu [k], d/dvar [k], d/dtheta summed over i)."""
+        y = self.check_targets(y)
+        return self.core().variational_expectations(self.theta(), y, as_vector(mu, "mu", n=y.size),
+                                                    as_vector(var, "var", n=y.size))
+
+    def predict_mean_and_var(self, mu, var):
+        """Mean and variance of y when f ~ N(mu, var)."""
+        mu = as_vector(mu, "mu")
+        return self.core().predict_mean_and_var(self.theta(), mu, as_vector(var, "var", n=mu.size))
+
+    def predict_log_density(self, y, mu, var) -> np.ndarray:
+        """log int p(y | f) N(f; mu, var) df [k]."""
+        y = self.check_targets(y)
+        return self.core().predict_log_density(self.theta(), y, as_vector(mu, "mu", n=y.size),
+                                               as_vector(var, "var", n=y.size))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(repr(p) for p in self.parameters)})"
+
+
+class Gaussian(Likelihood):
+    """y = f + noise, noise ~ N(0, variance)."""
+
+    def __init__(self, variance: float = 1.0):
+        super().__init__()
+        self._variance = Parameter("variance", variance, lower=NOISE_LOWER)
+        if self._variance.size != 1:
+            raise ValueError("variance must be a scalar")
+
+    variance = property(lambda self: float(self._variance.value),
+                        lambda self, v: setattr(self._variance, "value", v))
+
+    @property
+    def parameters(self):
+        return [self._variance]
+
+    def _build(self):
+        return _core.gaussian_likelihood()
+
+
+# Gauss-Hermite points for the quadrature likelihoods (MATH.md section 5: GPflow, GPy and
+# GPyTorch all use 20).
+QUADRATURE_POINTS = 20
+
+
+class Bernoulli(Likelihood):
+    """Binary y in {0, 1} with p(y = 1 | f) = Phi(f) (probit link). ``predict_y`` gives
+    p(y* = 1)."""
+
+    def __init__(self, quadrature_points: int = QUADRATURE_POINTS):
+        super().__init__()
+        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points")
+
+    @property
+    def parameters(self):
+        return []
+
+    def _build(self):
+        return _core.bernoulli_probit_likelihood(self.quadrature_points)
+
+    def check_targets(self, y, name="y", n=None):
+        y = as_vector(y, name, n=n)
+        if not np.all((y == 0) | (y == 1)):
+            raise ValueError(f"{name} must hold labels 0 or 1 for a Bernoulli likelihood, got "
+                             f"{np.unique(y[(y != 0) & (y != 1)])[:5]}")
+        return y
+
+
+class Poisson(Likelihood):
+    """Counts y in {0, 1, 2, ...} with rate exp(f). ``predict_y`` gives the rate's mean."""
+
+    def __init__(self, quadrature_points: int = QUADRATURE_POINTS):
+        super().__init__()
+        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points")
+
+    @property
+    def parameters(self):
+        return []
+
+    def _build(self):
+        return _core.poisson_likelihood(self.quadrature_points)
+
+    def check_targets(self, y, name="y", n=None):
+        y = as_vector(y, name, n=n)
+        bad = (y < 0) | (y != np.round(y))
+        if np.any(bad):
+            raise ValueError(f"{name} must hold non-negative integer counts for a Poisson likelihood, "
+                             f"got {np.unique(y[bad])[:5]}")
+        return y
+
+
+class StudentT(Likelihood):
+    """y = f + scale * t_df noise (heavy tails); ``df`` fixed, ``scale`` learned."""
+
+    def __init__(self, scale: float = 1.0, df: float = 3.0, quadrature_points: int = QUADRATURE_POINTS):
+        super().__init__()
+        self._scale = Parameter("scale", scale, lower=NOISE_LOWER)
+        if self._scale.size != 1:
+            raise ValueError("scale must be a scalar")
+        df = float(df)
+        if not (np.isfinite(df) and df > 0):
+            raise ValueError(f"df must be positive, got {df}")
+        self.df = df
+        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points")
+
+    scale = property(lambda self: float(self._scale.value), lambda self, v: setattr(self._scale, "value", v))
+
+    @property
+    def parameters(self):
+        return [self._scale]
+
+    def _build(self):
+        return _core.student_t_likelihood(self.df, self.quadrature_points)

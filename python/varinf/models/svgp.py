@@ -1,0 +1,307 @@
+"""Stochastic variational GP (Hensman, Fusi & Lawrence 2013) with any likelihood."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from .._loader import core as _core
+from .._validation import as_matrix, as_positive_int
+from ..kernels import Kernel
+from ..likelihoods import Likelihood
+from ..linalg import JitterWarning
+from ..parameters import Parameter, ParameterVector
+from ..progress import Progress
+from ._common import make_mean
+from ._regression import sample_joint
+from .sgpr import KUU_JITTER, inducing_points
+
+__all__ = ["SVGP"]
+
+# Seconds of training between returns to Python (progress, callback, early stop).
+_REPORT_SECONDS = 0.25
+
+
+class SVGP:
+    """Sparse variational GP: q(u) = N(q_mu, q_sqrt q_sqrt^T) at m inducing inputs Z.
+
+    Parameters
+    ----------
+    kernel : varinf.kernels.Kernel
+    likelihood : varinf.likelihoods.Likelihood
+    Z : array_like [m, d], or an int m: the inducing inputs are then the k-means centres of
+        (a sample of) the X first given to ``fit``
+    num_data : int, the number of training points n (minibatch terms are scaled by n / B)
+    whiten : bool, parametrise q(v) with u = L v, Kuu = L L^T (default, as GPflow/GPyTorch)
+    q_diag : bool, a diagonal q_sqrt [m] instead of a lower-triangular [m, m] one
+    mean : None or "zero", "constant" (learned, starts at 0) or a number (learned, starts there)
+    train_Z : bool, whether ``fit`` moves the inducing inputs
+
+    The C++ core evaluates the ELBO on a batch and its gradient with respect to q_mu, q_sqrt,
+    Z, the kernel, the likelihood and the mean in one call; ``fit`` runs the minibatch loop,
+    the sampling and Adam in C++, returning to Python a few times a second.
+    """
+
+    def __init__(self, kernel: Kernel, likelihood: Likelihood, Z, num_data: int, whiten: bool = True,
+                 q_diag: bool = False, mean=None, train_Z: bool = True):
+        if not isinstance(kernel, Kernel):
+            raise ValueError(f"kernel must be a varinf.kernels.Kernel, got {type(kernel).__name__}")
+        if not isinstance(likelihood, Likelihood):
+            raise ValueError(f"likelihood must be a varinf.likelihoods.Likelihood, got {type(likelihood).__name__}")
+        self.kernel = kernel
+        self.likelihood = likelihood
+        self.num_data = as_positive_int(num_data, "num_data")
+        self.whiten = bool(whiten)
+        self.q_diag = bool(q_diag)
+        self._train_Z = bool(train_Z)
+        self._mean = make_mean(mean, np.zeros(1))  # "constant" starts at 0
+        self.elbo_history_ = np.zeros(0)
+        if isinstance(Z, (int, np.integer)) and not isinstance(Z, (bool, np.bool_)):
+            self._num_inducing = as_positive_int(Z, "Z")
+            self._Z = None
+        else:
+            self._set_inducing(as_matrix(Z, "Z"))
+
+    def _set_inducing(self, Z):
+        """Creates Z and q(u) = N(0, I) (the prior, in the whitened frame)."""
+        self.kernel.check_input(Z, "Z")
+        m = Z.shape[0]
+        self._Z = Parameter("Z", Z.ravel(), lower=None, trainable=self._train_Z)
+        self._Z_shape = Z.shape
+        self._q_mu = Parameter("q_mu", np.zeros(m), lower=None)
+        eye = np.eye(m)
+        self._q_sqrt = Parameter("q_sqrt", np.ones(m) if self.q_diag else eye[np.tril_indices(m)], lower=None)
+
+    def _require_inducing(self):
+        if self._Z is None:
+            raise ValueError(f"Z was given as a number ({self._num_inducing}): call fit(X, y) first, "
+                             "which places the inducing inputs by k-means on X")
+
+    # --- parameters ------------------------------------------------------------------------
+    @property
+    def Z(self) -> np.ndarray:
+        """The inducing inputs [m, d] (a copy)."""
+        self._require_inducing()
+        return self._Z.value.reshape(self._Z_shape).copy()
+
+    @Z.setter
+    def Z(self, value):
+        self._require_inducing()
+        value = as_matrix(value, "Z", d=self._Z_shape[1])
+        if value.shape != self._Z_shape:
+            raise ValueError(f"Z must keep its shape {self._Z_shape}, got {value.shape}")
+        self._Z.value = value.ravel()
+
+    @property
+    def q_mu(self) -> np.ndarray:
+        self._require_inducing()
+        return self._q_mu.value.copy()
+
+    @q_mu.setter
+    def q_mu(self, value):
+        self._require_inducing()
+        self._q_mu.value = np.asarray(value, dtype=float).ravel()
+
+    @property
+    def q_sqrt(self) -> np.ndarray:
+        """[m, m] lower triangular, or [m] when q_diag."""
+        self._require_inducing()
+        if self.q_diag:
+            return self._q_sqrt.value.copy()
+        m = self._Z_shape[0]
+        out = np.zeros((m, m))
+        out[np.tril_indices(m)] = self._q_sqrt.value
+        return out
+
+    @q_sqrt.setter
+    def q_sqrt(self, value):
+        self._require_inducing()
+        m = self._Z_shape[0]
+        value = np.asarray(value, dtype=float)
+        shape = (m,) if self.q_diag else (m, m)
+        if value.shape != shape:
+            raise ValueError(f"q_sqrt must have shape {shape}, got {value.shape}")
+        self._q_sqrt.value = value if self.q_diag else value[np.tril_indices(m)]
+
+    @property
+    def mean(self) -> float:
+        return 0.0 if self._mean is None else float(self._mean.value)
+
+    @mean.setter
+    def mean(self, value):
+        if self._mean is None:
+            raise ValueError("this model has a zero mean; create it with mean='constant'")
+        self._mean.value = value
+
+    @property
+    def parameters(self) -> list:
+        """Every parameter in gradient order: kernel, likelihood, mean (if any), q_mu, q_sqrt, Z."""
+        self._require_inducing()
+        return (self.kernel.parameters + self.likelihood.parameters
+                + ([self._mean] if self._mean is not None else []) + [self._q_mu, self._q_sqrt, self._Z])
+
+    @property
+    def trainable_parameters(self) -> list:
+        return ParameterVector(self.parameters).unique
+
+    def __repr__(self):
+        m = self._num_inducing if self._Z is None else self._Z_shape[0]
+        return (f"SVGP(m={m}, num_data={self.num_data}, kernel={self.kernel!r}, "
+                f"likelihood={self.likelihood!r}, whiten={self.whiten}, q_diag={self.q_diag})")
+
+    # --- the C++ views ---------------------------------------------------------------------------
+    def _layout(self):
+        """The C++ layout of the values over the unconstrained vector x, and the vector."""
+        params = self.parameters
+        pv = ParameterVector(params)
+        offsets, start = {}, 0
+        for p in pv.unique:
+            offsets[id(p)] = start
+            start += p.size
+        index, fixed = [], []
+        for p in params:
+            if id(p) in offsets:
+                index.append(np.arange(offsets[id(p)], offsets[id(p)] + p.size))
+                fixed.append(np.zeros(p.size))
+            else:
+                index.append(np.full(p.size, -1))
+                fixed.append(p.value.ravel())
+        lower = [np.full(p.size, np.nan if p.lower is None else p.lower) for p in pv.unique]
+        m, d = self._Z_shape
+        layout = _core.SVGPLayout(self.kernel.core(), self.likelihood.core(), m, d, self._mean is not None,
+                                  self.whiten, self.q_diag, np.concatenate(index).astype(np.int64),
+                                  np.concatenate(fixed), np.concatenate(lower) if lower else np.zeros(0),
+                                  float(self.num_data), KUU_JITTER)
+        return layout, pv
+
+    def _args(self):
+        self._require_inducing()
+        return _core.SVGPArgs(self.kernel.core(), self.kernel.theta(), self.likelihood.core(),
+                              self.likelihood.theta(), self.Z, self._q_mu.value, self.q_sqrt,
+                              self.whiten, self.q_diag, self.mean, float(self.num_data), KUU_JITTER)
+
+    def _data(self, X, y):
+        self._require_inducing()
+        X = as_matrix(X, "X", d=self._Z_shape[1])
+        self.kernel.check_input(X, "X")
+        return X, self.likelihood.check_targets(y, "y", n=X.shape[0])
+
+    # --- objective ---------------------------------------------------------------------------
+    def elbo(self, X, y, return_grad: bool = False):
+        """The ELBO with the likelihood terms of the batch (X, y) scaled by num_data / batch size
+        (the full-data ELBO when the batch is all the data); with ``return_grad`` also its
+        gradient with respect to the unconstrained values of ``trainable_parameters``."""
+        X, y = self._data(X, y)
+        layout, pv = self._layout()
+        value, grad, jitter = _core.svgp_elbo_grad_x(layout, pv.get(), X, y)
+        _warn_jitter(jitter)
+        return (value, grad) if return_grad else value
+
+    # --- training ------------------------------------------------------------------------------
+    def fit(self, X, y, iterations: int | None = None, epochs: int | None = None, batch_size: int | None = None,
+            learning_rate: float = 0.01, natgrad: bool = False, gamma: float = 0.1, seed=None, callback=None,
+            progress: bool = True):
+        """Adam on minibatches of (X, y), in C++.
+
+        ``iterations`` steps, or ``epochs`` passes over the data (n // batch_size steps each;
+        batch_size defaults to min(n, 256));
+        1000 steps when neither is given. With ``natgrad``, q(u) takes natural-gradient steps of
+        size ``gamma`` (Salimbeni et al. 2018; gamma = 1 on the full batch with a Gaussian
+        likelihood jumps to the optimal q(u)) and Adam moves the rest.
+        ``callback(model, step, elbo)`` is called a few times a second with the model's
+        parameters current; returning True stops training. A step
+        whose ELBO is not finite stops training with a warning naming the step, and the
+        parameters are those of the last finite step.
+        """
+        X = as_matrix(X, "X")
+        if self._Z is None:
+            self._set_inducing(inducing_points(X, self._num_inducing, seed))
+        X, y = self._data(X, y)
+        n = X.shape[0]
+        batch_size = min(n, 256) if batch_size is None else as_positive_int(batch_size, "batch_size")
+        if batch_size > n:
+            raise ValueError(f"batch_size must be at most the number of rows of X ({n}), got {batch_size}")
+        if iterations is not None and epochs is not None:
+            raise ValueError("give iterations or epochs, not both")
+        if epochs is not None:
+            iterations = as_positive_int(epochs, "epochs") * max(1, n // batch_size)
+        iterations = 1000 if iterations is None else as_positive_int(iterations, "iterations")
+        learning_rate = float(learning_rate)
+        if not (np.isfinite(learning_rate) and learning_rate > 0):
+            raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+        gamma = float(gamma)
+        if natgrad and not (np.isfinite(gamma) and 0 < gamma <= 1):
+            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+        layout, pv = self._layout()
+        seed64 = int(np.random.default_rng(seed).integers(2 ** 63))
+        trainer = _core.SVGPTrainer(layout, pv.get(), learning_rate, 0.9, 0.999, 1e-8, seed64,
+                                    gamma if natgrad else 0.0)
+        history = [self.elbo_history_]
+        bar = Progress(total=iterations, enabled=progress, label="ELBO / n")
+        chunk, done = 10, 0
+        try:
+            while done < iterations:
+                steps = min(chunk, iterations - done)
+                start = time.perf_counter()
+                elbos = trainer.run(X, y, batch_size, steps)
+                elapsed = time.perf_counter() - start
+                pv.set(trainer.x)
+                history.append(elbos)
+                done += elbos.size
+                if elbos.size:
+                    bar.update(elbos[-1] / self.num_data, steps=elbos.size)
+                if trainer.failed:
+                    warnings.warn(f"the ELBO was not finite at step {trainer.failed_step} of this fit; training "
+                                  "stopped and the parameters are those of the last finite step",
+                                  RuntimeWarning, stacklevel=2)
+                    break
+                if callback is not None and elbos.size and callback(self, done, float(elbos[-1])):
+                    break
+                chunk = int(np.clip(steps * _REPORT_SECONDS / max(elapsed, 1e-6), 1, 10000))
+        finally:
+            pv.set(trainer.x)  # also after an exception: the last finite parameters
+            bar.close()
+            self.elbo_history_ = np.concatenate(history)
+        return self
+
+    # --- predictions ---------------------------------------------------------------------------
+    def _new_inputs(self, Xnew):
+        self._require_inducing()
+        Xnew = as_matrix(Xnew, "Xnew", d=self._Z_shape[1])
+        self.kernel.check_input(Xnew, "Xnew")
+        return Xnew
+
+    def predict_f(self, Xnew, full_cov: bool = False):
+        """Latent predictive mean [n*] and variance [n*] (or covariance [n*, n*])."""
+        Xnew = self._new_inputs(Xnew)
+        mean, var = _core.svgp_predict(self._args(), Xnew, bool(full_cov))
+        if not full_cov:
+            np.maximum(var, 0.0, out=var)  # rounding can make a near-zero variance negative
+        return mean, var
+
+    def predict_y(self, Xnew):
+        """Predictive mean and variance of y* (class probabilities for Bernoulli, rates for
+        Poisson)."""
+        mean, var = self.predict_f(Xnew)
+        return self.likelihood.predict_mean_and_var(mean, var)
+
+    def predict_log_density(self, Xnew, ynew) -> np.ndarray:
+        """log p(y* | data) for each test point [n*]."""
+        Xnew = self._new_inputs(Xnew)
+        ynew = self.likelihood.check_targets(ynew, "ynew", n=Xnew.shape[0])
+        mean, var = self.predict_f(Xnew)
+        return self.likelihood.predict_log_density(ynew, mean, var)
+
+    def predict_f_samples(self, Xnew, num_samples: int = 1, seed=None) -> np.ndarray:
+        """Joint samples of the latent function at Xnew: [num_samples, n*]."""
+        num_samples = as_positive_int(num_samples, "num_samples")
+        mean, cov = self.predict_f(Xnew, full_cov=True)
+        return sample_joint(mean, cov, num_samples, seed)
+
+
+def _warn_jitter(jitter):
+    if jitter > KUU_JITTER:
+        warnings.warn(f"K(Z, Z) needed jitter {jitter:.3g} to factorise; the inducing inputs "
+                      "may be (nearly) duplicated", JitterWarning, stacklevel=3)
