@@ -1,7 +1,6 @@
 """Tests of vi.VAE: hand-written gradients against finite differences and the numpy reference,
 the IWAE identities, PyTorch equivalence (when installed), learning on real data, bad input."""
 
-import warnings
 
 import numpy as np
 import pytest

@@ -50,32 +50,15 @@ void bind_gp(py::module_& m) {
   }, "(lml, dlml/dtheta, dlml/dnoise, dlml/dmean, jitter)");
 
   m.def("gpr_predict", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                          double noise, double mean, const GPRFactor& f, const CArray& Xnew) {
+                          double noise, double mean, const GPRFactor& f, const CArray& Xnew,
+                          bool full_cov) {
     const GPRProblem p = problem(k, theta, X, y, noise, mean);
     check_new(X, Xnew);
-    CArray mu = new_vector(Xnew.shape(0)), var = new_vector(Xnew.shape(0));
-    auto mu_v = as_vector(mu);
-    auto var_v = as_vector(var);
-    {
-      NoGil nogil;
-      gpr_predict(p, f, view(Xnew), mu_v, var_v);
-    }
-    return py::make_tuple(mu, var);
-  }, "latent (mean [n*], variance [n*])");
-
-  m.def("gpr_predict_cov", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                              double noise, double mean, const GPRFactor& f, const CArray& Xnew) {
-    const GPRProblem p = problem(k, theta, X, y, noise, mean);
-    check_new(X, Xnew);
-    CArray mu = new_vector(Xnew.shape(0)), cov = new_matrix(Xnew.shape(0), Xnew.shape(0));
-    auto mu_v = as_vector(mu);
-    auto cov_m = as_matrix(cov);
-    {
-      NoGil nogil;
-      gpr_predict_cov(p, f, view(Xnew), mu_v, cov_m);
-    }
-    return py::make_tuple(mu, cov);
-  }, "latent (mean [n*], covariance [n*, n*])");
+    return predict_moments(
+        Xnew.shape(0), full_cov,
+        [&](VecOut mu, VecOut var) { gpr_predict(p, f, view(Xnew), mu, var); },
+        [&](VecOut mu, MatOut cov) { gpr_predict_cov(p, f, view(Xnew), mu, cov); });
+  }, "latent (mean [n*], variance [n*] or covariance [n*, n*])");
 }
 
 }  // namespace varinf::bindings

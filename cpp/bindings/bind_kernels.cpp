@@ -27,7 +27,22 @@ void check_same_width(const CArray& X1, const CArray& X2) {
 MatRef view(const CArray& a) { return Eigen::Map<const RowMatrixXd>(a.data(), a.shape(0), a.shape(1)); }
 VecRef vview(const CArray& a) { return Eigen::Map<const VectorXd>(a.data(), a.shape(0)); }
 
-py::object optional_grad(bool wanted, CArray& dX) { return wanted ? py::object(dX) : py::none(); }
+// (dL/dtheta [p], dL/dX [n, d] or None): contract(dtheta, dX) accumulates into zeroed buffers
+// without the GIL.
+template <class Contract>
+py::tuple gradients(const Kernel& k, const CArray& X, bool want_dX, Contract contract) {
+  CArray dtheta = new_vector(k.num_params());
+  CArray dX = want_dX ? new_matrix(X.shape(0), X.shape(1)) : new_matrix(0, 0);
+  auto dt = as_vector(dtheta);
+  auto dx = as_matrix(dX);
+  {
+    NoGil nogil;
+    dt.setZero();
+    dx.setZero();
+    contract(dt.data(), dx);
+  }
+  return py::make_tuple(dtheta, want_dX ? py::object(dX) : py::none());
+}
 
 }  // namespace
 
@@ -64,17 +79,9 @@ void bind_kernels(py::module_& m) {
             check_same_width(X1, X2);
             check(Kbar.ndim() == 2 && Kbar.shape(0) == X1.shape(0) && Kbar.shape(1) == X2.shape(0),
                   "Kbar must have shape [n1, n2]");
-            CArray dtheta = new_vector(k.num_params());
-            CArray dX = want_dX ? new_matrix(X1.shape(0), X1.shape(1)) : new_matrix(0, 0);
-            auto dt = as_vector(dtheta);
-            auto dx = as_matrix(dX);
-            {
-              NoGil nogil;
-              dt.setZero();
-              dx.setZero();
-              k.grad(theta.data(), view(X1), view(X2), view(Kbar), dt.data(), dx);
-            }
-            return py::make_tuple(dtheta, optional_grad(want_dX, dX));
+            return gradients(k, X1, want_dX, [&](double* dt, MatOut dx) {
+              k.grad(theta.data(), view(X1), view(X2), view(Kbar), dt, dx);
+            });
           }, py::arg("theta"), py::arg("X1"), py::arg("X2"), py::arg("Kbar"), py::arg("want_dX") = false,
           "(dL/dtheta [p], dL/dX1 [n1, d] or None) given Kbar = dL/dK(X1, X2)")
       .def("grad_sym", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& Kbar,
@@ -83,17 +90,9 @@ void bind_kernels(py::module_& m) {
             check_same_width(X, X);
             check(Kbar.ndim() == 2 && Kbar.shape(0) == X.shape(0) && Kbar.shape(1) == X.shape(0),
                   "Kbar must have shape [n, n]");
-            CArray dtheta = new_vector(k.num_params());
-            CArray dX = want_dX ? new_matrix(X.shape(0), X.shape(1)) : new_matrix(0, 0);
-            auto dt = as_vector(dtheta);
-            auto dx = as_matrix(dX);
-            {
-              NoGil nogil;
-              dt.setZero();
-              dx.setZero();
-              k.grad_sym(theta.data(), view(X), view(Kbar), dt.data(), dx);
-            }
-            return py::make_tuple(dtheta, optional_grad(want_dX, dX));
+            return gradients(k, X, want_dX, [&](double* dt, MatOut dx) {
+              k.grad_sym(theta.data(), view(X), view(Kbar), dt, dx);
+            });
           }, py::arg("theta"), py::arg("X"), py::arg("Kbar"), py::arg("want_dX") = false,
           "(dL/dtheta, dL/dX or None) given a symmetric Kbar = dL/dK(X, X)")
       .def("grad_diag", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& kbar,
@@ -101,17 +100,9 @@ void bind_kernels(py::module_& m) {
             check_theta(k, theta);
             check_same_width(X, X);
             check(kbar.ndim() == 1 && kbar.shape(0) == X.shape(0), "kbar must have shape [n]");
-            CArray dtheta = new_vector(k.num_params());
-            CArray dX = want_dX ? new_matrix(X.shape(0), X.shape(1)) : new_matrix(0, 0);
-            auto dt = as_vector(dtheta);
-            auto dx = as_matrix(dX);
-            {
-              NoGil nogil;
-              dt.setZero();
-              dx.setZero();
-              k.grad_diag(theta.data(), view(X), vview(kbar), dt.data(), dx);
-            }
-            return py::make_tuple(dtheta, optional_grad(want_dX, dX));
+            return gradients(k, X, want_dX, [&](double* dt, MatOut dx) {
+              k.grad_diag(theta.data(), view(X), vview(kbar), dt, dx);
+            });
           }, py::arg("theta"), py::arg("X"), py::arg("kbar"), py::arg("want_dX") = false,
           "(dL/dtheta, dL/dX or None) given kbar = dL/d diag K(X)");
 

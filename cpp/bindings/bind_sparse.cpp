@@ -67,21 +67,10 @@ void bind_sgpr(py::module_& m) {
                            const SGPRFactor& f, const CArray& Xnew, bool full_cov) {
     const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
     check_new(X, Xnew);
-    const Index ns = Xnew.shape(0);
-    CArray mu = new_vector(ns);
-    CArray var = full_cov ? new_matrix(ns, ns) : new_vector(ns);
-    auto mu_v = as_vector(mu);
-    {
-      NoGil nogil;
-      if (full_cov) {
-        auto cov_m = as_matrix(var);
-        sgpr_predict_cov(p, f, view(Xnew), mu_v, cov_m);
-      } else {
-        auto var_v = as_vector(var);
-        sgpr_predict(p, f, view(Xnew), mu_v, var_v);
-      }
-    }
-    return py::make_tuple(mu, var);
+    return predict_moments(
+        Xnew.shape(0), full_cov,
+        [&](VecOut mu, VecOut var) { sgpr_predict(p, f, view(Xnew), mu, var); },
+        [&](VecOut mu, MatOut cov) { sgpr_predict_cov(p, f, view(Xnew), mu, cov); });
   }, "latent (mean [n*], variance [n*] or covariance [n*, n*])");
 
   m.def("sgpr_qu", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
@@ -218,21 +207,10 @@ void bind_svgp(py::module_& m) {
   m.def("svgp_predict", [](const SVGPArgs& a, const CArray& Xnew, bool full_cov) {
     const SVGPProblem p = a.problem();
     a.check_inputs(Xnew);
-    const Index ns = Xnew.shape(0);
-    CArray mu = new_vector(ns);
-    CArray var = full_cov ? new_matrix(ns, ns) : new_vector(ns);
-    auto mu_v = as_vector(mu);
-    {
-      NoGil nogil;
-      if (full_cov) {
-        auto cov_m = as_matrix(var);
-        svgp_predict_cov(p, view(Xnew), mu_v, cov_m);
-      } else {
-        auto var_v = as_vector(var);
-        svgp_predict(p, view(Xnew), mu_v, var_v);
-      }
-    }
-    return py::make_tuple(mu, var);
+    return predict_moments(
+        Xnew.shape(0), full_cov,
+        [&](VecOut mu, VecOut var) { svgp_predict(p, view(Xnew), mu, var); },
+        [&](VecOut mu, MatOut cov) { svgp_predict_cov(p, view(Xnew), mu, cov); });
   }, "latent (mean [n*], variance [n*] or covariance [n*, n*])");
 }
 

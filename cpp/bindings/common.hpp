@@ -51,6 +51,26 @@ struct NoGil {
   py::gil_scoped_release release;
 };
 
+// (mean [n*], variance [n*] or covariance [n*, n*]) as new numpy arrays, filled without the
+// GIL by predict_var(mean, var) or predict_cov(mean, cov). Every model's predict uses this.
+template <class PredictVar, class PredictCov>
+py::tuple predict_moments(Index ns, bool full_cov, PredictVar predict_var, PredictCov predict_cov) {
+  CArray mean = new_vector(ns);
+  CArray var = full_cov ? new_matrix(ns, ns) : new_vector(ns);
+  auto mean_v = as_vector(mean);
+  {
+    NoGil nogil;
+    if (full_cov) {
+      auto cov_m = as_matrix(var);
+      predict_cov(mean_v, cov_m);
+    } else {
+      auto var_v = as_vector(var);
+      predict_var(mean_v, var_v);
+    }
+  }
+  return py::make_tuple(mean, var);
+}
+
 void bind_threads(py::module_& m);
 void bind_errors(py::module_& m);
 void bind_kernels(py::module_& m);

@@ -96,9 +96,8 @@ class Gaussian(Likelihood):
 QUADRATURE_POINTS = 20
 
 
-class Bernoulli(Likelihood):
-    """Binary y in {0, 1} with p(y = 1 | f) = Phi(f) (probit link). ``predict_y`` gives
-    p(y* = 1)."""
+class _ParameterFree(Likelihood):
+    """A likelihood without parameters, evaluated by Gauss-Hermite quadrature where needed."""
 
     def __init__(self, quadrature_points: int = QUADRATURE_POINTS):
         super().__init__()
@@ -107,6 +106,11 @@ class Bernoulli(Likelihood):
     @property
     def parameters(self):
         return []
+
+
+class Bernoulli(_ParameterFree):
+    """Binary y in {0, 1} with p(y = 1 | f) = Phi(f) (probit link). ``predict_y`` gives
+    p(y* = 1)."""
 
     def _build(self):
         return _core.bernoulli_probit_likelihood(self.quadrature_points)
@@ -119,16 +123,8 @@ class Bernoulli(Likelihood):
         return y
 
 
-class Poisson(Likelihood):
+class Poisson(_ParameterFree):
     """Counts y in {0, 1, 2, ...} with rate exp(f). ``predict_y`` gives the rate's mean."""
-
-    def __init__(self, quadrature_points: int = QUADRATURE_POINTS):
-        super().__init__()
-        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points")
-
-    @property
-    def parameters(self):
-        return []
 
     def _build(self):
         return _core.poisson_likelihood(self.quadrature_points)

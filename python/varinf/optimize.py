@@ -45,7 +45,7 @@ def maximize(objective, params: ParameterVector, max_iter: int = 1000, progress:
         return -value, -grad
 
     def step(xk):
-        bar.update(best["f"] / per_datum)
+        bar.update(1, best["f"] / per_datum)
 
     try:
         result = scipy.optimize.minimize(negative, best["x"], jac=True, method="L-BFGS-B",

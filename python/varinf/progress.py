@@ -1,5 +1,6 @@
-"""Progress display for long loops: tqdm when it is installed and the output is a terminal,
-otherwise nothing (no progress bars in logs)."""
+"""Progress display for long loops: a tqdm bar when tqdm is installed and stderr is a terminal;
+otherwise (logs, no tqdm) the notes a loop writes at its milestones, one line each on stderr.
+``enabled=False`` silences both."""
 
 from __future__ import annotations
 
@@ -14,19 +15,28 @@ __all__ = ["Progress"]
 
 
 class Progress:
-    """A progress bar showing the latest objective value, or a no-op."""
+    """Steps done, the latest objective value, and milestone notes."""
 
     def __init__(self, total: int, enabled: bool = True, label: str = "objective"):
         interactive = getattr(sys.stderr, "isatty", lambda: False)()
-        self._bar = None
-        if enabled and _tqdm is not None and interactive:
-            self._bar = _tqdm(total=total, leave=False, dynamic_ncols=True)
+        self.enabled = bool(enabled)
         self.label = label
+        self._bar = None
+        if self.enabled and _tqdm is not None and interactive:
+            self._bar = _tqdm(total=total, leave=False, dynamic_ncols=True)
 
-    def update(self, value: float, steps: int = 1) -> None:
+    def update(self, steps: int = 1, value: float | None = None) -> None:
         if self._bar is not None:
             self._bar.update(steps)
-            self._bar.set_postfix({self.label: f"{value:.5g}"})
+            if value is not None:
+                self._bar.set_postfix({self.label: f"{value:.5g}"})
+
+    def note(self, text: str) -> None:
+        """A milestone (an epoch's end): beside the bar, or a line of its own in a log."""
+        if self._bar is not None:
+            self._bar.set_postfix_str(text)
+        elif self.enabled:
+            print(text, file=sys.stderr)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -6,10 +6,25 @@ import numpy as np
 
 from ..parameters import Parameter
 
-__all__ = ["make_mean", "gaussian_log_density", "NOISE_LOWER"]
+__all__ = ["ConstantMean", "make_mean", "gaussian_log_density", "NOISE_LOWER"]
 
 # Lower bound of the Gaussian noise variance (MATH.md section 1; GPflow's default).
 NOISE_LOWER = 1e-6
+
+
+class ConstantMean:
+    """The ``mean`` property of a model whose prior mean is zero (``self._mean`` is None) or a
+    learned constant (a Parameter)."""
+
+    @property
+    def mean(self) -> float:
+        return 0.0 if self._mean is None else float(self._mean.value)
+
+    @mean.setter
+    def mean(self, value):
+        if self._mean is None:
+            raise ValueError("this model has a zero mean; create it with mean='constant'")
+        self._mean.value = value
 
 
 def make_mean(mean, y) -> Parameter | None:

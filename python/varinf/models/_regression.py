@@ -9,7 +9,7 @@ from .._validation import as_matrix, as_positive_int, as_vector
 from ..kernels import Kernel
 from ..linalg import cholesky
 from ..parameters import Parameter, ParameterVector
-from ._common import NOISE_LOWER, gaussian_log_density, make_mean
+from ._common import ConstantMean, NOISE_LOWER, gaussian_log_density, make_mean
 
 __all__ = ["GaussianRegression", "sample_joint"]
 
@@ -22,7 +22,7 @@ def sample_joint(mean, cov, num_samples, seed) -> np.ndarray:
     return mean + eps @ L.T
 
 
-class GaussianRegression:
+class GaussianRegression(ConstantMean):
     """Base of the Gaussian-noise regression models. Subclasses define ``parameters`` and
     ``predict_f(Xnew, full_cov)``."""
 
@@ -41,16 +41,6 @@ class GaussianRegression:
     # --- parameters ------------------------------------------------------------------------
     noise_variance = property(lambda self: float(self._noise.value),
                               lambda self, v: setattr(self._noise, "value", v))
-
-    @property
-    def mean(self) -> float:
-        return 0.0 if self._mean is None else float(self._mean.value)
-
-    @mean.setter
-    def mean(self, value):
-        if self._mean is None:
-            raise ValueError("this model has a zero mean; create it with mean='constant'")
-        self._mean.value = value
 
     @property
     def trainable_parameters(self) -> list:

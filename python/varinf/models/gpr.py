@@ -95,8 +95,7 @@ class GPR(GaussianRegression):
         """Latent predictive mean [n*] and variance [n*] (or covariance [n*, n*])."""
         Xnew = self._new_inputs(Xnew)
         f = self._posterior()
-        predict = _core.gpr_predict_cov if full_cov else _core.gpr_predict
-        mean, var = predict(*self._args(), f, Xnew)
+        mean, var = _core.gpr_predict(*self._args(), f, Xnew, bool(full_cov))
         if not full_cov:
             np.maximum(var, 0.0, out=var)  # rounding can make a near-zero variance negative
         return mean, var

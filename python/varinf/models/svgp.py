@@ -14,7 +14,7 @@ from ..likelihoods import Likelihood
 from ..linalg import JitterWarning
 from ..parameters import Parameter, ParameterVector
 from ..progress import Progress
-from ._common import make_mean
+from ._common import ConstantMean, make_mean
 from ._regression import sample_joint
 from .sgpr import KUU_JITTER, inducing_points
 
@@ -24,7 +24,7 @@ __all__ = ["SVGP"]
 _REPORT_SECONDS = 0.25
 
 
-class SVGP:
+class SVGP(ConstantMean):
     """Sparse variational GP: q(u) = N(q_mu, q_sqrt q_sqrt^T) at m inducing inputs Z.
 
     Parameters
@@ -124,16 +124,6 @@ class SVGP:
         if value.shape != shape:
             raise ValueError(f"q_sqrt must have shape {shape}, got {value.shape}")
         self._q_sqrt.value = value if self.q_diag else value[np.tril_indices(m)]
-
-    @property
-    def mean(self) -> float:
-        return 0.0 if self._mean is None else float(self._mean.value)
-
-    @mean.setter
-    def mean(self, value):
-        if self._mean is None:
-            raise ValueError("this model has a zero mean; create it with mean='constant'")
-        self._mean.value = value
 
     @property
     def parameters(self) -> list:
@@ -251,7 +241,7 @@ class SVGP:
                 history.append(elbos)
                 done += elbos.size
                 if elbos.size:
-                    bar.update(elbos[-1] / self.num_data, steps=elbos.size)
+                    bar.update(elbos.size, elbos[-1] / self.num_data)
                 if trainer.failed:
                     warnings.warn(f"the ELBO was not finite at step {trainer.failed_step} of this fit; training "
                                   "stopped and the parameters are those of the last finite step",

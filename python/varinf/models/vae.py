@@ -13,12 +13,12 @@ layout (varinf/vae.hpp).
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from typing import Callable, Optional
 
 import numpy as np
 
+from ..progress import Progress
 from .._loader import core
 
 _ACTIVATIONS = ("relu", "tanh", "softplus")
@@ -282,7 +282,7 @@ class VAE:
                               float(warmup_epochs) * steps_per_epoch, float(learning_rate),
                               _seed_from(self.seed if seed is None else seed, 3, self._fits))
         self.threads_ = trainer.threads  # threads the C++ loop used for each step
-        bar = _Progress(epochs * steps_per_epoch, progress)
+        bar = Progress(epochs * steps_per_epoch, progress, label="loss")
         stopper = _EarlyStopping(patience)
         val_seed = _seed_from(self.seed, 4)
         try:
@@ -294,7 +294,7 @@ class VAE:
                     info["val_elbo"] = float(self._core.bound(Xv, 1, "elbo", val_seed).mean())
                 self.history_["loss"].append(info["loss"])
                 self.history_["val_elbo"].append(info["val_elbo"])
-                bar.epoch(info, epochs)
+                bar.note(_epoch_note(info, epochs))
                 if nonfinite or stopper.stop(self.theta, info["val_elbo"]):
                     break
                 if callback is not None and callback(self, info):
@@ -341,35 +341,8 @@ class _EarlyStopping:
         return True
 
 
-class _Progress:
-    """tqdm when installed, one plain line per epoch otherwise; silent when disabled."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, unit="step", leave=True)
-
-    def update(self, n: int) -> None:
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def epoch(self, info: dict, epochs: int) -> None:
-        if not self.enabled:
-            return
-        text = f"epoch {info['epoch']}/{epochs} loss {info['loss']:.4f}"
-        if info["val_elbo"] is not None:
-            text += f" val_elbo {info['val_elbo']:.4f}"
-        if self.bar is not None:
-            self.bar.set_postfix_str(text)
-        else:
-            print(text, file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _epoch_note(info: dict, epochs: int) -> str:
+    text = f"epoch {info['epoch']}/{epochs} loss {info['loss']:.4f}"
+    if info["val_elbo"] is not None:
+        text += f" val_elbo {info['val_elbo']:.4f}"
+    return text
