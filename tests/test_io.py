@@ -9,7 +9,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 import varinf as vi
 from varinf import kernels as K
 from varinf import likelihoods as L
@@ -505,7 +504,7 @@ def test_registered_class_with_nested_model(tmp_path):
 
 
 def test_register_requires_the_protocol():
-    with pytest.raises(ValueError, match="_save_state"):
+    with pytest.raises(TypeError, match="_save_state"):
         serialization.register(type("NoState", (), {}))
 
 

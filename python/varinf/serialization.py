@@ -22,7 +22,11 @@ every other entry
     ``kernel/1/``, ..., an SVGP's likelihood under ``likelihood/``, VAE weights under
     ``weights/`` with PyTorch-style names (``weights/encoder.0.weight``).
 
-A kernel's config is ``{"active_dims": [...] or null, "trainable": {"variance": true, ...}}``
+Model configs hold the nested kernel (and likelihood) spec, ``has_mean``, the model
+parameters' ``trainable`` flags and settings such as ``train_Z``, ``whiten``, ``q_diag``,
+``num_data`` (SVGP; ``num_inducing`` when Z was given as a number and fit has not run yet)
+or the VAE's constructor arguments plus ``fits`` (the number of fit calls, which seeds the next
+one). A kernel's config is ``{"active_dims": [...] or null, "trainable": {"variance": true, ...}}``
 (its parameter values are the arrays); a Sum's or Product's is ``{"children": [{"class":
 ..., "config": ...}, ...]}``. Likelihood configs add ``quadrature_points`` and (StudentT)
 ``df``. Parameter values are stored exactly, so a loaded model's predictions are
@@ -79,7 +83,7 @@ from . import kernels as _kernels
 from . import likelihoods as _likelihoods
 from .models import FITC, GPR, SGPR, SVGP, VAE
 
-__all__ = ["save", "load", "register", "dump_component", "load_component", "FormatError", "FORMAT_VERSION"]
+__all__ = ["FORMAT_VERSION", "FormatError", "dump_component", "load", "load_component", "register", "save"]
 
 FORMAT_VERSION = 1
 _META = "__varinf__"
@@ -105,7 +109,7 @@ def register(cls):
     """Class decorator: make ``cls`` saveable through its ``_save_state`` / ``_from_state``."""
     for method in ("_save_state", "_from_state"):
         if not callable(getattr(cls, method, None)):
-            raise ValueError(f"{cls.__name__} must define {method} to be registered")
+            raise TypeError(f"{cls.__name__} must define {method} to be registered")
     return _register(cls, lambda obj: obj._save_state(), cls._from_state)
 
 
@@ -147,7 +151,7 @@ class ArrayView:
             raise FormatError(f"array {full!r} has shape {a.shape}, expected {want}")
         return a
 
-    def sub(self, prefix: str) -> "ArrayView":
+    def sub(self, prefix: str) -> ArrayView:
         return ArrayView(self._arrays, self._prefix + prefix, self._used)
 
     def unused(self) -> list:
@@ -333,7 +337,7 @@ def _restore_regression(cls):
         kernel = load_component(_config(config, "kernel", dict), view, "kernel/", _kernels.Kernel)
         X = view.take("X", (None, None))
         y = view.take("y", (X.shape[0],))
-        args = dict(noise_variance=view.take("noise_variance", ()), mean=_mean_arg(config, view))
+        args = {"noise_variance": view.take("noise_variance", ()), "mean": _mean_arg(config, view)}
         if cls is GPR:
             model = GPR(X, y, kernel, **args)
         else:
@@ -355,7 +359,7 @@ def _dump_svgp(model):
     trainable, values = _dump_params(_model_params(model))
     arrays.update(values)
     config = {"kernel": kernel, "likelihood": likelihood, "num_data": model.num_data, "whiten": model.whiten,
-              "q_diag": model.q_diag, "train_Z": model._train_Z, "has_mean": model._mean is not None,
+              "q_diag": model.q_diag, "train_Z": model._train_Z if model._Z is None else model._Z.trainable, "has_mean": model._mean is not None,
               "trainable": trainable, "num_inducing": None}
     if model._Z is None:
         config["num_inducing"] = model._num_inducing
