@@ -6,6 +6,7 @@ import json
 import pickle
 import re
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -347,6 +348,29 @@ def test_foreign_npz(tmp_path):
     path = tmp_path / "foreign.npz"
     np.savez(path, a=np.zeros(3))
     _load_fails(path, "no '__varinf__'")
+
+
+def test_foreign_zip(tmp_path):
+    path = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("__varinf__.npy", "hello")
+        z.writestr("notes.txt", "hello")
+    _load_fails(path, "not a varinf file")
+
+
+def test_garbage_file_object():
+    buf = io.BytesIO(b"PK\x03\x04" + b"\x00" * 50)
+    with pytest.raises(vi.FormatError, match="not a zip"):
+        vi.load(buf)
+
+
+def test_compressed_archives_load(saved, tmp_path):
+    with np.load(saved, allow_pickle=False) as npz:
+        entries = {k: npz[k] for k in npz.files}
+    path = tmp_path / "compressed.vi"
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **entries)
+    _assert_identical(vi.load(saved), vi.load(path))
 
 
 def test_bad_json(saved):

@@ -467,9 +467,13 @@ def _read(file) -> dict:
         file.seek(0)
     try:
         with np.load(file, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+            entries = {name: npz[name] for name in npz.files}
     except (ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
         raise FormatError(f"unreadable archive ({type(exc).__name__}: {exc})") from None
+    for name, value in entries.items():
+        if not isinstance(value, np.ndarray):  # numpy returns the raw bytes of a non-.npy member
+            raise FormatError(f"not a varinf file: entry {name!r} is not a numpy array")
+    return entries
 
 
 def _parse_meta(entries: dict) -> dict:
