@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 
 _FORMATS = ("Data files: CSV with a header row (optionally .csv.gz), .npy holding a 2-D array (columns named by "
             "index), or .npz holding arrays X [n, d] and y [n].")
@@ -92,6 +94,11 @@ def _run(args) -> int:
     return predict_command(args, block_rows=args.block_rows)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line on stderr, without the source line."""
+    print(f"python -m varinf: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m varinf", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,7 +109,12 @@ def main(argv=None) -> int:
     from ._errors import LinAlgError
     from ._tables import TableError
     try:
-        return _run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _run(args)
+    except BrokenPipeError:  # the reader of standard output stopped early (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (TableError, ValueError, OSError, LinAlgError) as err:
         print(f"python -m varinf {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -8,12 +8,22 @@ regression), and the scaling, so predictions come out in the file's units.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 
 import numpy as np
 
 from ._tables import BLOCK_ROWS, Table, TableError, npz_vector, open_table
+from .models import GPR, SGPR, SVGP
+from .serialization import (
+    FormatError,
+    dump_component,
+    load,
+    load_component,
+    register,
+    save,
+)
 
 __all__ = ["KERNELS", "MODELS", "TableModel", "fit_command", "predict_command"]
 
@@ -26,6 +36,10 @@ _GPR_MAX_ROWS = 20000
 _NOISE_INIT = 0.1
 
 
+# The model class each kind of TableModel holds.
+_MODEL_CLASSES = {"gpr": GPR, "sgpr": SGPR, "svgp": SVGP, "svgp-classifier": SVGP}
+
+
 def _kernel(name: str, d: int):
     """A kernel with one lengthscale per input (ARD), unit variance and lengthscales."""
     from . import kernels as K
@@ -34,6 +48,7 @@ def _kernel(name: str, d: int):
     return cls(variance=1.0, lengthscales=np.ones(d))
 
 
+@register
 class TableModel:
     """A GP fitted to a table: ``model`` sees ``(X - x_mean) / x_scale`` and, for regression,
     predicts ``(y - y_mean) / y_scale``; a classifier's labels ``classes[0]``, ``classes[1]``
@@ -75,21 +90,51 @@ class TableModel:
             return np.column_stack([mean, np.where(mean > 0.5, self.classes[1], self.classes[0])])
         return np.column_stack([self.y_mean + self.y_scale * mean, self.y_scale * np.sqrt(var)])
 
+    # --- saving (varinf.serialization) -----------------------------------------------------------------
+    def _save_state(self):
+        spec, arrays = dump_component(self.model, "model/")
+        config = {"kind": self.kind, "features": self.features, "columns": self.columns, "y_mean": self.y_mean,
+                  "y_scale": self.y_scale, "model": spec}
+        arrays.update(x_mean=self.x_mean, x_scale=self.x_scale)
+        if self.classes is not None:
+            arrays["classes"] = self.classes
+        return config, arrays
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        kind = config.get("kind")
+        if kind not in MODELS:
+            raise FormatError(f"kind must be one of {MODELS}, got {kind!r}")
+        features = config.get("features")
+        if not (isinstance(features, list) and features and all(isinstance(f, str) for f in features)):
+            raise FormatError(f"features must be a list of column names, got {features!r}")
+        d = len(features)
+        model = load_component(config.get("model"), arrays, "model/", _MODEL_CLASSES[kind])
+        classes = arrays.take("classes", (2,)) if kind == "svgp-classifier" else None
+        x_scale = arrays.take("x_scale", (d,))
+        if np.any(x_scale <= 0):
+            raise FormatError("x_scale must be positive")
+        return cls(kind, model, features, int(config["columns"]), arrays.take("x_mean", (d,)), x_scale,
+                   float(config["y_mean"]), float(config["y_scale"]), classes)
+
     # --- choosing columns ----------------------------------------------------------------------------
     def feature_columns(self, table: Table) -> list[int]:
         """Positions of the model's features in ``table``: by name in a CSV file, or all columns
         when there are as many as features, or the training positions in a file of the training
         layout."""
         d = len(self.features)
-        if table.kind == "csv" and all(f in table.columns for f in self.features):
-            return [table.columns.index(f) for f in self.features]
+        from_numpy = all(f.isdigit() for f in self.features)  # fitted on a file without column names
+        if table.kind == "csv":
+            if all(f in table.columns for f in self.features):
+                return [table.columns.index(f) for f in self.features]
+            if not (from_numpy and len(table.columns) == d):
+                missing = [f for f in self.features if f not in table.columns]
+                raise TableError(f"{table.path}: missing feature column(s) {missing} that the model was fitted on")
+            return list(range(d))
         if len(table.columns) == d:
             return list(range(d))
-        if table.kind != "csv" and len(table.columns) == self.columns and all(f.isdigit() for f in self.features):
+        if from_numpy and len(table.columns) == self.columns:
             return [int(f) for f in self.features]
-        if table.kind == "csv":
-            missing = [f for f in self.features if f not in table.columns]
-            raise TableError(f"{table.path}: missing feature column(s) {missing} that the model was fitted on")
         raise TableError(f"{table.path}: {len(table.columns)} columns, but the model needs {d} features "
                          f"(or the {self.columns} columns of its training file)")
 
@@ -162,7 +207,7 @@ def _build_and_fit(args, X, y):
     model = vi.SVGP(kernel, likelihood, Z=Z, num_data=n)
     model.fit(X, y, iterations=args.iterations or 2000, batch_size=min(args.batch_size, n),
               learning_rate=args.learning_rate, seed=args.seed, progress=progress)
-    return model, f"ELBO / n = {model.elbo(X, y) / n:.4f} (m = {m}, last minibatches)"
+    return model, f"ELBO / n = {model.elbo(X, y) / n:.4f} (m = {m}, all rows)"
 
 
 def fit_command(args) -> int:
@@ -184,7 +229,7 @@ def fit_command(args) -> int:
     model, summary = _build_and_fit(args, (X - x_mean) / x_scale, targets)
     seconds = time.perf_counter() - start
     fitted = TableModel(args.model, model, features, columns, x_mean, x_scale, y_mean, y_scale, classes)
-    vi.save(fitted, args.output)
+    save(fitted, args.output)
     print(f"fitted {args.model} to {X.shape[0]} rows x {X.shape[1]} features of {args.data} in {seconds:.1f} s "
           f"({vi.get_num_threads()} threads); {summary}; saved {args.output}")
     return 0
@@ -193,18 +238,14 @@ def fit_command(args) -> int:
 # --- predict -------------------------------------------------------------------------------------------
 
 def _load_model(path: str) -> TableModel:
-    import os
-
-    import varinf as vi
-
     if not os.path.exists(path):
         raise TableError(f"{path}: no such model file")
     try:
-        fitted = vi.load(path)
-    except (ValueError, OSError, KeyError) as err:
-        raise TableError(f"{path}: not a varinf model file ({err})") from None
+        fitted = load(path)
+    except ValueError as err:  # FormatError, naming the file
+        raise TableError(f"{err} (expected a model written by 'python -m varinf fit')") from None
     if not isinstance(fitted, TableModel):
-        raise TableError(f"{path} holds a {type(fitted).__name__}, not a model saved by 'python -m varinf fit'")
+        raise TableError(f"{path} holds a {type(fitted).__name__}, not a model written by 'python -m varinf fit'")
     return fitted
 
 
@@ -214,11 +255,14 @@ def predict_command(args, block_rows: int = BLOCK_ROWS) -> int:
     usecols = fitted.feature_columns(table)
     rows = 0
     with contextlib.ExitStack() as stack:
-        out = sys.stdout if args.output == "-" else stack.enter_context(open(args.output, "w", newline=""))
+        # A file is written under a temporary name and renamed at the end: no half-written output.
+        out = sys.stdout if args.output == "-" else stack.enter_context(open(args.output + ".part", "w", newline=""))
         out.write(",".join(fitted.output_columns) + "\n")
         for block in table.blocks(usecols, block_rows):
             np.savetxt(out, fitted.predict(block), fmt="%.10g", delimiter=",")
             rows += block.shape[0]
+    if args.output != "-":
+        os.replace(args.output + ".part", args.output)
     if args.output != "-":
         print(f"wrote {rows} predictions ({', '.join(fitted.output_columns)}) to {args.output}", file=sys.stderr)
     return 0

@@ -184,6 +184,14 @@ def open_table(path: str) -> Table:
     return Table(path, header, "csv")
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _csv_header(path) -> list[str]:
     try:
         with _open_text(path) as f:
@@ -193,6 +201,9 @@ def _csv_header(path) -> list[str]:
     if not header or not any(h.strip() for h in header):
         raise TableError(f"{path}: empty file; expected a CSV header row with column names")
     header = [h.strip() for h in header]
+    if all(_is_number(h) for h in header):
+        raise TableError(f"{path}: the first line ({','.join(header[:5])}...) looks like data; CSV files need a "
+                         "header row with column names")
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
         raise TableError(f"{path}: duplicated column names {duplicates}")
