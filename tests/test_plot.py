@@ -103,6 +103,14 @@ def test_training_curve_svgp_and_array(data_1d):
     assert ax.get_xlabel() == "step"
     ax = plot.plot_training_curve([3.0, 2.0, 1.0])
     np.testing.assert_allclose(ax.lines[0].get_xdata(), [1, 2, 3])
+    # Long noisy series: the raw values and a running mean over 1% of them; the axis skips the first steps.
+    values = np.concatenate([[-1e4], np.linspace(-2.0, 0.0, 499)])  # [500]
+    ax = plot.plot_training_curve(values)
+    raw, smooth = ax.lines
+    np.testing.assert_allclose(raw.get_ydata(), values)
+    np.testing.assert_allclose(smooth.get_xdata(), np.arange(5, 501))
+    np.testing.assert_allclose(smooth.get_ydata()[-1], values[-5:].mean())
+    assert ax.get_ylim()[0] > -3
     with pytest.raises(ValueError, match="^history is empty"):
         plot.plot_training_curve([])
     with pytest.raises(ValueError, match="^history must be"):

@@ -157,7 +157,7 @@ def _write_plots(directory, gps, data, vae, vae_test):
         ax.set_ylabel("CO2 (ppm)")
     axes[-1].set_xlabel("year")
     save(fig, "co2_forecast.png")
-    save(plot.plot_training_curve(gps["SVGP"], log_x=True).figure, "svgp_training.png")
+    save(plot.plot_training_curve(gps["SVGP"]).figure, "svgp_training.png")
     save(plot.plot_training_curve(vae).figure, "vae_training.png")
     save(plot.plot_reconstructions(vae, vae_test[0]).figure, "vae_reconstructions.png")
     save(plot.plot_samples(vae, n=64, seed=SEED).figure, "vae_samples.png")

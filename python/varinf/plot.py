@@ -21,6 +21,9 @@ import sys
 
 import numpy as np
 
+# Series longer than this get a running mean drawn over them.
+_SMOOTH_ABOVE = 200
+
 __all__ = ["plot_latent", "plot_predictive", "plot_reconstructions", "plot_samples", "plot_training_curve"]
 
 _INSTALL_HINT = 'varinf.plot needs matplotlib: pip install "varinf[plot]" (or pip install matplotlib)'
@@ -163,12 +166,23 @@ def plot_training_curve(history, ax=None, log_x: bool = False):
     if not any(np.isfinite(v).any() for v in series.values()):
         raise ValueError("history is empty: fit the model first")
     ax = _axes(ax)
-    for name, values in series.items():
-        ax.plot(np.arange(1, values.size + 1), values, linewidth=1.0, label=name)
-    # Early steps can sit orders of magnitude below the rest: show the 2nd percentile upwards.
-    finite = np.concatenate([v[np.isfinite(v)] for v in series.values()])
-    low, high = np.percentile(finite, 2), finite.max()
-    if finite.min() < low:
+    shown = []
+    for i, (name, values) in enumerate(series.items()):
+        steps = np.arange(1, values.size + 1)
+        if values.size < _SMOOTH_ABOVE:
+            ax.plot(steps, values, linewidth=1.0, color=f"C{i}", label=name)
+            shown.append(values)
+            continue
+        # Minibatch objectives are noisy: the raw values faintly, a running mean over 1% of them on top.
+        window = values.size // 100
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")  # [size - window + 1]
+        ax.plot(steps, values, linewidth=0.5, color=f"C{i}", alpha=0.25)
+        ax.plot(steps[window - 1:], smooth, linewidth=1.5, color=f"C{i}", label=f"{name}, running mean of {window}")
+        shown.append(smooth)
+    # When the first steps sit orders of magnitude below the rest, start the axis at the 5th percentile.
+    finite = np.concatenate([v[np.isfinite(v)] for v in shown])
+    low, high = np.percentile(finite, 5), finite.max()
+    if high - finite.min() > 10 * (high - low):
         ax.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
     if log_x:
         ax.set_xscale("log")
