@@ -7,6 +7,15 @@ import os
 import sys
 import warnings
 
+_DESCRIPTION = "varinf's command line: a demo, and GP models fitted to data files. " \
+               "Run 'python -m varinf COMMAND --help' for a command's options."
+_EXAMPLES = """examples:
+  python -m varinf demo --plots plots/
+  python -m varinf fit --model sgpr --target price --inducing 200 houses.csv -o houses.vinf
+  python -m varinf predict houses.vinf new_houses.csv -o predictions.csv
+
+exit status: 0 on success, 2 for bad arguments or bad files (one line on stderr)."""
+
 _FORMATS = ("Data files: CSV with a header row (optionally .csv.gz), .npy holding a 2-D array (columns named by "
             "index), or .npz holding arrays X [n, d] and y [n].")
 
@@ -77,7 +86,8 @@ def _predict_parser(sub):
                                    "probability of the second of the two sorted labels, and the more probable "
                                    "label). Feature columns are found by name in CSV files; numpy files must hold "
                                    "the features or the training file's columns. Rows are read and written in "
-                                   "blocks, so files larger than memory work. " + _FORMATS)
+                                   "blocks, so CSV and .npy files larger than memory work (a .npz file's X is read "
+                                   "whole). " + _FORMATS)
     p.add_argument("model", help="a model file written by 'python -m varinf fit'")
     p.add_argument("data", help="inputs (.csv, .csv.gz, .npy or .npz)")
     p.add_argument("-o", "--output", default="-", help="predictions CSV to write (default: standard output)")
@@ -100,7 +110,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m varinf", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m varinf", description=_DESCRIPTION, epilog=_EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _demo_parser(sub)
     _fit_parser(sub)
