@@ -1,6 +1,7 @@
 """The command line (python -m varinf): demo, fit and predict, run in-process through main()."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -41,9 +42,7 @@ def test_demo_quick_prints_the_table_and_writes_plots(tmp_path, capsys):
 
 
 def test_demo_without_matplotlib_says_how_to_get_plots(tmp_path, capsys, monkeypatch):
-    from varinf import _demo
-
-    monkeypatch.setattr(_demo, "_matplotlib_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     assert main(["demo", "--quick", "--plots", str(tmp_path / "plots")]) == 0
     out = capsys.readouterr().out
     assert 'Plots skipped: matplotlib is not installed (pip install "varinf[plot]" to get them).' in out
