@@ -107,7 +107,7 @@ def test_fit_predict_round_trip_in_original_units(tmp_path, csv_file, table, cap
     header, pred = _read_predictions(tmp_path / "pred.csv")
     assert header == ["mean", "std"] and pred.shape == (3, 2)
     # The saved model sees standardised inputs and outputs; predictions come back in y's units.
-    inner = vi.serialization.load(saved).model
+    inner = vi.load(saved).model
     mean, var = inner.predict_y((Xtest - X.mean(0)) / X.std(0))
     np.testing.assert_allclose(pred[:, 0], y.mean() + y.std() * mean, rtol=1e-8)
     np.testing.assert_allclose(pred[:, 1], y.std() * np.sqrt(var), rtol=1e-8)
@@ -123,7 +123,7 @@ def test_classifier_predicts_probabilities_and_original_labels(tmp_path, csv_fil
     assert main(["predict", saved, csv_file, "-o", str(tmp_path / "pred.csv")]) == 0
     header, pred = _read_predictions(tmp_path / "pred.csv")
     assert header == ["probability", "class"]
-    inner = vi.serialization.load(saved).model
+    inner = vi.load(saved).model
     p7, _ = inner.predict_y((X - X.mean(0)) / X.std(0))  # label 7 is the second sorted class
     np.testing.assert_allclose(pred[:, 0], p7, rtol=1e-8)
     np.testing.assert_array_equal(pred[:, 1], np.where(p7 > 0.5, 7, 3))
@@ -216,7 +216,7 @@ def test_predict_errors_name_the_problem(tmp_path, csv_file, table, capsys):
     _fails(["predict", str(tmp_path / "junk.vinf"), csv_file] + out, capsys, "junk.vinf", "not a varinf file")
     _fails(["predict", str(tmp_path / "none.vinf"), csv_file] + out, capsys, "none.vinf: no such model file")
     gpr = vi.GPR(X, X[:, 0], vi.kernels.SquaredExponential())
-    vi.serialization.save(gpr, tmp_path / "plain.vinf")
+    vi.save(gpr, tmp_path / "plain.vinf")
     _fails(["predict", str(tmp_path / "plain.vinf"), csv_file] + out, capsys, "holds a GPR, not a model written by")
 
 
