@@ -153,6 +153,23 @@ void for_column_ranges(Ref<MatrixXd> B, const Solve& solve) {
   parallel_ranges(k, threads, [&](Index c0, Index cols) { solve(B.middleCols(c0, cols)); });
 }
 
+// Y = T B for triangular T [n, n] (Eigen's view Mode of `tri`, e.g. W or W.transpose()) and
+// B [n, k], parallel over ranges of columns (Eigen's triangular products are single-threaded).
+template <int Mode, class Tri>
+MatrixXd triangular_times(const Tri& tri, const ConstMatRefF& B) {
+  MatrixXd Y(tri.rows(), B.cols());  // [n, k]
+  const double work = 0.5 * double(B.rows()) * double(B.rows()) * double(B.cols());
+  parallel_ranges(B.cols(), threads_for_strips(work, B.cols()), [&](Index c0, Index cols) {
+    Y.middleCols(c0, cols).noalias() = tri.template triangularView<Mode>() * B.middleCols(c0, cols);
+  });
+  return Y;
+}
+
+MatrixXd symmetrised(MatrixXd A) {  // [n, n] lower triangle mirrored into the upper one
+  A.triangularView<Eigen::StrictlyUpper>() = A.transpose();
+  return A;
+}
+
 }  // namespace
 
 bool cholesky_inplace(Ref<MatrixXd> A) {  // [n, n]
@@ -207,26 +224,21 @@ void lower_inverse(const ConstMatRefF& L, Ref<MatrixXd> W) {  // both [n, n]
   lower_inverse(L.topLeftCorner(h, h), W.topLeftCorner(h, h));
   lower_inverse(L.bottomRightCorner(n - h, n - h), W.bottomRightCorner(n - h, n - h));
   W.topRightCorner(h, n - h).setZero();
-  const MatrixXd T = L.bottomLeftCorner(n - h, h) * W.topLeftCorner(h, h).triangularView<Lower>();  // [n-h, h]
-  W.bottomLeftCorner(n - h, h).noalias() = W.bottomRightCorner(n - h, n - h).triangularView<Lower>() * T;
-  W.bottomLeftCorner(n - h, h) *= -1.0;
+  // T = L21 W11 = (W11^T L21^T)^T [n-h, h], then W21 = -W22 T.
+  const MatrixXd Tt = triangular_times<Eigen::Upper>(W.topLeftCorner(h, h).transpose(),
+                                                     L.bottomLeftCorner(n - h, h).transpose());
+  W.bottomLeftCorner(n - h, h) = -triangular_times<Lower>(W.bottomRightCorner(n - h, n - h), Tt.transpose());
 }
 
-namespace {
-MatrixXd symmetrised(MatrixXd A) {  // [n, n]
-  A.triangularView<Eigen::StrictlyUpper>() = A.transpose();
-  return A;
-}
-}  // namespace
-
+// W S W^T = (W (W S)^T)^T and W^T S W = (W^T (W^T S)^T)^T: two left triangular products each.
 MatrixXd lower_congruence(const ConstMatRefF& W, const ConstMatRefF& S) {  // both [n, n]
-  const MatrixXd WS = W.triangularView<Lower>() * S;                        // [n, n]
-  return symmetrised(WS * W.transpose().triangularView<Eigen::Upper>());
+  const MatrixXd WS = triangular_times<Lower>(W, S);  // [n, n]
+  return symmetrised(triangular_times<Lower>(W, WS.transpose()).transpose());
 }
 
 MatrixXd upper_congruence(const ConstMatRefF& W, const ConstMatRefF& S) {  // both [n, n]
-  const MatrixXd SW = S * W.triangularView<Lower>();                        // [n, n]
-  return symmetrised(W.transpose().triangularView<Eigen::Upper>() * SW);
+  const MatrixXd WtS = triangular_times<Eigen::Upper>(W.transpose(), S);  // [n, n]
+  return symmetrised(triangular_times<Eigen::Upper>(W.transpose(), WtS.transpose()).transpose());
 }
 
 // Murray 2016 (arXiv 1602.07527), eq. 10 in symmetric form: with A = L L^T and
@@ -240,7 +252,7 @@ void cholesky_reverse(const ConstMatRefF& L, Ref<MatrixXd> LbarToAbar) {  // bot
 
 void cholesky_reverse(const ConstMatRefF& L, const ConstMatRefF& Linv, Ref<MatrixXd> LbarToAbar) {
   LbarToAbar.triangularView<Eigen::StrictlyUpper>().setZero();
-  MatrixXd S = L.triangularView<Lower>().transpose() * LbarToAbar;  // [n, n] L^T Lbar
+  MatrixXd S = triangular_times<Eigen::Upper>(L.transpose(), LbarToAbar);  // [n, n] L^T Lbar
   // sym(Phi(M)): off-diagonal M_ij / 2 (i > j) mirrored, diagonal M_ii / 2.
   S.triangularView<Eigen::StrictlyUpper>() = S.transpose();
   S *= 0.5;
