@@ -110,6 +110,15 @@ def test_normalize_y_after_optimisation_close_to_sklearn():
     assert est.noise_variance_ == pytest.approx(sk.kernel_.k2.noise_level * np.std(y) ** 2, rel=1e-2)
 
 
+def test_normalize_X_makes_predictions_independent_of_input_units():
+    X, y = _sine(n=40)
+    a = GPRegressor(normalize_X=True).fit(X, y)
+    b = GPRegressor(normalize_X=True).fit(X * [1e3, 1e-2] + [7.0, -1.0], y)
+    Xs = X[:6] + 0.2
+    np.testing.assert_allclose(b.predict(Xs * [1e3, 1e-2] + [7.0, -1.0]), a.predict(Xs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(b.kernel_.lengthscales, a.kernel_.lengthscales, rtol=1e-4)
+
+
 def test_predict_std_cov_consistent_and_exclusive():
     X, y = _sine(n=40, offset=2.0)
     est = SGPRRegressor(n_inducing=10, normalize_y=True, normalize_X=True, random_state=0).fit(X, y)
@@ -229,6 +238,8 @@ def test_vae_transformer_reconstructs_better_than_the_mean():
     baseline = np.mean((X - X.mean(axis=0)) ** 2)
     assert np.mean((X - X_hat) ** 2) < 0.2 * baseline
     assert vae.get_feature_names_out().tolist() == ["vaetransformer0", "vaetransformer1"]
+    with pytest.raises(ValueError, match="2 columns"):
+        vae.inverse_transform(np.zeros((3, 4)))
 
 
 def test_vae_transformer_bernoulli_needs_unit_interval():

@@ -34,7 +34,7 @@ try:
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets, type_of_target
-    from sklearn.utils.validation import check_is_fitted, validate_data
+    from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 except ImportError as exc:  # scikit-learn is an optional dependency
     raise ImportError('varinf.estimators needs scikit-learn >= 1.6: pip install "varinf[sklearn]"') from exc
 
@@ -119,8 +119,7 @@ class _GPEstimator(BaseEstimator):
 
 class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
     """What the three regressors share: target normalisation, predictions with std / cov
-    un-normalised, samples. Subclasses define ``_build(X, y)`` (a trained model) and
-    ``_noise`` (the model's noise variance)."""
+    un-normalised, samples. Subclasses define ``_build(X, y)`` (a trained model)."""
 
     def fit(self, X, y):
         """Fit the model to X [n, d] and y [n]; returns self."""
@@ -149,6 +148,11 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
             return mean, np.sqrt(var + self._noise) * self.y_train_std_
         return mean
 
+    @property
+    def _noise(self) -> float:
+        """The model's Gaussian noise variance (of the normalised targets)."""
+        return self.model_.noise_variance
+
     def sample_y(self, X, n_samples: int = 1, random_state=0) -> np.ndarray:
         """Joint samples of y* at X, [n*, n_samples] (as GaussianProcessRegressor.sample_y)."""
         n_samples = _positive_int_param(n_samples, "n_samples")
@@ -170,8 +174,9 @@ class GPRegressor(_GaussianGPRegressor):
     normalize_X : standardise every input column (its lengthscales are then in standard deviations).
     max_iter : L-BFGS-B iterations; 0 keeps the initial hyperparameters.
 
-    Fitted attributes: ``model_`` (the varinf.GPR), ``kernel_``, ``n_iter_`` (L-BFGS-B iterations), ``noise_variance_`` (in the
-    units of y), ``log_marginal_likelihood_value_`` (of the normalised targets, as scikit-learn),
+    Fitted attributes: ``model_`` (the varinf.GPR), ``kernel_``, ``n_iter_`` (L-BFGS-B iterations),
+    ``noise_variance_`` (in the units of y), ``log_marginal_likelihood_value_`` (of the normalised
+    targets, as scikit-learn),
     ``y_train_mean_``, ``y_train_std_``, ``X_mean_`` and ``X_scale_`` (with ``normalize_X``).
     """
 
@@ -187,10 +192,6 @@ class GPRegressor(_GaussianGPRegressor):
         self.n_iter_ = _optimize(model, self.max_iter)
         self.log_marginal_likelihood_value_ = model.log_marginal_likelihood()
         return model
-
-    @property
-    def _noise(self):
-        return self.model_.noise_variance
 
 
 class SGPRRegressor(_GaussianGPRegressor):
@@ -222,10 +223,6 @@ class SGPRRegressor(_GaussianGPRegressor):
         self.n_iter_ = _optimize(model, self.max_iter)
         self.elbo_ = model.elbo()
         return model
-
-    @property
-    def _noise(self):
-        return self.model_.noise_variance
 
 
 class _SVGPEstimator(_GPEstimator):
@@ -410,9 +407,9 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def inverse_transform(self, X) -> np.ndarray:
         """Decoder means [n, n_features] of latent points X [n, n_components], in the original scale."""
         check_is_fitted(self)
-        Z = np.asarray(X, dtype=np.float64)
-        if Z.ndim != 2 or Z.shape[1] != self.model_.latent_dim:
-            raise ValueError(f"X must have shape [n, {self.model_.latent_dim}] (n_components), got {Z.shape}")
+        Z = check_array(X, dtype=np.float64)  # [n, n_components]
+        if Z.shape[1] != self.model_.latent_dim:
+            raise ValueError(f"X must have {self.model_.latent_dim} columns (n_components), got {Z.shape[1]}")
         return self.model_.decode(Z) * self.scale_ + self.mean_
 
     @property
