@@ -195,20 +195,56 @@ void solve_lower_transpose_inplace(const ConstMatRefF& L, Ref<MatrixXd> B) {  //
   });
 }
 
+// Blockwise inverse of L = [L11 0; L21 L22]: W11 = L11^-1, W22 = L22^-1, W21 = -W22 L21 W11.
+void lower_inverse(const ConstMatRefF& L, Ref<MatrixXd> W) {  // both [n, n]
+  constexpr Index kLeaf = 48;
+  const Index n = L.rows(), h = n / 2;
+  if (n <= kLeaf) {
+    W.setIdentity();
+    L.triangularView<Lower>().solveInPlace(W);
+    return;
+  }
+  lower_inverse(L.topLeftCorner(h, h), W.topLeftCorner(h, h));
+  lower_inverse(L.bottomRightCorner(n - h, n - h), W.bottomRightCorner(n - h, n - h));
+  W.topRightCorner(h, n - h).setZero();
+  const MatrixXd T = L.bottomLeftCorner(n - h, h) * W.topLeftCorner(h, h).triangularView<Lower>();  // [n-h, h]
+  W.bottomLeftCorner(n - h, h).noalias() = W.bottomRightCorner(n - h, n - h).triangularView<Lower>() * T;
+  W.bottomLeftCorner(n - h, h) *= -1.0;
+}
+
+namespace {
+MatrixXd symmetrised(MatrixXd A) {  // [n, n]
+  A.triangularView<Eigen::StrictlyUpper>() = A.transpose();
+  return A;
+}
+}  // namespace
+
+MatrixXd lower_congruence(const ConstMatRefF& W, const ConstMatRefF& S) {  // both [n, n]
+  const MatrixXd WS = W.triangularView<Lower>() * S;                        // [n, n]
+  return symmetrised(WS * W.transpose().triangularView<Eigen::Upper>());
+}
+
+MatrixXd upper_congruence(const ConstMatRefF& W, const ConstMatRefF& S) {  // both [n, n]
+  const MatrixXd SW = S * W.triangularView<Lower>();                        // [n, n]
+  return symmetrised(W.transpose().triangularView<Eigen::Upper>() * SW);
+}
+
 // Murray 2016 (arXiv 1602.07527), eq. 10 in symmetric form: with A = L L^T and
 // dF = tr(Lbar^T dL), dL = L Phi(L^-1 dA L^-T) gives dF = tr(P^T L^-1 dA L^-T) with
 // P = Phi(L^T Lbar), hence Abar = L^-T sym(P) L^-1, sym(P) = (P + P^T) / 2.
 void cholesky_reverse(const ConstMatRefF& L, Ref<MatrixXd> LbarToAbar) {  // both [n, n]
+  MatrixXd Linv(L.rows(), L.cols());  // [n, n]
+  lower_inverse(L, Linv);
+  cholesky_reverse(L, Linv, LbarToAbar);
+}
+
+void cholesky_reverse(const ConstMatRefF& L, const ConstMatRefF& Linv, Ref<MatrixXd> LbarToAbar) {
   LbarToAbar.triangularView<Eigen::StrictlyUpper>().setZero();
-  const MatrixXd M = L.triangularView<Lower>().transpose() * LbarToAbar;  // [n, n] L^T Lbar
-  // S = sym(Phi(M)): off-diagonal M_ij / 2 (i > j) mirrored, diagonal M_ii / 2.
-  LbarToAbar.triangularView<Lower>() = 0.5 * M;
-  LbarToAbar.triangularView<Eigen::StrictlyUpper>() = LbarToAbar.transpose();
-  solve_lower_transpose_inplace(L, LbarToAbar);  // Y = L^-T S           [n, n]
-  LbarToAbar.transposeInPlace();                  // Y^T = S L^-1
-  solve_lower_transpose_inplace(L, LbarToAbar);  // Abar = L^-T S L^-1  [n, n]
-  // Symmetric in exact arithmetic; make it exactly so.
-  LbarToAbar.triangularView<Eigen::StrictlyUpper>() = LbarToAbar.transpose();
+  MatrixXd S = L.triangularView<Lower>().transpose() * LbarToAbar;  // [n, n] L^T Lbar
+  // sym(Phi(M)): off-diagonal M_ij / 2 (i > j) mirrored, diagonal M_ii / 2.
+  S.triangularView<Eigen::StrictlyUpper>() = S.transpose();
+  S *= 0.5;
+  LbarToAbar = upper_congruence(Linv, S);  // L^-T S L^-1
 }
 
 }  // namespace varinf

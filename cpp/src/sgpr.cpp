@@ -19,6 +19,7 @@
 #include "varinf/sgpr.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "sparse_common.hpp"
 #include "varinf/linalg.hpp"
@@ -69,24 +70,6 @@ Stats data_stats(const SGPRProblem& p) {
   return total;
 }
 
-// L^-1 S L^-T for symmetric S [m, m] (both triangles).
-MatrixXd whiten(const MatrixXd& L, const MatrixXd& S) {
-  MatrixXd T = S;  // [m, m]
-  solve_lower_inplace(L, T);
-  T.transposeInPlace();
-  solve_lower_inplace(L, T);
-  return T;
-}
-
-// L^-T S L^-1 for symmetric S [m, m].
-MatrixXd unwhiten(const MatrixXd& L, const MatrixXd& S) {
-  MatrixXd T = S;  // [m, m]
-  solve_lower_transpose_inplace(L, T);
-  T.transposeInPlace();
-  solve_lower_transpose_inplace(L, T);
-  return T;
-}
-
 // Lower Cholesky factor of I + W / s [m, m].
 MatrixXd inner_cholesky(const MatrixXd& W, double s, const char* what) {
   MatrixXd B = W / s;  // [m, m]
@@ -99,28 +82,35 @@ MatrixXd inner_cholesky(const MatrixXd& W, double s, const char* what) {
 // Everything the bound and its gradient share.
 struct Collapsed {
   SGPRFactor f;
+  MatrixXd Linv;  // [m, m] L^-1
   Stats st;
   MatrixXd W;  // [m, m]
   VectorXd e;  // [m]
   double trW;
 };
 
-Collapsed collapse(const SGPRProblem& p) {
-  const Index n = p.X.rows();
+// The bound and everything its gradient shares; the upper bound only when asked (predictions
+// and reports need it, the optimiser's evaluations do not).
+Collapsed collapse(const SGPRProblem& p, bool with_upper_bound) {
+  const Index n = p.X.rows(), m = p.Z.rows();
   const double s2 = p.noise;
   Collapsed o;
   o.f.L = detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, o.f.jitter);
+  o.Linv.resize(m, m);
+  lower_inverse(o.f.L, o.Linv);
   o.st = data_stats(p);
-  o.W = whiten(o.f.L, o.st.P);
+  o.W = lower_congruence(o.Linv, o.st.P);
   o.trW = o.W.trace();
   o.f.LB = inner_cholesky(o.W, s2, "I + L^-1 Kuf Kfu L^-T / noise_variance");
-  o.e = o.f.L.triangularView<Eigen::Lower>().solve(o.st.b);
+  o.e = o.Linv.triangularView<Eigen::Lower>() * o.st.b;
   o.f.c = o.f.LB.triangularView<Eigen::Lower>().solve(o.e) / s2;
   const double half_logdet_B = 0.5 * logdet_from_cholesky(o.f.LB);
   const double trace_gap = o.st.tk - o.trW;  // tr(Kff - Qff) >= 0
   // Titsias (2009) eq. 9.
   o.f.bound = -0.5 * n * (kLog2Pi + std::log(s2)) - half_logdet_B - 0.5 * o.st.rr / s2 +
               0.5 * o.f.c.squaredNorm() - 0.5 * trace_gap / s2;
+  o.f.upper_bound = std::numeric_limits<double>::quiet_NaN();
+  if (!with_upper_bound) return o;
   // Titsias (2014), "Variational inference for Gaussian and determinantal point processes",
   // the trace-corrected upper bound as in GPflow's SGPR.upper_bound: the quadratic term with
   // noise s2 + tr(Kff - Qff).
@@ -164,22 +154,21 @@ GradAcc data_grad(const SGPRProblem& p, const MatrixXd& Pbar, const VectorXd& bb
 
 }  // namespace
 
-SGPRFactor sgpr_factor(const SGPRProblem& p) { return collapse(p).f; }
+SGPRFactor sgpr_factor(const SGPRProblem& p) { return collapse(p, true).f; }
 
 SGPRGradient sgpr_bound_grad(const SGPRProblem& p) {
-  const Collapsed o = collapse(p);
+  const Collapsed o = collapse(p, false);
   const Index n = p.X.rows(), m = p.Z.rows();
   const double s2 = p.noise;
-  const MatrixXd& L = o.f.L;
   MatrixXd Binv(m, m);  // [m, m] Bm^-1
   cholesky_inverse(o.f.LB, Binv);
   const VectorXd g = o.f.LB.triangularView<Eigen::Lower>().transpose().solve(o.f.c);  // [m]
   MatrixXd H = -0.5 * Binv;  // [m, m]
   H.diagonal().array() += 0.5;
   H.noalias() -= 0.5 * g * g.transpose();
-  const MatrixXd Pbar = unwhiten(L, H) / s2;  // [m, m]
-  const MatrixXd Kuubar = unwhiten(L, H - o.W / (2.0 * s2));  // [m, m]
-  const VectorXd bbar = L.triangularView<Eigen::Lower>().transpose().solve(g) / s2;  // [m]
+  const MatrixXd Pbar = upper_congruence(o.Linv, H) / s2;                   // [m, m]
+  const MatrixXd Kuubar = upper_congruence(o.Linv, H - o.W / (2.0 * s2));  // [m, m]
+  const VectorXd bbar = o.Linv.transpose().triangularView<Eigen::Upper>() * g / s2;  // [m]
   const double tkbar = -0.5 / s2;
 
   GradAcc acc = data_grad(p, Pbar, bbar, tkbar);

@@ -11,6 +11,9 @@
 //   A = L^-1 Kuf: Kufbar = L^-T Abar, Lbar -= Kufbar A^T  (MATH.md section 2, triangular solve)
 // and Kuubar = cholesky_reverse(L, Lbar) (Murray 2016). The batch is cut into blocks of rows,
 // one run of blocks per thread, each thread with its own [m, m] accumulators.
+// L^-1 is formed once per call (m^3 / 3 flops), so that every L^-1 X and L^-T X on a block is
+// a triangular product: Eigen's triangular solves run their diagonal blocks in scalar code,
+// its triangular products run entirely in the vectorised GEMM kernel.
 #include "varinf/svgp.hpp"
 
 #include <cmath>
@@ -33,6 +36,23 @@ MatrixXd q_factor(const SVGPProblem& p) {
   return Lq;
 }
 
+// K(Z, Z)'s factor and inverse, and q(u)'s factor.
+struct Factors {
+  double jitter = 0.0;  // the jitter K(Z, Z) needed (declared first: L's initialiser sets it)
+  MatrixXd L;           // [m, m] lower: chol(K(Z, Z) + jitter I)
+  MatrixXd Linv;        // [m, m] lower: L^-1
+  MatrixXd Lq;          // [m, m] lower (q_diag: diagonal)
+
+  explicit Factors(const SVGPProblem& p)
+      : L(detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, jitter)),
+        Linv(L.rows(), L.cols()),
+        Lq(q_factor(p)) {
+    lower_inverse(L, Linv);
+  }
+  auto Li() const { return Linv.triangularView<Lower>(); }                 // L^-1
+  auto LiT() const { return Linv.transpose().triangularView<Eigen::Upper>(); }  // L^-T
+};
+
 // Forward quantities of one block of rows.
 struct Block {
   MatrixXd A;   // [m, k] L^-1 Kuf
@@ -43,16 +63,14 @@ struct Block {
   const MatrixXd& G(bool whiten) const { return whiten ? A : Gu; }
 };
 
-void forward(const SVGPProblem& p, const MatrixXd& L, const MatrixXd& Lq, MatRef Xb, Block& b) {
+void forward(const SVGPProblem& p, const Factors& F, MatRef Xb, Block& b) {
   const Index m = p.Z.rows(), k = Xb.rows();
-  b.A.resize(m, k);  // K(Xb, Z) [k, m] row-major is Kuf [m, k] column-major: no copy
-  Eigen::Map<RowMatrixXd> Kfu(b.A.data(), k, m);
+  const MatrixXd& Lq = F.Lq;
+  MatrixXd Kuf(m, k);  // K(Xb, Z) [k, m] row-major is Kuf [m, k] column-major: no copy
+  Eigen::Map<RowMatrixXd> Kfu(Kuf.data(), k, m);
   p.kernel.K(p.theta, Xb, p.Z, Kfu);
-  L.triangularView<Lower>().solveInPlace(b.A);
-  if (!p.whiten) {
-    b.Gu = b.A;
-    L.triangularView<Lower>().transpose().solveInPlace(b.Gu);
-  }
+  b.A.noalias() = F.Li() * Kuf;
+  if (!p.whiten) b.Gu.noalias() = F.LiT() * b.A;
   const MatrixXd& G = b.G(p.whiten);
   b.mu.noalias() = G.transpose() * p.q_mu;
   b.mu.array() += p.mean;
@@ -77,9 +95,10 @@ struct Acc {
 };
 
 // Adds block b's likelihood terms (rows [s, s + k)) and their reverse pass into acc.
-void reverse(const SVGPProblem& p, const MatrixXd& L, const MatrixXd& Lq, MatRef Xb, VecRef yb,
-             double scale, const Block& b, Acc& acc) {
+void reverse(const SVGPProblem& p, const Factors& F, MatRef Xb, VecRef yb, double scale, const Block& b,
+             Acc& acc) {
   const Index k = Xb.rows();
+  const MatrixXd& Lq = F.Lq;
   VectorXd gmu(k), gv(k);  // [k]
   VectorXd dlik = VectorXd::Zero(p.likelihood.num_params());
   acc.ell += scale * p.likelihood.variational_expectations(p.lik_theta, yb, b.mu, b.var, gmu, gv, dlik.data());
@@ -100,13 +119,12 @@ void reverse(const SVGPProblem& p, const MatrixXd& L, const MatrixXd& Lq, MatRef
     Abar.noalias() += Lq.triangularView<Lower>() * TD2;
   }
   if (!p.whiten) {
-    L.triangularView<Lower>().solveInPlace(Abar);  // H = L^-1 Gbar
+    Abar = F.Li() * Abar;  // H = L^-1 Gbar [m, k]
     acc.Lbar.triangularView<Lower>() -= G * Abar.transpose();
   }
   Abar.noalias() -= b.A * gv2.asDiagonal();
-  L.triangularView<Lower>().transpose().solveInPlace(Abar);  // Kufbar = L^-T Abar
-  acc.Lbar.triangularView<Lower>() -= Abar * b.A.transpose();
-  const RowMatrixXd Kbar = Abar;  // [m, k]
+  const RowMatrixXd Kbar = F.LiT() * Abar;  // [m, k] Kufbar = L^-T Abar
+  acc.Lbar.triangularView<Lower>() -= Kbar * b.A.transpose();
   p.kernel.grad(p.theta, p.Z, Xb, Kbar, acc.dtheta.data(), acc.dZ);
   p.kernel.grad_diag(p.theta, Xb, gv, acc.dtheta.data(), no_input_grad());
 }
@@ -116,13 +134,15 @@ void reverse(const SVGPProblem& p, const MatrixXd& L, const MatrixXd& Lq, MatRef
 //   KL = 1/2 (||V||_F^2 + ||a||^2 - m - 2 sum log|diag Lq| [+ 2 sum log diag L])
 //   d(-KL)/dLq = -L^-T V + diag(1 / diag Lq),  d(-KL)/dq_mu = -L^-T a,
 //   d(-KL)/dL = L^-T (V V^T + a a^T) - diag(1 / diag L)        (unwhitened only)
-double add_kl(const SVGPProblem& p, const MatrixXd& L, const MatrixXd& Lq, Acc& acc) {
+double add_kl(const SVGPProblem& p, const Factors& F, Acc& acc) {
+  const MatrixXd& L = F.L;
+  const MatrixXd& Lq = F.Lq;
   const Index m = Lq.rows();
   MatrixXd V = Lq;          // [m, m]
   VectorXd a = p.q_mu;      // [m]
   if (!p.whiten) {
-    L.triangularView<Lower>().solveInPlace(V);
-    L.triangularView<Lower>().solveInPlace(a);
+    V = F.Li() * Lq;
+    a = F.Li() * p.q_mu;
   }
   const VectorXd dq = Lq.diagonal();  // [m]
   double kl = 0.5 * (V.squaredNorm() + a.squaredNorm() - m) - dq.array().abs().log().sum();
@@ -130,11 +150,11 @@ double add_kl(const SVGPProblem& p, const MatrixXd& L, const MatrixXd& Lq, Acc& 
   VectorXd Lta = a;    // [m] L^-T a
   if (!p.whiten) {
     kl += 0.5 * logdet_from_cholesky(L);
-    L.triangularView<Lower>().transpose().solveInPlace(LtV);
-    L.triangularView<Lower>().transpose().solveInPlace(Lta);
+    LtV = F.LiT() * V;
+    Lta = F.LiT() * a;
     MatrixXd VVaa = V * V.transpose();  // [m, m]
     VVaa.noalias() += a * a.transpose();
-    L.triangularView<Lower>().transpose().solveInPlace(VVaa);
+    VVaa = F.LiT() * VVaa;
     acc.Lbar.triangularView<Lower>() += VVaa;
     acc.Lbar.diagonal().array() -= L.diagonal().array().inverse();
   }
@@ -153,8 +173,8 @@ double add_kl(const SVGPProblem& p, const MatrixXd& L, const MatrixXd& Lq, Acc& 
 SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y) {
   const Index B = X.rows(), m = p.Z.rows(), d = p.Z.cols();
   SVGPGradient out;
-  const MatrixXd L = detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, out.jitter);
-  const MatrixXd Lq = q_factor(p);
+  const Factors F(p);
+  out.jitter = F.jitter;
   const double scale = p.num_data / double(B);
   auto make = [&] {
     Acc a;
@@ -168,8 +188,8 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y) {
   };
   auto body = [&](Index s, Index k, Acc& acc) {
     Block b;
-    forward(p, L, Lq, X.middleRows(s, k), b);
-    reverse(p, L, Lq, X.middleRows(s, k), y.segment(s, k), scale, b, acc);
+    forward(p, F, X.middleRows(s, k), b);
+    reverse(p, F, X.middleRows(s, k), y.segment(s, k), scale, b, acc);
   };
   auto accs = detail::over_row_blocks<Acc>(B, detail::rows_per_block(m), 12.0 * B * m * m, make, body);
   Acc acc = std::move(accs[0]);
@@ -183,10 +203,10 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y) {
     acc.Lbar += accs[t].Lbar;
     acc.dZ += accs[t].dZ;
   }
-  out.kl = add_kl(p, L, Lq, acc);
+  out.kl = add_kl(p, F, acc);
   out.elbo = acc.ell - out.kl;
   // Through Kuu = L L^T into Z and the kernel parameters.
-  cholesky_reverse(L, acc.Lbar);
+  cholesky_reverse(F.L, F.Linv, acc.Lbar);
   p.kernel.grad_sym(p.theta, p.Z, Eigen::Map<const RowMatrixXd>(acc.Lbar.data(), m, m),
                     acc.dtheta.data(), acc.dZ);
   out.dtheta = std::move(acc.dtheta);
@@ -201,13 +221,11 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y) {
 
 void svgp_predict(const SVGPProblem& p, MatRef Xnew, VecOut mean, VecOut var) {
   const Index m = p.Z.rows();
-  double jitter = 0.0;
-  const MatrixXd L = detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, jitter);
-  const MatrixXd Lq = q_factor(p);
+  const Factors F(p);
   struct None {};
   auto body = [&](Index s, Index k, None&) {
     Block b;
-    forward(p, L, Lq, Xnew.middleRows(s, k), b);
+    forward(p, F, Xnew.middleRows(s, k), b);
     mean.segment(s, k) = b.mu;
     var.segment(s, k) = b.var;
   };
@@ -217,11 +235,9 @@ void svgp_predict(const SVGPProblem& p, MatRef Xnew, VecOut mean, VecOut var) {
 
 // Full covariance: K** - A^T A + T^T T over all of Xnew at once.
 void svgp_predict_cov(const SVGPProblem& p, MatRef Xnew, VecOut mean, MatOut cov) {
-  double jitter = 0.0;
-  const MatrixXd L = detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, jitter);
-  const MatrixXd Lq = q_factor(p);
+  const Factors F(p);
   Block b;
-  forward(p, L, Lq, Xnew, b);
+  forward(p, F, Xnew, b);
   mean = b.mu;
   p.kernel.K_sym(p.theta, Xnew, cov);
   cov.noalias() -= b.A.transpose() * b.A;

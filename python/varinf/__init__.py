@@ -16,6 +16,7 @@ from ._loader import core as _core, variant as build_variant  # noqa: E402
 from . import datasets, kernels, linalg  # noqa: E402
 from .models import FITC, GPR, SGPR, SVGP, VAE  # noqa: E402
 from . import likelihoods  # noqa: E402 (after models: it reads models._common)
+from .serialization import FormatError, load, save  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -34,7 +35,7 @@ def set_num_threads(n: int) -> None:
 
 
 __all__ = ["GPR", "SGPR", "FITC", "SVGP", "VAE", "likelihoods", "datasets", "kernels", "linalg", "LinAlgError",
-           "get_num_threads", "set_num_threads", "build_variant", "__version__"]
+           "save", "load", "FormatError", "get_num_threads", "set_num_threads", "build_variant", "__version__"]
 
 # The scikit-learn estimators load on first use (scikit-learn is optional and slow to import).
 _ESTIMATORS = ("GPRegressor", "SGPRRegressor", "SVGPRegressor", "SVGPClassifier", "VAETransformer")

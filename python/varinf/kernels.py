@@ -81,6 +81,10 @@ class Kernel(abc.ABC):
             self._core_kernel = built
         return self._core_kernel
 
+    def __getstate__(self):
+        # The C++ structure cannot be pickled or deep-copied; core() rebuilds it.
+        return {**self.__dict__, "_core_kernel": None}
+
     def check_input(self, X, name: str = "X") -> None:
         """Raise ValueError naming ``name`` when X's columns do not fit this kernel."""
         d = X.shape[1]

@@ -41,6 +41,10 @@ class Likelihood(abc.ABC):
             self._core_likelihood = self._build()
         return self._core_likelihood
 
+    def __getstate__(self):
+        # The C++ structure cannot be pickled or deep-copied; core() rebuilds it.
+        return {**self.__dict__, "_core_likelihood": None}
+
     def theta(self) -> np.ndarray:
         params = self.parameters
         return np.concatenate([p.value.ravel() for p in params]) if params else np.zeros(0)

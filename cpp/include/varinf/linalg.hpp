@@ -30,6 +30,17 @@ double logdet_from_cholesky(const Eigen::Ref<const MatrixXd>& L);
 void solve_lower_inplace(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> B);
 void solve_lower_transpose_inplace(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> B);
 
+// W = L^-1 [n, n] for lower-triangular L (LAPACK's trtri, n^3 / 3 flops): recursive halving,
+// W21 = -W22 L21 W11, so nearly all the work is triangular products (vectorised panels)
+// rather than triangular solves. The strict upper triangle of W is set to zero.
+void lower_inverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> W);
+
+// W S W^T and W^T S W [n, n] for lower-triangular W and symmetric S [n, n] (with W = L^-1:
+// whitening L^-1 S L^-T and its reverse L^-T S L^-1), as two triangular products; the result
+// is made exactly symmetric.
+MatrixXd lower_congruence(const Eigen::Ref<const MatrixXd>& W, const Eigen::Ref<const MatrixXd>& S);
+MatrixXd upper_congruence(const Eigen::Ref<const MatrixXd>& W, const Eigen::Ref<const MatrixXd>& S);
+
 // out = A^-1 [n, n] (both triangles) from A's Cholesky factor L, like LAPACK's potri:
 // W = L^-1 panel by panel (column j of W is zero above row j), then A^-1 = W^T W panel by
 // panel with triangular products, skipping the zero blocks: about 2 n^3 / 3 flops in all, like
@@ -41,5 +52,9 @@ void cholesky_inverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> 
 // sym(P) = (P + P^T) / 2. On entry LbarToAbar holds dF/dL (only its lower triangle is read);
 // on return it holds the symmetric dF/dA (both triangles). O(n^3).
 void cholesky_reverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> LbarToAbar);
+// The same when the caller already holds Linv = L^-1 [n, n] (lower_inverse): the two solves
+// become triangular products.
+void cholesky_reverse(const Eigen::Ref<const MatrixXd>& L, const Eigen::Ref<const MatrixXd>& Linv,
+                      Eigen::Ref<MatrixXd> LbarToAbar);
 
 }  // namespace varinf

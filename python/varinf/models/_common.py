@@ -6,7 +6,7 @@ import numpy as np
 
 from ..parameters import Parameter
 
-__all__ = ["ConstantMean", "make_mean", "gaussian_log_density", "NOISE_LOWER"]
+__all__ = ["ConstantMean", "Persistent", "make_mean", "gaussian_log_density", "NOISE_LOWER"]
 
 # Lower bound of the Gaussian noise variance (MATH.md section 1; GPflow's default).
 NOISE_LOWER = 1e-6
@@ -25,6 +25,22 @@ class ConstantMean:
         if self._mean is None:
             raise ValueError("this model has a zero mean; create it with mean='constant'")
         self._mean.value = value
+
+
+class Persistent:
+    """``save(path)`` (varinf.serialization) and pickling without the cached C++ objects named
+    in ``_caches`` (they are rebuilt on first use)."""
+
+    _caches: tuple = ()
+
+    def save(self, path) -> None:
+        """Write the model to ``path`` (see varinf.serialization for the format); ``vi.load``
+        reads it back."""
+        from ..serialization import save
+        save(self, path)
+
+    def __getstate__(self):
+        return {**self.__dict__, **{name: None for name in self._caches}}
 
 
 def make_mean(mean, y) -> Parameter | None:

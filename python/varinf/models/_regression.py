@@ -9,7 +9,7 @@ from .._validation import as_matrix, as_positive_int, as_vector
 from ..kernels import Kernel
 from ..linalg import cholesky
 from ..parameters import Parameter, ParameterVector
-from ._common import ConstantMean, NOISE_LOWER, gaussian_log_density, make_mean
+from ._common import ConstantMean, NOISE_LOWER, Persistent, gaussian_log_density, make_mean
 
 __all__ = ["GaussianRegression", "sample_joint"]
 
@@ -22,9 +22,11 @@ def sample_joint(mean, cov, num_samples, seed) -> np.ndarray:
     return mean + eps @ L.T
 
 
-class GaussianRegression(ConstantMean):
+class GaussianRegression(ConstantMean, Persistent):
     """Base of the Gaussian-noise regression models. Subclasses define ``parameters`` and
     ``predict_f(Xnew, full_cov)``."""
+
+    _caches = ("_factor", "_factor_key")  # the C++ factorisation, recomputed when needed
 
     def _init_data(self, X, y, kernel, noise_variance, mean):
         if not isinstance(kernel, Kernel):

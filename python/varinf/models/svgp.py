@@ -14,7 +14,7 @@ from ..likelihoods import Likelihood
 from ..linalg import JitterWarning
 from ..parameters import Parameter, ParameterVector
 from ..progress import Progress
-from ._common import ConstantMean, make_mean
+from ._common import ConstantMean, Persistent, make_mean
 from ._regression import sample_joint
 from .sgpr import KUU_JITTER, inducing_points
 
@@ -24,7 +24,7 @@ __all__ = ["SVGP"]
 _REPORT_SECONDS = 0.25
 
 
-class SVGP(ConstantMean):
+class SVGP(ConstantMean, Persistent):
     """Sparse variational GP: q(u) = N(q_mu, q_sqrt q_sqrt^T) at m inducing inputs Z.
 
     Parameters

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..progress import Progress
 from .._loader import core
+from ._common import Persistent
 
 _ACTIVATIONS = ("relu", "tanh", "softplus")
 _LIKELIHOODS = ("bernoulli", "gaussian")
@@ -50,7 +51,7 @@ def _seed_from(seed: Optional[int], *path: int) -> int:
     return int(np.random.SeedSequence(entropy, spawn_key=path).generate_state(1, np.uint64)[0])
 
 
-class VAE:
+class VAE(Persistent):
     """A VAE with MLP encoder x -> (mu, logvar) and decoder z -> likelihood parameters.
 
     Parameters
@@ -91,12 +92,28 @@ class VAE:
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
         self.seed = int(seed)
-        cls = core.VaeF32 if dt == np.float32 else core.VaeF64
-        self._core = cls(self.input_dim, self.latent_dim, list(self.hidden), list(self.decoder_hidden),
-                         activation, likelihood, self.learn_obs_logvar, self.obs_logvar)
+        self._core = self._make_core()
         self._core.initialize(_seed_from(self.seed, 0))
         self._fits = 0
         self.history_: dict = {"loss": [], "val_elbo": []}
+
+    def _make_core(self):
+        """The C++ network for this architecture (weights not yet initialised)."""
+        cls = core.VaeF32 if self.dtype == np.float32 else core.VaeF64
+        return cls(self.input_dim, self.latent_dim, list(self.hidden), list(self.decoder_hidden),
+                   self.activation, self.likelihood, self.learn_obs_logvar, self.obs_logvar)
+
+    # Pickling: the C++ network travels as its weights and is rebuilt.
+    def __getstate__(self):
+        state = {k: v for k, v in self.__dict__.items() if k != "_core"}
+        return {**state, "_theta": self.theta.copy()}
+
+    def __setstate__(self, state):
+        state = dict(state)
+        theta = state.pop("_theta")
+        self.__dict__.update(state)
+        self._core = self._make_core()
+        self._core.theta[:] = theta
 
     def __repr__(self) -> str:
         return (f"VAE(input_dim={self.input_dim}, latent_dim={self.latent_dim}, hidden={self.hidden}, "
