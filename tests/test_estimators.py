@@ -1,7 +1,6 @@
 """The scikit-learn estimators: scikit-learn's own estimator checks, equivalence with the wrapped
 models and with scikit-learn's GaussianProcessRegressor, and use inside Pipeline / GridSearchCV."""
 
-import pickle
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ sklearn = pytest.importorskip("sklearn")
 
 import varinf as vi
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
 from sklearn.model_selection import GridSearchCV
@@ -28,31 +28,10 @@ from varinf.estimators import (
 )
 
 
-def _fitted_estimators_pickle() -> bool:
-    """Whether a fitted estimator pickles (its varinf model's C++ structures must support it)."""
-    try:
-        pickle.dumps(GPRegressor(max_iter=0).fit([[0.0], [1.0]], [0.0, 1.0]))
-    except (TypeError, pickle.PicklingError):
-        return False
-    return True
-
-
-# scikit-learn checks these estimators are expected to fail, with the reason.
-EXPECTED_FAILED = {} if _fitted_estimators_pickle() else {
-    "check_estimators_pickle": "varinf's models cannot be pickled in this build (pickle support comes with "
-                               "save/load, varinf.serialization)",
-}
-
-
-def _expected_failed(estimator):
-    return EXPECTED_FAILED
-
-
 # The sparse models run the checks with 20 inducing inputs (defaults: 100) and SGPR with at most 200
 # L-BFGS-B iterations (default 1000) to keep them quick.
 @parametrize_with_checks([GPRegressor(), SGPRRegressor(n_inducing=20, max_iter=200), SVGPRegressor(n_inducing=20),
-                          SVGPClassifier(n_inducing=20), VAETransformer()],
-                         expected_failed_checks=_expected_failed)
+                          SVGPClassifier(n_inducing=20), VAETransformer()])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -249,6 +228,49 @@ def test_vae_transformer_bernoulli_needs_unit_interval():
     assert probs.shape == (5, 64) and probs.min() >= 0 and probs.max() <= 1
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         clone(vae).fit(X[:50] * 2.0)
+
+
+# --- save / load -------------------------------------------------------------------------------------
+
+def _estimators_to_save():
+    X, y = _sine(n=40)
+    return X, [(GPRegressor(kernel=vi.kernels.Matern52() + vi.kernels.Linear(), normalize_y=True, normalize_X=True), y),
+               (SGPRRegressor(n_inducing=8, random_state=0), y),
+               (SVGPRegressor(n_inducing=8, iterations=50, random_state=1), y),
+               (SVGPClassifier(n_inducing=8, iterations=50, random_state=2), np.where(y > 0, "up", "down")),
+               (VAETransformer(n_components=2, hidden=(16, 8), epochs=5, random_state=3), None)]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_save_load_round_trip(tmp_path, index):
+    X, cases = _estimators_to_save()
+    est, target = cases[index]
+    vi.save(est, tmp_path / "unfitted.npz")
+    unfitted = vi.load(tmp_path / "unfitted.npz")
+    assert repr(unfitted.get_params()) == repr(est.get_params())
+    with pytest.raises(NotFittedError):
+        getattr(unfitted, "transform" if target is None else "predict")(X)
+    est.fit(X, target)
+    vi.save(est, tmp_path / "fitted.npz")
+    loaded = vi.load(tmp_path / "fitted.npz")
+    assert type(loaded) is type(est) and repr(loaded.get_params()) == repr(est.get_params())
+    methods = {VAETransformer: ["transform"], SVGPClassifier: ["predict", "predict_proba"]}.get(type(est), ["predict"])
+    for method in methods:
+        np.testing.assert_array_equal(getattr(loaded, method)(X), getattr(est, method)(X))
+    if target is None:
+        np.testing.assert_array_equal(loaded.inverse_transform([[0.5, -1.0]]), est.inverse_transform([[0.5, -1.0]]))
+        assert loaded.loss_curve_ == est.loss_curve_
+    elif isinstance(est, SVGPClassifier):
+        assert loaded.classes_.tolist() == ["down", "up"]
+    else:
+        np.testing.assert_array_equal(loaded.predict(X, return_std=True)[1], est.predict(X, return_std=True)[1])
+        assert loaded.kernel_ is loaded.model_.kernel and repr(loaded.kernel_) == repr(est.kernel_)
+
+
+def test_save_refuses_a_random_state_object(tmp_path):
+    est = SGPRRegressor(random_state=np.random.RandomState(0))
+    with pytest.raises(ValueError, match="random_state"):
+        vi.save(est, tmp_path / "est.npz")
 
 
 # --- lazy import -------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@
 Each estimator follows scikit-learn's contract: ``__init__`` only stores its parameters,
 ``fit`` validates the data with ``validate_data``, builds and trains a fresh varinf model
 (``model_``) and returns self; fitted attributes end in ``_``. The user's kernel is never
-changed: ``fit`` trains a copy, ``kernel_``.
+changed: ``fit`` trains a copy, ``kernel_``. ``vi.save(estimator, path)`` / ``vi.load(path)`` store
+an estimator (fitted or not) with its model; pickle works too.
 
 Regressors predict noisy targets y*: ``predict(X, return_std=True)`` gives the standard
 deviation of y* (latent variance plus the learned noise variance), as scikit-learn's
@@ -43,6 +44,7 @@ from .likelihoods import Bernoulli, Gaussian
 from .models import GPR, SGPR, SVGP, VAE
 from .models._regression import sample_joint
 from .models.sgpr import inducing_points
+from .serialization import FormatError, dump_component, load_component, register
 
 __all__ = ["GPRegressor", "SGPRRegressor", "SVGPClassifier", "SVGPRegressor", "VAETransformer"]
 
@@ -89,7 +91,71 @@ def _optimize(model, max_iter) -> int:
     return int(model.fit(max_iter=_positive_int_param(max_iter, "max_iter")).optimizer_result_.nit)
 
 
-class _GPEstimator(BaseEstimator):
+def _json_value(name: str, value):
+    """A parameter or fitted scalar as a JSON value (tuples as lists); ValueError otherwise."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, tuple):
+        return [_json_value(name, v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"cannot save {name}={value!r}: only None, numbers, strings and tuples of them "
+                     "(an int random_state, not a RandomState) can be saved")
+
+
+class _Saveable:
+    """``vi.save`` / ``vi.load`` of an estimator (varinf.serialization's protocol): its
+    parameters (the kernel as a component), its varinf model and every fitted attribute."""
+
+    def _save_state(self):
+        config = {"params": {}, "kernel": None, "model": None, "fitted": {}, "arrays": {}, "labels": {},
+                  "lists": []}
+        arrays = {}
+        for name, value in self.get_params(deep=False).items():
+            if name == "kernel" and value is not None:
+                config["kernel"], kernel_arrays = dump_component(value, "kernel/")
+                arrays.update(kernel_arrays)
+            elif name != "kernel":
+                config["params"][name] = _json_value(name, value)
+        for name, value in vars(self).items():
+            if not name.endswith("_") or name.startswith("_"):
+                continue
+            if name == "model_":
+                config["model"], model_arrays = dump_component(value, "model/")
+                arrays.update(model_arrays)
+            elif isinstance(value, list):  # a training history (NaN allowed)
+                arrays[f"history/{name}"] = np.asarray(value, dtype=np.float64)
+                config["lists"].append(name)
+            elif isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
+                arrays[f"fitted/{name}"] = value
+                config["arrays"][name] = value.dtype.str
+            elif isinstance(value, np.ndarray):  # class labels or feature names: strings
+                config["labels"][name] = [value.tolist(), value.dtype.str]
+            else:
+                config["fitted"][name] = _json_value(name, value)
+        return config, arrays
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
+        if config["kernel"] is not None:
+            params["kernel"] = load_component(config["kernel"], arrays, "kernel/", allowed=Kernel)
+        est = cls(**params)
+        if config["model"] is not None:
+            est.model_ = load_component(config["model"], arrays, "model/")
+        fitted = dict(config["fitted"])
+        fitted.update({name: np.array(arrays.take(f"fitted/{name}", dtype=dtype))
+                       for name, dtype in config["arrays"].items()})
+        fitted.update({name: np.array(values, dtype=dtype) for name, (values, dtype) in config["labels"].items()})
+        fitted.update({name: arrays.take(f"history/{name}", (None,)).tolist() for name in config["lists"]})
+        for name, value in fitted.items():
+            if not (name.isidentifier() and name.endswith("_") and not name.startswith("_")):
+                raise FormatError(f"invalid fitted attribute name {name!r}")
+            setattr(est, name, value)
+        return est
+
+
+class _GPEstimator(_Saveable, BaseEstimator):
     """What the GP estimators share: the kernel (default or a copy of the user's) and the
     optional standardisation of the inputs."""
 
@@ -101,6 +167,11 @@ class _GPEstimator(BaseEstimator):
             raise ValueError(  # noqa: TRY004 (scikit-learn expects ValueError for bad parameters)
                 f"kernel must be None or a varinf.kernels.Kernel, got {type(self.kernel).__name__}")
         return copy_kernel(self.kernel)
+
+    @property
+    def kernel_(self) -> Kernel:
+        """The trained kernel: a copy of ``kernel`` (or the default), the model's own."""
+        return self.model_.kernel
 
     def _fit_inputs(self, X) -> np.ndarray:
         """Validated training inputs [n, d], standardised when ``normalize_X``."""
@@ -119,7 +190,7 @@ class _GPEstimator(BaseEstimator):
 
 class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
     """What the three regressors share: target normalisation, predictions with std / cov
-    un-normalised, samples. Subclasses define ``_build(X, y)`` (a trained model)."""
+    un-normalised, samples. Subclasses define ``_build(X, y, kernel)`` (a trained model)."""
 
     def fit(self, X, y):
         """Fit the model to X [n, d] and y [n]; returns self."""
@@ -127,8 +198,7 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
         X = self._fit_inputs(X)
         self.y_train_mean_ = float(np.mean(y)) if self.normalize_y else 0.0
         self.y_train_std_ = float(_scale(y)) if self.normalize_y else 1.0
-        self.kernel_ = self._kernel_for(X.shape[1])
-        self.model_ = self._build(X, (y - self.y_train_mean_) / self.y_train_std_)
+        self.model_ = self._build(X, (y - self.y_train_mean_) / self.y_train_std_, self._kernel_for(X.shape[1]))
         # The noise variance in the units of y.
         self.noise_variance_ = self._noise * self.y_train_std_ ** 2
         return self
@@ -160,6 +230,7 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
         return sample_joint(mean, cov, n_samples, _seed(random_state)).T
 
 
+@register
 class GPRegressor(_GaussianGPRegressor):
     """Exact GP regression (varinf.GPR) as a scikit-learn regressor.
 
@@ -187,13 +258,14 @@ class GPRegressor(_GaussianGPRegressor):
         self.normalize_X = normalize_X
         self.max_iter = max_iter
 
-    def _build(self, X, y):
-        model = GPR(X, y, self.kernel_, noise_variance=self.noise_variance)
+    def _build(self, X, y, kernel):
+        model = GPR(X, y, kernel, noise_variance=self.noise_variance)
         self.n_iter_ = _optimize(model, self.max_iter)
         self.log_marginal_likelihood_value_ = model.log_marginal_likelihood()
         return model
 
 
+@register
 class SGPRRegressor(_GaussianGPRegressor):
     """Sparse GP regression with the collapsed bound of Titsias 2009 (varinf.SGPR).
 
@@ -216,10 +288,10 @@ class SGPRRegressor(_GaussianGPRegressor):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def _build(self, X, y):
+    def _build(self, X, y, kernel):
         m = min(_positive_int_param(self.n_inducing, "n_inducing"), X.shape[0])
         Z = inducing_points(X, m, seed=_seed(self.random_state))  # [m, d]
-        model = SGPR(X, y, self.kernel_, Z, noise_variance=self.noise_variance)
+        model = SGPR(X, y, kernel, Z, noise_variance=self.noise_variance)
         self.n_iter_ = _optimize(model, self.max_iter)
         self.elbo_ = model.elbo()
         return model
@@ -228,19 +300,20 @@ class SGPRRegressor(_GaussianGPRegressor):
 class _SVGPEstimator(_GPEstimator):
     """What the SVGP estimators share: building and training varinf.SVGP on minibatches."""
 
-    def _train_svgp(self, X, y, likelihood) -> SVGP:
+    def _train_svgp(self, X, y, kernel, likelihood) -> SVGP:
         n = X.shape[0]
         m = min(_positive_int_param(self.n_inducing, "n_inducing"), n)
         batch = min(_positive_int_param(self.batch_size, "batch_size"), n)
         epochs = _positive_int_param(self.epochs, "epochs", allow_none=True)
         iterations = None if epochs is not None else _positive_int_param(self.iterations, "iterations")
-        model = SVGP(self.kernel_, likelihood, m, num_data=n)
+        model = SVGP(kernel, likelihood, m, num_data=n)
         model.fit(X, y, iterations=iterations, epochs=epochs, batch_size=batch, learning_rate=self.learning_rate,
                   natgrad=self.natgrad, seed=_seed(self.random_state), progress=self.progress)
         self.elbo_ = float(model.elbo(X, y))
         return model
 
 
+@register
 class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
     """Stochastic variational GP regression (varinf.SVGP, Gaussian likelihood; Hensman et al. 2013),
     trained with Adam on minibatches in C++.
@@ -274,14 +347,15 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
         self.random_state = random_state
         self.progress = progress
 
-    def _build(self, X, y):
-        return self._train_svgp(X, y, Gaussian(variance=self.noise_variance))
+    def _build(self, X, y, kernel):
+        return self._train_svgp(X, y, kernel, Gaussian(variance=self.noise_variance))
 
     @property
     def _noise(self):
         return self.model_.likelihood.variance
 
 
+@register
 class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
     """Binary GP classification: varinf.SVGP with the Bernoulli (probit) likelihood.
 
@@ -319,8 +393,8 @@ class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
             raise ValueError(f"{type(self).__name__} needs samples of 2 classes; y holds one class, "
                              f"{self.classes_[0]!r}")
         X = self._fit_inputs(X)
-        self.kernel_ = self._kernel_for(X.shape[1])
-        self.model_ = self._train_svgp(X, encoder.transform(y).astype(np.float64), Bernoulli())
+        self.model_ = self._train_svgp(X, encoder.transform(y).astype(np.float64), self._kernel_for(X.shape[1]),
+                                       Bernoulli())
         return self
 
     def decision_function(self, X) -> np.ndarray:
@@ -351,7 +425,8 @@ class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
         return tags
 
 
-class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+@register
+class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Saveable, BaseEstimator):
     """A variational auto-encoder (varinf.VAE, float64) as a transformer: ``transform`` gives
     the means of q(z | x) [n, n_components], ``inverse_transform`` the decoder's means in the
     original scale.
