@@ -125,7 +125,7 @@ def test_user_kernel_is_copied_not_changed():
     X, y = _sine()
     kernel = vi.kernels.SquaredExponential(lengthscales=[1.0, 1.0])
     kernel.K(X[:3])  # builds the C++ structure: the copy must still work
-    est = GPRegressor(kernel=kernel).fit(X, y)
+    est = clone(GPRegressor(kernel=kernel)).fit(X, y)
     np.testing.assert_array_equal(kernel.lengthscales, [1.0, 1.0])
     assert est.kernel_ is not kernel and not np.allclose(est.kernel_.lengthscales, 1.0)
     copied = copy_kernel(kernel * vi.kernels.Matern32())
