@@ -16,6 +16,11 @@ BLAS through threadpoolctl, varinf).
 SGPR: L-BFGS-B with the same iteration cap from the same start (Z learned); time and the bound
 reached, against GPflow's SGPR with gpflow.optimizers.Scipy.
 
+Scaling (varinf alone): SVGP step time as m doubles at fixed B and n (the model is
+12 m^2 B + O(m^3) flops per step), and as n grows at fixed (m, B) (it should not change); the
+peak memory of an SGPR bound-and-gradient evaluation and of SVGP training at n = 10^6, each in a
+fresh process, beyond the memory of the data itself.
+
 Writes bench/results/sparse.json (quick runs: bench/results/quick/sparse.json; with --threads T
 other than the default: sparse_threads<T>.json).
 """
@@ -324,6 +329,103 @@ def sgpr_case(n, m, max_iter, threads, peers):
     return rows
 
 
+# ------------------------------------------------------------------------------------------------
+# Scaling and memory
+
+def svgp_step_ms(m, B, n, steps, seed=0):
+    """varinf's median ms per SVGP step (C++ loop, chunks of 10 steps) at (m, B, n)."""
+    X, y, _, _ = make_data(n, 10, seed=seed)
+    Z0 = X[np.random.default_rng(1).choice(n, m, replace=False)]
+    model = vi.SVGP(vi.kernels.SquaredExponential(1.0, np.ones(D)), vi.likelihoods.Gaussian(NOISE0), Z0, n)
+    model.fit(X, y, iterations=5, batch_size=B, progress=False, seed=0)  # warm-up
+    times = []
+    for r in range(max(1, steps // 10)):
+        start = time.perf_counter()
+        model.fit(X, y, iterations=10, batch_size=B, progress=False, seed=r)
+        times.append((time.perf_counter() - start) / 10)
+    return 1e3 * float(np.median(times))
+
+
+def scaling_rows(quick, threads):
+    B = 256 if quick else 512
+    ms = [32, 64, 128] if quick else [64, 128, 256, 512, 1024]
+    ns = [5000, 20000] if quick else [10000, 100000, 1000000]
+    rows = []
+    with threadpool_limits(limits=threads):
+        svgp_step_ms(ms[0], B, ns[0], 10)  # warm-up: thread pool, page faults
+        for m in ms:
+            rows.append({"vary": "m", "m": m, "B": B, "n": ns[0], "threads": threads,
+                         "ms_per_step": svgp_step_ms(m, B, ns[0], 30 if quick else 100)})
+        for n in ns:
+            rows.append({"vary": "n", "m": ms[1], "B": B, "n": n, "threads": threads,
+                         "ms_per_step": svgp_step_ms(ms[1], B, n, 30 if quick else 100)})
+    def flops(m):  # per SVGP step: the block products and the m^3 factorisation work
+        return 12.0 * m * m * B + 2.0 * m ** 3
+
+    for prev, row in zip(rows, rows[1:]):
+        if row["vary"] == prev["vary"]:
+            row["time_ratio_to_previous"] = row["ms_per_step"] / prev["ms_per_step"]
+            row["model_ratio"] = flops(row["m"]) / flops(prev["m"])
+    for r in rows:
+        print(f"  SVGP scaling m={r['m']} B={r['B']} n={r['n']}: {r['ms_per_step']:.2f} ms/step"
+              + (f" (x{r['time_ratio_to_previous']:.2f}, model x{r['model_ratio']:.2f})"
+                 if "model_ratio" in r else ""), flush=True)
+    return rows
+
+
+_MEMORY_SCRIPT = """
+import os, sys, threading, time, numpy as np, varinf as vi
+n, m, B, which = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+page = os.sysconf("SC_PAGE_SIZE")
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * page / 2 ** 20
+rng = np.random.default_rng(0)
+X = rng.uniform(-2.0, 2.0, (n, 8))
+y = 0.1 * rng.standard_normal(n)
+for s in range(0, n, 10000):
+    y[s:s + 10000] += np.sin(X[s:s + 10000]).sum(1)
+Z = X[rng.choice(n, m, replace=False)]
+kern = vi.kernels.SquaredExponential(1.0, np.ones(8))
+base = rss_mb()
+peak, done = [base], threading.Event()
+def watch():  # the resident set, sampled every millisecond while the model runs
+    while not done.is_set():
+        peak[0] = max(peak[0], rss_mb())
+        time.sleep(0.001)
+watcher = threading.Thread(target=watch)
+watcher.start()
+start = time.perf_counter()
+if which == "sgpr":
+    vi.SGPR(X, y, kern, Z, noise_variance=0.1).elbo(return_grad=True)
+else:
+    vi.SVGP(kern, vi.likelihoods.Gaussian(0.1), Z, n).fit(X, y, iterations=200, batch_size=B, progress=False)
+seconds = time.perf_counter() - start
+done.set()
+watcher.join()
+print(base, max(peak[0], rss_mb()), seconds)
+"""
+
+
+def memory_rows(quick, threads):
+    import subprocess
+    import sys
+
+    n = 100000 if quick else 1000000
+    rows = []
+    for which, m in (("sgpr", 256), ("svgp", 256)):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, str(n), str(m), "512", which],
+                             capture_output=True, text=True, check=True, env=env).stdout.split()
+        base, peak, seconds = (float(v) for v in out)
+        rows.append({"model": which, "n": n, "m": m, "threads": threads, "data_mb": 8.0 * n * 9 / 2 ** 20,
+                     "rss_before_mb": base, "peak_rss_mb": peak, "extra_mb": peak - base,
+                     "n_by_m_mb": 8.0 * n * m / 2 ** 20, "seconds": seconds})
+        print(f"  {which} n={n} m={m}: peak RSS {peak:.0f} MB, {peak - base:.0f} MB beyond the data "
+              f"(an n x m matrix would be {8.0 * n * m / 2 ** 20:.0f} MB); {seconds:.2f} s", flush=True)
+    return rows
+
+
 def set_peer_threads(threads):
     try:
         import tensorflow as tf
@@ -360,6 +462,8 @@ def main() -> None:
     svgp_rows = [r for (m, B, n, n_test, steps, numpy_steps) in svgp_cases
                  for r in svgp_case(m, B, n, n_test, steps, args.threads, peers, numpy_steps)]
     sgpr_rows = sgpr_case(*sgpr_args, args.threads, peers)
+    scale_rows = scaling_rows(args.quick, args.threads)
+    mem_rows = memory_rows(args.quick, args.threads)
     svgp_columns = [("m", "m"), ("B", "B"), ("contender", "contender"), ("threads", "threads"),
                     ("ms_per_step", "ms/step"), ("time_ratio_vs_varinf", "x varinf"),
                     ("elbo_per_datum", "ELBO/n"), ("steps", "steps"), ("test_rmse", "RMSE"),
@@ -373,7 +477,16 @@ def main() -> None:
                       "same start and same minibatches for every SVGP contender; Adam lr 0.01",
                       "numpy takes fewer steps at m = 512 (its ELBO is then not comparable)",
                       "SGPR: the same L-BFGS-B iteration cap from the same start, Z learned"],
-                  extra_tables=[("SGPR, L-BFGS-B", sgpr_rows, sgpr_columns)])
+                  extra_tables=[
+                      ("SGPR, L-BFGS-B", sgpr_rows, sgpr_columns),
+                      ("SVGP step time as m doubles and as n grows (varinf)", scale_rows,
+                       [("vary", "varied"), ("m", "m"), ("B", "B"), ("n", "n"), ("threads", "threads"),
+                        ("ms_per_step", "ms/step"), ("time_ratio_to_previous", "x previous"),
+                        ("model_ratio", "x model")]),
+                      ("Peak memory of an SGPR evaluation and of 200 SVGP steps, one process each (resident set sampled every ms)", mem_rows,
+                       [("model", "model"), ("n", "n"), ("m", "m"), ("threads", "threads"),
+                        ("data_mb", "data MB"), ("peak_rss_mb", "peak MB"), ("extra_mb", "beyond data MB"),
+                        ("n_by_m_mb", "n x m would be MB"), ("seconds", "seconds")])])
 
 
 if __name__ == "__main__":

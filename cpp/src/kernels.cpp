@@ -278,7 +278,11 @@ class Periodic final : public Kernel {
         [&] { return RowState(n2, X1.cols()); },
         [&](Index i, RowState& st, double*) {
           s.row(i, st);
-          out.row(i) = (s.variance * (-2.0 * st.E).exp()).matrix().transpose();
+          // exp into a buffer of ours first: evaluated straight into `out` (numpy's memory),
+          // which elements took the vectorised exp and which the scalar one would depend on
+          // the buffer's address, and the last bit of K with it.
+          st.f = (-2.0 * st.E).exp();
+          out.row(i) = s.variance * st.f.matrix().transpose();
         });
   }
 

@@ -159,10 +159,8 @@ SVGPTrainer::SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::
                          double natgrad_gamma)
     : layout_(std::move(layout)),
       x_(std::move(x0)),
-      m1_(VectorXd::Zero(x_.size())),
-      m2_(VectorXd::Zero(x_.size())),
       x_last_(x_),
-      adam_(adam),
+      adam_(x_.size(), adam),
       gamma_(natgrad_gamma),
       rng_(seed) {
   if (gamma_ > 0.0) {
@@ -173,9 +171,8 @@ SVGPTrainer::SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::
   }
 }
 
-// Adam, Kingma & Ba (2015) Algorithm 1, ascending: x += lr mhat / (sqrt(vhat) + eps); with
-// natural gradients, q(u) takes the natural step instead (its Adam gradient is zeroed) from the
-// same evaluation.
+// One Adam step descending -ELBO; with natural gradients, q(u) takes the natural step instead
+// (its Adam gradient is zeroed) from the same evaluation.
 bool SVGPTrainer::step(MatRef Xb, VecRef yb, double& elbo) {
   elbo = svgp_elbo_grad_x(layout_, x_, Xb, yb, grad_, nullptr, gamma_ > 0.0 ? &grad_values_ : nullptr);
   if (!std::isfinite(elbo) || !grad_.allFinite()) return false;
@@ -184,12 +181,8 @@ bool SVGPTrainer::step(MatRef Xb, VecRef yb, double& elbo) {
     for (Index j : q_entries_) grad_[j] = 0.0;
     if (!natural_step(layout_, x_, grad_values_, gamma_)) return false;
   }
-  ++t_;
-  m1_ = adam_.beta1 * m1_ + (1.0 - adam_.beta1) * grad_;
-  m2_ = adam_.beta2 * m2_ + (1.0 - adam_.beta2) * grad_.cwiseAbs2();
-  const double c1 = 1.0 - std::pow(adam_.beta1, double(t_));
-  const double c2 = 1.0 - std::pow(adam_.beta2, double(t_));
-  x_.array() += adam_.learning_rate * (m1_.array() / c1) / ((m2_.array() / c2).sqrt() + adam_.eps);
+  grad_ = -grad_;
+  adam_.step(x_.data(), grad_.data());
   return true;
 }
 
@@ -234,7 +227,7 @@ std::vector<double> SVGPTrainer::advance(MatRef X, VecRef y, Index steps, const 
     }
     if (!ok) {
       failed_ = true;
-      failed_step_ = t_ + 1;
+      failed_step_ = adam_.t() + 1;
       x_ = x_last_;
       break;
     }

@@ -14,9 +14,11 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from ._errors import LinAlgError  # noqa: E402
 from ._loader import core as _core, variant as build_variant  # noqa: E402
 from . import datasets, kernels, linalg  # noqa: E402
+from . import plot  # noqa: E402,F401 (matplotlib is imported when a plot is drawn)
 from .models import FITC, GPR, SGPR, SVGP, VAE  # noqa: E402
 from . import likelihoods  # noqa: E402 (after models: it reads models._common)
 from .serialization import FormatError, load, save  # noqa: E402
+from . import _cli  # noqa: E402,F401 (registers the command line's TableModel with vi.load)
 
 __version__ = "0.1.0"
 

@@ -1,70 +1,137 @@
-"""varinf's command line: ``python -m varinf demo``."""
+"""varinf's command line: ``python -m varinf demo | fit | predict`` (``--help`` on each)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import time
+import warnings
 
-import numpy as np
+_DESCRIPTION = "varinf's command line: a demo, and GP models fitted to data files. " \
+               "Run 'python -m varinf COMMAND --help' for a command's options."
+_EXAMPLES = """examples:
+  python -m varinf demo --plots plots/
+  python -m varinf fit --model sgpr --target price --inducing 200 houses.csv -o houses.vinf
+  python -m varinf predict houses.vinf new_houses.csv -o predictions.csv
+
+exit status: 0 on success, 2 for bad arguments or bad files (one line on stderr)."""
+
+_FORMATS = ("Data files: CSV with a header row (optionally .csv.gz), .npy holding a 2-D array (columns named by "
+            "index), or .npz holding arrays X [n, d] and y [n].")
 
 
-def _co2_kernel():
-    """The structure of Rasmussen & Williams' CO2 kernel (GPML section 5.4.3): a smooth
-    long-term trend, a seasonal component that may decay, medium-term irregularities."""
-    from . import kernels as K
+def _demo_parser(sub):
+    p = sub.add_parser("demo", help="fit exact GP, SGPR and SVGP to the Mauna Loa CO2 record and a VAE to digits",
+                       description="Fits an exact GP, SGPR and SVGP to the monthly Mauna Loa CO2 record up to 1990 "
+                                   "and forecasts 1990-2001, fits a VAE to 8x8 digits, prints one comparison "
+                                   "table and writes plots (when matplotlib is installed).")
+    p.add_argument("--quick", action="store_true", help="a few optimiser steps only (for tests)")
+    p.add_argument("--plots", metavar="DIR", default="varinf-demo-plots",
+                   help="folder for the PNG plots (default: %(default)s)")
+    p.add_argument("--no-plots", dest="plots", action="store_const", const=None, help="write no plots")
 
-    trend = K.SquaredExponential(variance=1.0, lengthscales=30.0)
-    seasonal = K.Periodic(variance=0.1, lengthscales=1.0, period=1.0) * K.SquaredExponential(1.0, 50.0)
-    irregular = K.RationalQuadratic(variance=0.01, lengthscales=1.0, alpha=1.0)
-    return trend + seasonal + irregular
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
-def demo(quick: bool = False) -> int:
-    """Fit an exact GP to the Mauna Loa CO2 record up to 1990, forecast 1990-2001."""
-    import varinf as vi
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
 
-    t, co2 = vi.datasets.load_co2(monthly=True)
-    train = t < 1990.0
-    X = (t - 1958.0)[:, None]  # [n, 1] years since 1958
-    shift, scale = co2[train].mean(), co2[train].std()
-    y = (co2 - shift) / scale  # standardised ppm
-    print(f"varinf {vi.__version__} ({vi.build_variant} build, {vi.get_num_threads()} threads)")
-    print(f"Mauna Loa CO2, monthly means: {train.sum()} months 1958-1989 for training, "
-          f"{(~train).sum()} months 1990-2001 held out\n")
 
-    model = vi.GPR(X[train], y[train], _co2_kernel(), noise_variance=1e-3, mean="constant")
-    start = time.perf_counter()
-    model.fit(max_iter=30 if quick else 1000)
-    seconds = time.perf_counter() - start
-    mean, var = model.predict_y(X[~train])
-    rmse = float(np.sqrt(np.mean((mean - y[~train]) ** 2)) * scale)
-    nlpd = float(-np.mean(model.predict_log_density(X[~train], y[~train])) + np.log(scale))
-    # A straight-line trend fitted to the same months, for scale.
-    line = np.polyval(np.polyfit(X[train, 0], co2[train], 1), X[~train, 0])
-    line_rmse = float(np.sqrt(np.mean((line - co2[~train]) ** 2)))
+def _fit_parser(sub):
+    from ._cli import KERNELS, MODELS
 
-    print("Fitted hyperparameters (standardised units, time in years):")
-    print(f"  {model}\n")
-    rows = [("exact GP (L-BFGS-B)", f"{seconds:.2f}", str(model.optimizer_result_.nit),
-             f"{model.log_marginal_likelihood():.1f}", f"{rmse:.2f}", f"{nlpd:.2f}"),
-            ("linear trend", "", "", "", f"{line_rmse:.2f}", "")]
-    header = ("model", "fit s", "iterations", "log marginal lik.", "RMSE 1990-2001 (ppm)", "NLPD")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
-    for r in [header] + rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-    return 0
+    p = sub.add_parser("fit", help="fit a GP to a table and save it",
+                       description="Fits a GP regressor (gpr: exact; sgpr: sparse, Titsias' bound; svgp: stochastic "
+                                   "variational) or a binary GP classifier (svgp-classifier) to the columns of a "
+                                   "file and saves it. Inputs and outputs are standardised internally; predictions "
+                                   "come out in the file's units. " + _FORMATS)
+    p.add_argument("data", help="training data (.csv, .csv.gz, .npy or .npz)")
+    p.add_argument("--model", required=True, choices=MODELS, help="the model")
+    p.add_argument("--target", help="the target column: a CSV column name, a column index for .npy, the name of "
+                                    "the target array for .npz (default y)")
+    p.add_argument("--features", metavar="COLS", help="comma-separated feature columns (names, or indices for "
+                                                      "numpy files); default: every other column")
+    p.add_argument("-o", "--output", default="model.vinf", help="the model file to write (default: %(default)s)")
+    p.add_argument("--kernel", choices=KERNELS, default="rbf",
+                   help="kernel with one lengthscale per feature (default: %(default)s)")
+    p.add_argument("--inducing", metavar="M", type=_positive, default=100,
+                   help="inducing points for sgpr/svgp, k-means centres of the inputs (default: %(default)s)")
+    p.add_argument("--iterations", type=_positive, help="L-BFGS-B iterations (gpr, sgpr; default 1000) or Adam "
+                                                        "steps (svgp; default 2000)")
+    p.add_argument("--batch-size", type=_positive, default=256, help="svgp minibatch size (default: %(default)s)")
+    p.add_argument("--learning-rate", type=_positive_float, default=0.01,
+                   help="svgp Adam learning rate (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed for k-means and minibatches (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _predict_parser(sub):
+    p = sub.add_parser("predict", help="predict with a saved model, streaming the data in blocks",
+                       description="Writes one CSV row per input row: columns mean,std (the predictive mean and "
+                                   "standard deviation of y) or, for a classifier, probability,class (the "
+                                   "probability of the second of the two sorted labels, and the more probable "
+                                   "label). Feature columns are found by name in CSV files; numpy files must hold "
+                                   "the features or the training file's columns. Rows are read and written in "
+                                   "blocks, so CSV and .npy files larger than memory work (a .npz file's X is read "
+                                   "whole). " + _FORMATS)
+    p.add_argument("model", help="a model file written by 'python -m varinf fit'")
+    p.add_argument("data", help="inputs (.csv, .csv.gz, .npy or .npz)")
+    p.add_argument("-o", "--output", default="-", help="predictions CSV to write (default: standard output)")
+    p.add_argument("--block-rows", type=_positive, default=10000, help="rows per block (default: %(default)s)")
+
+
+def _run(args) -> int:
+    if args.command == "demo":
+        from ._demo import demo
+        return demo(quick=args.quick, plots=args.plots)
+    from ._cli import fit_command, predict_command
+    if args.command == "fit":
+        return fit_command(args)
+    return predict_command(args, block_rows=args.block_rows)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line on stderr, without the source line."""
+    print(f"python -m varinf: warning: {message}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m varinf", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m varinf", description=_DESCRIPTION, epilog=_EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="fit a GP to the Mauna Loa CO2 record and forecast it")
-    p_demo.add_argument("--quick", action="store_true", help="a few optimiser steps only (for CI)")
+    _demo_parser(sub)
+    _fit_parser(sub)
+    _predict_parser(sub)
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo(quick=args.quick)
-    return 2  # argparse has already rejected anything else
+    from ._errors import LinAlgError
+    from ._tables import TableError
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _run(args)
+    except BrokenPipeError:  # the reader of standard output stopped early (| head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (TableError, ValueError, OSError, LinAlgError) as err:
+        print(f"python -m varinf {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"python -m varinf {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@
 
 #include "varinf/kernels.hpp"
 #include "varinf/likelihoods.hpp"
+#include "varinf/optim.hpp"
 #include "varinf/types.hpp"
 
 namespace varinf {
@@ -89,14 +90,7 @@ bool svgp_natgrad_supported(const SVGPLayout& layout);
 bool svgp_natgrad_step(const SVGPLayout& layout, VectorXd& x, MatRef X, VecRef y, double gamma,
                        double& elbo);
 
-struct AdamOptions {
-  double learning_rate = 0.01;
-  double beta1 = 0.9;
-  double beta2 = 0.999;
-  double eps = 1e-8;
-};
-
-// Adam (Kingma & Ba 2015, Algorithm 1) ascending the ELBO over x, with minibatches drawn
+// Adam (optim.hpp, PyTorch's rule) ascending the ELBO over x, with minibatches drawn
 // without replacement (a fresh permutation of the rows each epoch; a last partial batch is
 // dropped). State persists between calls to run(), so a Python loop can call back every k
 // steps. A step whose ELBO or gradient is not finite (or whose K(Z, Z) cannot be factorised)
@@ -118,7 +112,7 @@ class SVGPTrainer {
 
   const VectorXd& x() const { return x_; }
   const SVGPLayout& layout() const { return layout_; }
-  Index steps_done() const { return t_; }
+  Index steps_done() const { return adam_.t(); }
   bool failed() const { return failed_; }
   Index failed_step() const { return failed_step_; }
 
@@ -129,12 +123,11 @@ class SVGPTrainer {
   void next_batch(Index n, Index batch_size, std::vector<Index>& rows);
 
   SVGPLayout layout_;
-  VectorXd x_, m1_, m2_, x_last_, grad_;  // parameters, Adam moments, last finite x, gradient
-  AdamOptions adam_;
+  VectorXd x_, x_last_, grad_;  // parameters, last finite x, gradient (of -ELBO for Adam)
+  Adam<double> adam_;
   double gamma_;
   std::vector<Index> q_entries_;  // entries of x holding q(u) (natural gradients)
   VectorXd grad_values_;          // [num values] (natural gradients)
-  Index t_ = 0;
   bool failed_ = false;
   Index failed_step_ = -1;
   std::mt19937_64 rng_;

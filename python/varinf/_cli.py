@@ -1,0 +1,268 @@
+"""``python -m varinf fit`` and ``python -m varinf predict``: GP models fitted to numeric tables
+(CSV with a header row, .npy, .npz), saved with ``varinf.save``, predicting in blocks of rows.
+
+The saved model is a :class:`TableModel`: the GP, fitted to standardised inputs (and outputs for
+regression), and the scaling, so predictions come out in the file's units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+
+import numpy as np
+
+from ._tables import BLOCK_ROWS, Table, TableError, npz_vector, open_table
+from .models import GPR, SGPR, SVGP
+from .serialization import (
+    FormatError,
+    dump_component,
+    load,
+    load_component,
+    register,
+    save,
+)
+
+__all__ = ["KERNELS", "MODELS", "TableModel", "fit_command", "predict_command"]
+
+MODELS = ("gpr", "sgpr", "svgp", "svgp-classifier")
+KERNELS = ("rbf", "matern32", "matern52")
+
+# Exact GP regression stores an n x n matrix; above this many rows, suggest a sparse model.
+_GPR_MAX_ROWS = 20000
+# Initial Gaussian noise variance in standardised units.
+_NOISE_INIT = 0.1
+
+
+# The model class each kind of TableModel holds.
+_MODEL_CLASSES = {"gpr": GPR, "sgpr": SGPR, "svgp": SVGP, "svgp-classifier": SVGP}
+
+
+def _kernel(name: str, d: int):
+    """A kernel with one lengthscale per input (ARD), unit variance and lengthscales."""
+    from . import kernels as K
+
+    cls = {"rbf": K.SquaredExponential, "matern32": K.Matern32, "matern52": K.Matern52}[name]
+    return cls(variance=1.0, lengthscales=np.ones(d))
+
+
+@register
+class TableModel:
+    """A GP fitted to a table: ``model`` sees ``(X - x_mean) / x_scale`` and, for regression,
+    predicts ``(y - y_mean) / y_scale``; a classifier's labels ``classes[0]``, ``classes[1]``
+    are 0 and 1.
+
+    features: the training file's feature column names (indices as strings for numpy files);
+    columns: how many columns the training file had (to pick features from a numpy file of
+    the same layout).
+    """
+
+    def __init__(self, kind: str, model, features: list[str], columns: int, x_mean, x_scale,
+                 y_mean: float = 0.0, y_scale: float = 1.0, classes=None):
+        self.kind = kind
+        self.model = model
+        self.features = list(features)
+        self.columns = int(columns)
+        self.x_mean = np.asarray(x_mean, dtype=float)  # [d]
+        self.x_scale = np.asarray(x_scale, dtype=float)  # [d]
+        self.y_mean, self.y_scale = float(y_mean), float(y_scale)
+        self.classes = None if classes is None else np.asarray(classes, dtype=float)  # [2]
+
+    def __repr__(self):
+        return f"TableModel(kind={self.kind!r}, features={self.features}, model={self.model!r})"
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.kind == "svgp-classifier"
+
+    @property
+    def output_columns(self) -> list[str]:
+        return ["probability", "class"] if self.is_classifier else ["mean", "std"]
+
+    def predict(self, X) -> np.ndarray:
+        """[n, 2]: mean and standard deviation of y in the file's units, or the probability of
+        ``classes[1]`` and the more probable class."""
+        Xs = (np.asarray(X, dtype=float) - self.x_mean) / self.x_scale  # [n, d]
+        mean, var = self.model.predict_y(Xs)
+        if self.is_classifier:
+            return np.column_stack([mean, np.where(mean > 0.5, self.classes[1], self.classes[0])])
+        return np.column_stack([self.y_mean + self.y_scale * mean, self.y_scale * np.sqrt(var)])
+
+    # --- saving (varinf.serialization) -----------------------------------------------------------------
+    def _save_state(self):
+        spec, arrays = dump_component(self.model, "model/")
+        config = {"kind": self.kind, "features": self.features, "columns": self.columns, "y_mean": self.y_mean,
+                  "y_scale": self.y_scale, "model": spec}
+        arrays.update(x_mean=self.x_mean, x_scale=self.x_scale)
+        if self.classes is not None:
+            arrays["classes"] = self.classes
+        return config, arrays
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        kind = config.get("kind")
+        if kind not in MODELS:
+            raise FormatError(f"kind must be one of {MODELS}, got {kind!r}")
+        features = config.get("features")
+        if not (isinstance(features, list) and features and all(isinstance(f, str) for f in features)):
+            raise FormatError(f"features must be a list of column names, got {features!r}")
+        d = len(features)
+        model = load_component(config.get("model"), arrays, "model/", _MODEL_CLASSES[kind])
+        classes = arrays.take("classes", (2,)) if kind == "svgp-classifier" else None
+        x_scale = arrays.take("x_scale", (d,))
+        if np.any(x_scale <= 0):
+            raise FormatError("x_scale must be positive")
+        return cls(kind, model, features, int(config["columns"]), arrays.take("x_mean", (d,)), x_scale,
+                   float(config["y_mean"]), float(config["y_scale"]), classes)
+
+    # --- choosing columns ----------------------------------------------------------------------------
+    def feature_columns(self, table: Table) -> list[int]:
+        """Positions of the model's features in ``table``: by name in a CSV file, or all columns
+        when there are as many as features, or the training positions in a file of the training
+        layout."""
+        d = len(self.features)
+        from_numpy = all(f.isdigit() for f in self.features)  # fitted on a file without column names
+        if table.kind == "csv":
+            if all(f in table.columns for f in self.features):
+                return [table.columns.index(f) for f in self.features]
+            if not (from_numpy and len(table.columns) == d):
+                missing = [f for f in self.features if f not in table.columns]
+                raise TableError(f"{table.path}: missing feature column(s) {missing} that the model was fitted on")
+            return list(range(d))
+        if len(table.columns) == d:
+            return list(range(d))
+        if from_numpy and len(table.columns) == self.columns:
+            return [int(f) for f in self.features]
+        raise TableError(f"{table.path}: {len(table.columns)} columns, but the model needs {d} features "
+                         f"(or the {self.columns} columns of its training file)")
+
+
+# --- fit ---------------------------------------------------------------------------------------------
+
+def _split_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise TableError("--features is empty")
+    return items
+
+
+def _training_data(path: str, target: str | None, features: list[str] | None):
+    """(X [n, d], y [n], feature names, column count) from a CSV, .npy or .npz file."""
+    table = open_table(path)
+    if table.kind == "npz":
+        target = target or "y"
+        y = npz_vector(path, target)
+        feature_pos = ([table.column_index(f, "feature") for f in features] if features
+                       else list(range(len(table.columns))))
+        X = table.read(feature_pos)
+        if X.shape[0] != y.shape[0]:
+            raise TableError(f"{path}: X has {X.shape[0]} rows but {target!r} has {y.shape[0]}")
+    else:
+        if target is None:
+            raise TableError("--target is required for CSV and .npy files (a column name, or an index for .npy)")
+        target_pos = table.column_index(target, "target")
+        feature_pos = ([table.column_index(f, "feature") for f in features] if features
+                       else [i for i in range(len(table.columns)) if i != target_pos])
+        if target_pos in feature_pos:
+            raise TableError(f"the target column {target!r} is also listed in --features")
+        if not feature_pos:
+            raise TableError(f"{path}: no feature columns besides the target {target!r}")
+        data = table.read(feature_pos + [target_pos])
+        X, y = data[:, :-1], data[:, -1]
+    return X, y, [table.columns[i] for i in feature_pos], len(table.columns)
+
+
+def _standardise(A):
+    """Column means and scales (1 for a constant column) of A [n, d]."""
+    mean = A.mean(axis=0)
+    scale = A.std(axis=0)
+    return mean, np.where(scale > 0, scale, 1.0)
+
+
+def _build_and_fit(args, X, y):
+    """The fitted GP on standardised X and targets y; a summary line of its objective."""
+    import varinf as vi
+
+    n, d = X.shape
+    kernel = _kernel(args.kernel, d)
+    m = min(args.inducing, n)
+    progress = not args.no_progress
+    if args.model == "gpr":
+        if n > _GPR_MAX_ROWS:
+            raise TableError(f"gpr on {n} rows needs a {n} x {n} matrix ({8 * n * n / 1e9:.0f} GB); "
+                             "use --model sgpr or svgp")
+        model = vi.GPR(X, y, kernel, noise_variance=_NOISE_INIT).fit(max_iter=args.iterations or 1000,
+                                                                      progress=progress)
+        return model, f"log marginal likelihood / n = {model.log_marginal_likelihood() / n:.4f}"
+    Z = vi.models.sgpr.inducing_points(X, m, seed=args.seed)  # [m, d]
+    if args.model == "sgpr":
+        model = vi.SGPR(X, y, kernel, Z=Z, noise_variance=_NOISE_INIT).fit(max_iter=args.iterations or 1000,
+                                                                          progress=progress)
+        return model, f"ELBO / n = {model.elbo() / n:.4f} (m = {m})"
+    likelihood = vi.likelihoods.Bernoulli() if args.model == "svgp-classifier" else vi.likelihoods.Gaussian(_NOISE_INIT)
+    model = vi.SVGP(kernel, likelihood, Z=Z, num_data=n)
+    model.fit(X, y, iterations=args.iterations or 2000, batch_size=min(args.batch_size, n),
+              learning_rate=args.learning_rate, seed=args.seed, progress=progress)
+    return model, f"ELBO / n = {model.elbo(X, y) / n:.4f} (m = {m}, all rows)"
+
+
+def fit_command(args) -> int:
+    import varinf as vi
+
+    X, y, features, columns = _training_data(args.data, args.target, _split_list(args.features))
+    x_mean, x_scale = _standardise(X)
+    classes, y_mean, y_scale = None, 0.0, 1.0
+    if args.model == "svgp-classifier":
+        classes = np.unique(y)
+        if classes.size != 2:
+            raise TableError(f"svgp-classifier needs a target with exactly 2 distinct values, got {classes.size}"
+                             + (f" ({classes[:5].tolist()}...)" if classes.size > 2 else ""))
+        targets = (y == classes[1]).astype(float)
+    else:
+        (y_mean,), (y_scale,) = _standardise(y[:, None])
+        targets = (y - y_mean) / y_scale
+    start = time.perf_counter()
+    model, summary = _build_and_fit(args, (X - x_mean) / x_scale, targets)
+    seconds = time.perf_counter() - start
+    fitted = TableModel(args.model, model, features, columns, x_mean, x_scale, y_mean, y_scale, classes)
+    save(fitted, args.output)
+    print(f"fitted {args.model} to {X.shape[0]} rows x {X.shape[1]} features of {args.data} in {seconds:.1f} s "
+          f"({vi.get_num_threads()} threads); {summary}; saved {args.output}")
+    return 0
+
+
+# --- predict -------------------------------------------------------------------------------------------
+
+def _load_model(path: str) -> TableModel:
+    if not os.path.exists(path):
+        raise TableError(f"{path}: no such model file")
+    try:
+        fitted = load(path)
+    except ValueError as err:  # FormatError, naming the file
+        raise TableError(f"{err} (expected a model written by 'python -m varinf fit')") from None
+    if not isinstance(fitted, TableModel):
+        raise TableError(f"{path} holds a {type(fitted).__name__}, not a model written by 'python -m varinf fit'")
+    return fitted
+
+
+def predict_command(args, block_rows: int = BLOCK_ROWS) -> int:
+    fitted = _load_model(args.model)
+    table = open_table(args.data)
+    usecols = fitted.feature_columns(table)
+    rows = 0
+    with contextlib.ExitStack() as stack:
+        # A file is written under a temporary name and renamed at the end: no half-written output.
+        out = sys.stdout if args.output == "-" else stack.enter_context(open(args.output + ".part", "w", newline=""))
+        out.write(",".join(fitted.output_columns) + "\n")
+        for block in table.blocks(usecols, block_rows):
+            np.savetxt(out, fitted.predict(block), fmt="%.10g", delimiter=",")
+            rows += block.shape[0]
+    if args.output != "-":
+        os.replace(args.output + ".part", args.output)
+    if args.output != "-":
+        print(f"wrote {rows} predictions ({', '.join(fitted.output_columns)}) to {args.output}", file=sys.stderr)
+    return 0

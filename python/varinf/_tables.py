@@ -1,0 +1,210 @@
+"""Numeric tables for the command line: CSV files with a header row, .npy (a 2-D array) and
+.npz files (arrays X and y), read whole or in blocks of rows (memory O(block) for CSV and .npy).
+
+Every problem with a file raises ``TableError`` with a one-line message naming the file and the
+row/column at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["Table", "TableError", "open_table"]
+
+# Rows per block when streaming.
+BLOCK_ROWS = 10000
+
+
+class TableError(Exception):
+    """A problem with an input file, described in one line."""
+
+
+@dataclass
+class Table:
+    """A file's columns (names for CSV, "0", "1", ... for .npy) and how to read its rows."""
+    path: str
+    columns: list[str]
+    kind: str  # "csv", "npy" or "npz"
+
+    def column_index(self, key: str, what: str) -> int:
+        """The position of column ``key`` (a name; for files without names, an index)."""
+        if key in self.columns:
+            return self.columns.index(key)
+        if self.kind != "csv" and key.lstrip("-").isdigit() and -len(self.columns) <= int(key) < len(self.columns):
+            return int(key) % len(self.columns)
+        shown = ", ".join(self.columns[:20]) + (", ..." if len(self.columns) > 20 else "")
+        raise TableError(f"{self.path}: no {what} column {key!r} (columns: {shown})")
+
+    def blocks(self, usecols: Sequence[int], block_rows: int = BLOCK_ROWS) -> Iterator[np.ndarray]:
+        """Float64 blocks [<= block_rows, len(usecols)] of the chosen columns, in file order."""
+        reader = {"csv": self._csv_blocks, "npy": self._npy_blocks, "npz": self._npz_blocks}[self.kind]
+        yield from reader(list(usecols), int(block_rows))
+
+    def read(self, usecols: Sequence[int]) -> np.ndarray:
+        """All rows of the chosen columns [n, len(usecols)]."""
+        parts = list(self.blocks(usecols))
+        if not parts:
+            raise TableError(f"{self.path}: no data rows")
+        return np.concatenate(parts)
+
+    # --- CSV ----------------------------------------------------------------------------------------
+    def _csv_blocks(self, usecols, block_rows):
+        with _open_text(self.path) as f:
+            reader = csv.reader(f)
+            next(reader, None)  # the header, read by open_table
+            rows, first_line = [], 2
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line
+                if len(row) != len(self.columns):
+                    raise TableError(f"{self.path}, line {reader.line_num}: {len(row)} fields, but the header "
+                                     f"has {len(self.columns)}")
+                rows.append([row[i] for i in usecols])
+                if len(rows) == block_rows:
+                    yield self._to_float(rows, usecols, first_line)
+                    rows, first_line = [], reader.line_num + 1
+            if rows:
+                yield self._to_float(rows, usecols, first_line)
+
+    def _to_float(self, rows, usecols, first_line) -> np.ndarray:
+        try:
+            block = np.array(rows, dtype=np.float64)  # [b, len(usecols)]
+        except ValueError:
+            block = None
+        if block is None or not np.all(np.isfinite(block)):
+            self._raise_bad_cell(rows, usecols, first_line)
+        return block
+
+    def _raise_bad_cell(self, rows, usecols, first_line):
+        for r, row in enumerate(rows):
+            for value, c in zip(row, usecols):
+                try:
+                    ok = np.isfinite(float(value))
+                except ValueError:
+                    ok = False
+                if not ok:
+                    shown = repr(value) if value.strip() else "an empty value"
+                    raise TableError(f"{self.path}, data row {first_line - 1 + r} (line {first_line + r}), "
+                                     f"column {self.columns[c]!r}: {shown} is not a finite number")
+        raise TableError(f"{self.path}: a value near line {first_line} is not a number")  # not reached
+
+    # --- numpy files -------------------------------------------------------------------------------
+    def _npy_blocks(self, usecols, block_rows):
+        data = _load_npy(self.path)
+        for start in range(0, data.shape[0], block_rows):
+            yield self._checked(np.asarray(data[start:start + block_rows][:, usecols], dtype=np.float64), start)
+
+    def _npz_blocks(self, usecols, block_rows):
+        data = _npz_matrix(self.path, "X")
+        for start in range(0, data.shape[0], block_rows):
+            yield self._checked(np.asarray(data[start:start + block_rows][:, usecols], dtype=np.float64), start)
+
+    def _checked(self, block, start) -> np.ndarray:
+        bad = np.argwhere(~np.isfinite(block))
+        if bad.size:
+            r, c = bad[0]
+            raise TableError(f"{self.path}, row {start + r + 1}, column {c}: {block[r, c]} is not a finite number")
+        return block
+
+
+def _open_text(path):
+    import gzip
+
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", newline="")
+    return open(path, newline="")
+
+
+def _load_npy(path) -> np.ndarray:
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise TableError(f"{path}: not a readable .npy file ({err})") from None
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2 or data.dtype.kind not in "fiub":
+        raise TableError(f"{path}: expected a 2-D numeric array, got shape {data.shape} and dtype {data.dtype}")
+    return data
+
+
+def _npz_arrays(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise TableError(f"{path}: not a readable .npz file ({err})") from None
+
+
+def _npz_matrix(path, name) -> np.ndarray:
+    with _npz_arrays(path) as arrays:
+        if name not in arrays.files:
+            raise TableError(f"{path}: no array {name!r} (arrays: {', '.join(arrays.files)})")
+        data = arrays[name]
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2 or data.dtype.kind not in "fiub":
+        raise TableError(f"{path}: array {name!r} must be a 2-D numeric array, got shape {data.shape} "
+                         f"and dtype {data.dtype}")
+    return data
+
+
+def npz_vector(path, name: str) -> np.ndarray:
+    """A 1-D numeric array ``name`` of a .npz file (the targets)."""
+    data = _npz_matrix(path, name)
+    if data.shape[1] != 1:
+        raise TableError(f"{path}: array {name!r} must be 1-D, got shape {data.shape}")
+    data = data[:, 0].astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(data))
+    if bad.size:
+        raise TableError(f"{path}: array {name!r}, row {bad[0] + 1}: {data[bad[0]]} is not a finite number")
+    return data
+
+
+def npz_names(path) -> list[str]:
+    with _npz_arrays(path) as arrays:
+        return list(arrays.files)
+
+
+def open_table(path: str) -> Table:
+    """The columns of a CSV (header row), .npy or .npz file (array X); TableError when it cannot
+    be read."""
+    if not os.path.exists(path):
+        raise TableError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise TableError(f"{path}: is a directory, not a data file")
+    if path.endswith(".npy"):
+        return Table(path, [str(i) for i in range(_load_npy(path).shape[1])], "npy")
+    if path.endswith(".npz"):
+        return Table(path, [str(i) for i in range(_npz_matrix(path, "X").shape[1])], "npz")
+    header = _csv_header(path)
+    return Table(path, header, "csv")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _csv_header(path) -> list[str]:
+    try:
+        with _open_text(path) as f:
+            header: list | None = next(csv.reader(f), None)
+    except (UnicodeDecodeError, OSError, csv.Error) as err:
+        raise TableError(f"{path}: not a readable CSV file ({err})") from None
+    if not header or not any(h.strip() for h in header):
+        raise TableError(f"{path}: empty file; expected a CSV header row with column names")
+    header = [h.strip() for h in header]
+    if all(_is_number(h) for h in header):
+        raise TableError(f"{path}: the first line ({','.join(header[:5])}...) looks like data; CSV files need a "
+                         "header row with column names")
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    if duplicates:
+        raise TableError(f"{path}: duplicated column names {duplicates}")
+    return header

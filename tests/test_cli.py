@@ -1,0 +1,230 @@
+"""The command line (python -m varinf): demo, fit and predict, run in-process through main()."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import varinf as vi
+from varinf.__main__ import main
+
+
+def _has_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# --- demo -----------------------------------------------------------------------------------------
+
+def test_demo_quick_prints_the_table_and_writes_plots(tmp_path, capsys):
+    plots = tmp_path / "plots"
+    assert main(["demo", "--quick", "--plots", str(plots)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("model"))
+    assert header.split() == ["model", "fit", "s", "threads", "log", "lik.", "or", "bound", "/", "datum",
+                              "test", "RMSE", "(ppm)", "test", "NLPD"]
+    for name in ("exact GP", "SGPR m=64", "SVGP m=64", "linear trend", "VAE"):
+        assert sum(line.startswith(name) for line in out.splitlines()) == 1, name
+    gp_line = next(line for line in out.splitlines() if line.startswith("exact GP"))
+    rmse, nlpd = (float(v) for v in gp_line.split()[-2:])
+    assert 0 < rmse < 20 and np.isfinite(nlpd)
+    if _has_matplotlib():
+        names = sorted(os.listdir(plots))
+        assert names == sorted(["co2_forecast.png", "svgp_training.png", "vae_training.png",
+                                "vae_reconstructions.png", "vae_samples.png", "vae_latent.png"])
+        assert all((plots / n).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for n in names)
+        assert "Plots written to" in out
+    else:
+        assert 'Plots skipped: matplotlib is not installed (pip install "varinf[plot]"' in out
+
+
+def test_demo_without_matplotlib_says_how_to_get_plots(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert main(["demo", "--quick", "--plots", str(tmp_path / "plots")]) == 0
+    out = capsys.readouterr().out
+    assert 'Plots skipped: matplotlib is not installed (pip install "varinf[plot]" to get them).' in out
+    assert not (tmp_path / "plots").exists()
+
+
+def test_help_everywhere(capsys):
+    for argv in ([], ["demo"], ["fit"], ["predict"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv + ["--help"])
+        assert exit_info.value.code == 0
+        assert "usage: python -m varinf" in capsys.readouterr().out
+
+
+# --- fit and predict ------------------------------------------------------------------------------
+
+def _write_csv(path, header, rows):
+    with open(path, "w") as f:
+        f.write(",".join(header) + "\n")
+        f.writelines(",".join(str(v) for v in row) + "\n" for row in rows)
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, size=(40, 2))  # [40, 2]
+    y = 50.0 + 3.0 * np.sin(2 * X[:, 0]) + X[:, 1] + 0.1 * rng.standard_normal(40)  # [40]
+    labels = np.where(X[:, 0] + 0.3 * rng.standard_normal(40) > 0, 7, 3)  # [40]
+    return X, y, labels
+
+
+@pytest.fixture()
+def csv_file(tmp_path, table):
+    X, y, labels = table
+    path = tmp_path / "train.csv"
+    _write_csv(path, ["x1", "label", "x2", "y"], [(a, c, b, t) for (a, b), t, c in zip(X, y, labels)])
+    return str(path)
+
+
+def _read_predictions(path):
+    with open(path) as f:
+        header = f.readline().strip().split(",")
+    return header, np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+
+
+def _fit(csv_file, tmp_path, model, *extra):
+    out = str(tmp_path / f"{model}.vinf")
+    argv = ["fit", "--model", model, csv_file, "-o", out, "--iterations", "30", "--no-progress", *extra]
+    assert main(argv) == 0
+    return out
+
+
+@pytest.mark.parametrize("model", ["gpr", "sgpr", "svgp"])
+def test_fit_predict_round_trip_in_original_units(tmp_path, csv_file, table, capsys, model):
+    X, y, _ = table
+    saved = _fit(csv_file, tmp_path, model, "--target", "y", "--features", "x1,x2", "--inducing", "10")
+    assert f"fitted {model} to 40 rows x 2 features" in capsys.readouterr().out
+    test_csv = tmp_path / "test.csv"
+    Xtest = np.array([[0.5, -1.0], [1.5, 0.25], [-1.0, 1.0]])  # [3, 2]
+    _write_csv(test_csv, ["x2", "x1"], Xtest[:, ::-1])  # columns in another order, no target
+    assert main(["predict", saved, str(test_csv), "-o", str(tmp_path / "pred.csv")]) == 0
+    header, pred = _read_predictions(tmp_path / "pred.csv")
+    assert header == ["mean", "std"] and pred.shape == (3, 2)
+    # The saved model sees standardised inputs and outputs; predictions come back in y's units.
+    inner = vi.load(saved).model
+    mean, var = inner.predict_y((Xtest - X.mean(0)) / X.std(0))
+    np.testing.assert_allclose(pred[:, 0], y.mean() + y.std() * mean, rtol=1e-8)
+    np.testing.assert_allclose(pred[:, 1], y.std() * np.sqrt(var), rtol=1e-8)
+    if model != "svgp":
+        np.testing.assert_allclose(inner.X, (X - X.mean(0)) / X.std(0), atol=1e-12)
+        np.testing.assert_allclose(inner.y, (y - y.mean()) / y.std(), atol=1e-12)
+
+
+def test_classifier_predicts_probabilities_and_original_labels(tmp_path, csv_file, table):
+    X = table[0]
+    saved = _fit(csv_file, tmp_path, "svgp-classifier", "--target", "label", "--features", "x1,x2",
+                 "--inducing", "8", "--batch-size", "20")
+    assert main(["predict", saved, csv_file, "-o", str(tmp_path / "pred.csv")]) == 0
+    header, pred = _read_predictions(tmp_path / "pred.csv")
+    assert header == ["probability", "class"]
+    inner = vi.load(saved).model
+    p7, _ = inner.predict_y((X - X.mean(0)) / X.std(0))  # label 7 is the second sorted class
+    np.testing.assert_allclose(pred[:, 0], p7, rtol=1e-8)
+    np.testing.assert_array_equal(pred[:, 1], np.where(p7 > 0.5, 7, 3))
+
+
+def test_predict_streams_blocks_with_the_same_result(tmp_path, csv_file, monkeypatch):
+    from varinf._cli import TableModel
+
+    saved = _fit(csv_file, tmp_path, "gpr", "--target", "y")
+    assert main(["predict", saved, csv_file, "-o", str(tmp_path / "one.csv")]) == 0
+    sizes = []
+    original = TableModel.predict
+    monkeypatch.setattr(TableModel, "predict", lambda self, X: sizes.append(len(X)) or original(self, X))
+    assert main(["predict", saved, csv_file, "-o", str(tmp_path / "blocks.csv"), "--block-rows", "7"]) == 0
+    assert sizes == [7] * 5 + [5]
+    assert (tmp_path / "one.csv").read_text() == (tmp_path / "blocks.csv").read_text()
+
+
+def test_numpy_files(tmp_path, table, capsys):
+    X, y, _ = table
+    np.save(tmp_path / "train.npy", np.column_stack([X[:, 0], y, X[:, 1]]))  # target in column 1
+    saved = str(tmp_path / "m.vinf")
+    assert main(["fit", "--model", "gpr", "--target", "1", str(tmp_path / "train.npy"), "-o", saved,
+                 "--iterations", "20", "--no-progress"]) == 0
+    np.save(tmp_path / "features.npy", X)
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    outputs = []
+    for name in ("train.npy", "features.npy", "data.npz"):
+        assert main(["predict", saved, str(tmp_path / name), "-o", str(tmp_path / "p.csv"), "--block-rows", "9"]) == 0
+        outputs.append((tmp_path / "p.csv").read_text())
+    assert outputs[0] == outputs[1] == outputs[2]
+    # .npz training data: arrays X and y.
+    assert main(["fit", "--model", "sgpr", str(tmp_path / "data.npz"), "-o", str(tmp_path / "z.vinf"),
+                 "--inducing", "5", "--iterations", "20", "--no-progress"]) == 0
+    assert "fitted sgpr to 40 rows x 2 features" in capsys.readouterr().out
+
+
+def _fails(argv, capsys, *expected):
+    """main(argv) exits with status 2 and one line on stderr containing ``expected``."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def test_fit_errors_name_the_problem(tmp_path, csv_file, capsys):
+    fit = ["fit", "--model", "gpr", "--no-progress", "-o", str(tmp_path / "m.vinf")]
+    _fails(fit + ["--target", "y", str(tmp_path / "missing.csv")], capsys, "missing.csv: no such file")
+    _fails(fit + ["--target", "price", csv_file], capsys, "no target column 'price'", "x1, label, x2, y")
+    _fails(fit + [csv_file], capsys, "--target is required")
+    _fails(fit + ["--target", "y", "--features", "x1,x9", csv_file], capsys, "no feature column 'x9'")
+    with open(csv_file) as f:
+        lines = f.read().splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines[:3] + [lines[3].replace(lines[3].split(",")[2], "abc", 1)] + lines[4:]) + "\n")
+    _fails(fit + ["--target", "y", str(bad)], capsys, "data row 3 (line 4)", "column 'x2'", "'abc' is not a finite number")
+    bad.write_text("\n".join(lines[:2] + ["1.0,3,,2.0"] + lines[3:]) + "\n")
+    _fails(fit + ["--target", "y", str(bad)], capsys, "data row 2 (line 3)", "column 'x2'", "an empty value")
+    bad.write_text("\n".join(lines[:5] + ["1.0,3"] + lines[6:]) + "\n")
+    _fails(fit + ["--target", "y", str(bad)], capsys, "line 6: 2 fields, but the header has 4")
+    (tmp_path / "empty.csv").write_text("")
+    _fails(fit + ["--target", "y", str(tmp_path / "empty.csv")], capsys, "empty file")
+    (tmp_path / "headless.csv").write_text("1.0,2.0\n3.0,4.0\n")
+    _fails(fit + ["--target", "1", str(tmp_path / "headless.csv")], capsys, "looks like data", "header row")
+    (tmp_path / "header.csv").write_text("a,y\n")
+    _fails(fit + ["--target", "y", str(tmp_path / "header.csv")], capsys, "no data rows")
+    np.save(tmp_path / "three.npy", np.zeros((5, 2, 2)))
+    _fails(fit + ["--target", "0", str(tmp_path / "three.npy")], capsys, "expected a 2-D numeric array")
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    _fails(fit + ["--target", "0", str(tmp_path / "junk.npy")], capsys, "not a readable .npy file")
+    classifier = ["fit", "--model", "svgp-classifier", "--no-progress", "-o", str(tmp_path / "c.vinf")]
+    _fails(classifier + ["--target", "y", csv_file], capsys, "exactly 2 distinct values, got 40")
+
+
+def test_predict_errors_name_the_problem(tmp_path, csv_file, table, capsys):
+    X, _, _ = table
+    saved = _fit(csv_file, tmp_path, "gpr", "--target", "y", "--features", "x1,x2")
+    predict = ["predict", saved]
+    out = ["-o", str(tmp_path / "pred.csv")]
+    _write_csv(tmp_path / "other.csv", ["x1", "z"], X)
+    _fails(predict + [str(tmp_path / "other.csv")] + out, capsys, "missing feature column(s) ['x2']")
+    np.save(tmp_path / "wide.npy", np.zeros((3, 5)))
+    _fails(predict + [str(tmp_path / "wide.npy")] + out, capsys, "5 columns, but the model needs 2 features")
+    _write_csv(tmp_path / "nan.csv", ["x1", "x2"], [(0.0, 1.0), (2.0, "nan")])
+    _fails(predict + [str(tmp_path / "nan.csv")] + out, capsys, "data row 2", "column 'x2'", "'nan' is not a finite")
+    assert not (tmp_path / "pred.csv").exists()  # nothing written when a block fails
+    (tmp_path / "junk.vinf").write_text("hello")
+    _fails(["predict", str(tmp_path / "junk.vinf"), csv_file] + out, capsys, "junk.vinf", "not a varinf file")
+    _fails(["predict", str(tmp_path / "none.vinf"), csv_file] + out, capsys, "none.vinf: no such model file")
+    gpr = vi.GPR(X, X[:, 0], vi.kernels.SquaredExponential())
+    vi.save(gpr, tmp_path / "plain.vinf")
+    _fails(["predict", str(tmp_path / "plain.vinf"), csv_file] + out, capsys, "holds a GPR, not a model written by")
+
+
+def test_bad_arguments_exit_2(capsys, csv_file):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model", "forest", "--target", "y", csv_file])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'forest'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", "--model", "svgp", "--inducing", "0", csv_file])
+    assert "expected a positive integer, got 0" in capsys.readouterr().err
