@@ -4,6 +4,7 @@
 """
 
 import os as _os
+from importlib.util import find_spec as _find_spec
 
 # libgomp reads its wait policy once, when it loads. Passive waiting (sleep, not spin, at the
 # end of a parallel region) keeps 2 threads from being slower than 1 on a machine where another
@@ -37,3 +38,19 @@ def set_num_threads(n: int) -> None:
 
 __all__ = ["GPR", "SGPR", "FITC", "SVGP", "VAE", "likelihoods", "datasets", "kernels", "linalg", "LinAlgError",
            "save", "load", "FormatError", "get_num_threads", "set_num_threads", "build_variant", "__version__"]
+
+# The scikit-learn estimators load on first use (scikit-learn is optional and slow to import).
+_ESTIMATORS = ("GPRegressor", "SGPRRegressor", "SVGPRegressor", "SVGPClassifier", "VAETransformer")
+if _find_spec("sklearn") is not None:
+    __all__ += list(_ESTIMATORS)
+
+
+def __getattr__(name):
+    if name in _ESTIMATORS:
+        from . import estimators
+        return getattr(estimators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_ESTIMATORS))

@@ -159,7 +159,8 @@ class ArrayView:
 
 
 def _is_history(name: str) -> bool:
-    return name.startswith("history/") or name.endswith("elbo_history")
+    # a training history at the top level or nested in a component ("model/history/loss")
+    return "/history/" in "/" + name or name.endswith("elbo_history")
 
 
 def _check_values(arrays: dict) -> None:

@@ -1,0 +1,492 @@
+"""scikit-learn estimators over varinf's models.
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    import varinf as vi
+    model = make_pipeline(StandardScaler(), vi.GPRegressor(normalize_y=True)).fit(X, y)
+    mean, std = model.predict(X_test, return_std=True)
+
+Each estimator follows scikit-learn's contract: ``__init__`` only stores its parameters,
+``fit`` validates the data with ``validate_data``, builds and trains a fresh varinf model
+(``model_``) and returns self; fitted attributes end in ``_``. The user's kernel is never
+changed: ``fit`` trains a copy, ``kernel_``. ``vi.save(estimator, path)`` / ``vi.load(path)`` store
+an estimator (fitted or not) with its model; pickle works too.
+
+Regressors predict noisy targets y*: ``predict(X, return_std=True)`` gives the standard
+deviation of y* (latent variance plus the learned noise variance), as scikit-learn's
+GaussianProcessRegressor does with a ``WhiteKernel`` in its kernel.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import scipy.special
+
+try:
+    from sklearn.base import (
+        BaseEstimator,
+        ClassifierMixin,
+        ClassNamePrefixFeaturesOutMixin,
+        RegressorMixin,
+        TransformerMixin,
+    )
+    from sklearn.preprocessing import LabelEncoder
+    from sklearn.utils import check_random_state
+    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+except ImportError as exc:  # scikit-learn is an optional dependency
+    raise ImportError('varinf.estimators needs scikit-learn >= 1.6: pip install "varinf[sklearn]"') from exc
+
+from .kernels import Kernel, SquaredExponential
+from .likelihoods import Bernoulli, Gaussian
+from .models import GPR, SGPR, SVGP, VAE
+from .models._regression import sample_joint
+from .models.sgpr import inducing_points
+from .serialization import FormatError, dump_component, load_component, register
+
+__all__ = ["GPRegressor", "SGPRRegressor", "SVGPClassifier", "SVGPRegressor", "VAETransformer"]
+
+
+def _seed(random_state) -> int:
+    """An int seed for varinf's models from a scikit-learn random_state (None, int, RandomState)."""
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _scale(values, axis=0) -> np.ndarray:
+    """Standard deviations along ``axis``, with 1 where a column is constant."""
+    std = np.std(values, axis=axis)
+    return np.where(std > 0, std, 1.0)
+
+
+def _kernels_in(kernel):
+    """The kernel and every kernel it combines."""
+    yield kernel
+    for child in getattr(kernel, "kernels", ()):
+        yield from _kernels_in(child)
+
+
+def copy_kernel(kernel: Kernel) -> Kernel:
+    """A deep copy of ``kernel`` that builds its own C++ structure when first used: a built
+    structure is mapped to None in deepcopy's memo, so copying works whether or not the
+    compiled objects can be copied."""
+    memo = {id(k._core_kernel): None for k in _kernels_in(kernel)
+            if getattr(k, "_core_kernel", None) is not None}
+    return copy.deepcopy(kernel, memo)
+
+
+def _positive_int_param(value, name: str, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1{' or None' if allow_none else ''}, got {value!r}")
+    return int(value)
+
+
+def _optimize(model, max_iter) -> int:
+    """Fit ``model`` with L-BFGS-B for at most max_iter iterations (0: not at all); the iterations run."""
+    if max_iter == 0:
+        return 0
+    return int(model.fit(max_iter=_positive_int_param(max_iter, "max_iter")).optimizer_result_.nit)
+
+
+def _json_value(name: str, value):
+    """A parameter or fitted scalar as a JSON value (tuples as lists); ValueError otherwise."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, tuple):
+        return [_json_value(name, v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ValueError(f"cannot save {name}={value!r}: only None, numbers, strings and tuples of them "
+                     "(an int random_state, not a RandomState) can be saved")
+
+
+class _Saveable:
+    """``vi.save`` / ``vi.load`` of an estimator (varinf.serialization's protocol): its
+    parameters (the kernel as a component), its varinf model and every fitted attribute."""
+
+    def _save_state(self):
+        config = {"params": {}, "kernel": None, "model": None, "fitted": {}, "arrays": {}, "labels": {},
+                  "lists": []}
+        arrays = {}
+        for name, value in self.get_params(deep=False).items():
+            if name == "kernel" and value is not None:
+                config["kernel"], kernel_arrays = dump_component(value, "kernel/")
+                arrays.update(kernel_arrays)
+            elif name != "kernel":
+                config["params"][name] = _json_value(name, value)
+        for name, value in vars(self).items():
+            if not name.endswith("_") or name.startswith("_"):
+                continue
+            if name == "model_":
+                config["model"], model_arrays = dump_component(value, "model/")
+                arrays.update(model_arrays)
+            elif isinstance(value, list):  # a training history (NaN allowed)
+                arrays[f"history/{name}"] = np.asarray(value, dtype=np.float64)
+                config["lists"].append(name)
+            elif isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
+                arrays[f"fitted/{name}"] = value
+                config["arrays"][name] = value.dtype.str
+            elif isinstance(value, np.ndarray):  # class labels or feature names: strings
+                config["labels"][name] = [value.tolist(), value.dtype.str]
+            else:
+                config["fitted"][name] = _json_value(name, value)
+        return config, arrays
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
+        if config["kernel"] is not None:
+            params["kernel"] = load_component(config["kernel"], arrays, "kernel/", allowed=Kernel)
+        est = cls(**params)
+        if config["model"] is not None:
+            est.model_ = load_component(config["model"], arrays, "model/")
+        fitted = dict(config["fitted"])
+        fitted.update({name: np.array(arrays.take(f"fitted/{name}", dtype=dtype))
+                       for name, dtype in config["arrays"].items()})
+        fitted.update({name: np.array(values, dtype=dtype) for name, (values, dtype) in config["labels"].items()})
+        fitted.update({name: arrays.take(f"history/{name}", (None,)).tolist() for name in config["lists"]})
+        for name, value in fitted.items():
+            if not (name.isidentifier() and name.endswith("_") and not name.startswith("_")):
+                raise FormatError(f"invalid fitted attribute name {name!r}")
+            setattr(est, name, value)
+        return est
+
+
+class _GPEstimator(_Saveable, BaseEstimator):
+    """What the GP estimators share: the kernel (default or a copy of the user's) and the
+    optional standardisation of the inputs."""
+
+    def _kernel_for(self, d: int) -> Kernel:
+        """The kernel to train: ``kernel`` copied, or an ARD squared exponential over d inputs."""
+        if self.kernel is None:
+            return SquaredExponential(variance=1.0, lengthscales=np.ones(d))
+        if not isinstance(self.kernel, Kernel):
+            raise ValueError(  # noqa: TRY004 (scikit-learn expects ValueError for bad parameters)
+                f"kernel must be None or a varinf.kernels.Kernel, got {type(self.kernel).__name__}")
+        return copy_kernel(self.kernel)
+
+    @property
+    def kernel_(self) -> Kernel:
+        """The trained kernel: a copy of ``kernel`` (or the default), the model's own."""
+        return self.model_.kernel
+
+    def _fit_inputs(self, X) -> np.ndarray:
+        """Validated training inputs [n, d], standardised when ``normalize_X``."""
+        if self.normalize_X:
+            self.X_mean_ = X.mean(axis=0)  # [d]
+            self.X_scale_ = _scale(X)  # [d]
+        return self._inputs(X)
+
+    def _inputs(self, X) -> np.ndarray:
+        return (X - self.X_mean_) / self.X_scale_ if self.normalize_X else X
+
+    def _new_inputs(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return self._inputs(validate_data(self, X, reset=False, dtype=np.float64))
+
+
+class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
+    """What the three regressors share: target normalisation, predictions with std / cov
+    un-normalised, samples. Subclasses define ``_build(X, y, kernel)`` (a trained model)."""
+
+    def fit(self, X, y):
+        """Fit the model to X [n, d] and y [n]; returns self."""
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        X = self._fit_inputs(X)
+        self.y_train_mean_ = float(np.mean(y)) if self.normalize_y else 0.0
+        self.y_train_std_ = float(_scale(y)) if self.normalize_y else 1.0
+        self.model_ = self._build(X, (y - self.y_train_mean_) / self.y_train_std_, self._kernel_for(X.shape[1]))
+        # The noise variance in the units of y.
+        self.noise_variance_ = self._noise * self.y_train_std_ ** 2
+        return self
+
+    def predict(self, X, return_std: bool = False, return_cov: bool = False):
+        """Predictive mean of y* [n*]; with ``return_std`` also its standard deviation [n*], with
+        ``return_cov`` its covariance [n*, n*] (noise included, in the units of y)."""
+        if return_std and return_cov:
+            raise RuntimeError("At most one of return_std or return_cov can be requested.")
+        X = self._new_inputs(X)
+        mean, var = self.model_.predict_f(X, full_cov=return_cov)  # [n*], [n*] or [n*, n*]
+        mean = mean * self.y_train_std_ + self.y_train_mean_
+        if return_cov:
+            var[np.diag_indices_from(var)] += self._noise
+            return mean, var * self.y_train_std_ ** 2
+        if return_std:
+            return mean, np.sqrt(var + self._noise) * self.y_train_std_
+        return mean
+
+    @property
+    def _noise(self) -> float:
+        """The model's Gaussian noise variance (of the normalised targets)."""
+        return self.model_.noise_variance
+
+    def sample_y(self, X, n_samples: int = 1, random_state=0) -> np.ndarray:
+        """Joint samples of y* at X, [n*, n_samples] (as GaussianProcessRegressor.sample_y)."""
+        n_samples = _positive_int_param(n_samples, "n_samples")
+        mean, cov = self.predict(X, return_cov=True)
+        return sample_joint(mean, cov, n_samples, _seed(random_state)).T
+
+
+@register
+class GPRegressor(_GaussianGPRegressor):
+    """Exact GP regression (varinf.GPR) as a scikit-learn regressor.
+
+    Parameters
+    ----------
+    kernel : varinf.kernels.Kernel or None. None: SquaredExponential with one lengthscale per
+        feature (all 1.0) and variance 1.0. The kernel is copied at fit (``kernel_``).
+    noise_variance : initial Gaussian noise variance (learned), in the units of the
+        normalised targets when ``normalize_y``.
+    normalize_y : subtract the mean of y and divide by its standard deviation before fitting
+        (predictions are transformed back), as in GaussianProcessRegressor.
+    normalize_X : standardise every input column (its lengthscales are then in standard deviations).
+    max_iter : L-BFGS-B iterations; 0 keeps the initial hyperparameters.
+
+    Fitted attributes: ``model_`` (the varinf.GPR), ``kernel_``, ``n_iter_`` (L-BFGS-B iterations),
+    ``noise_variance_`` (in the units of y), ``log_marginal_likelihood_value_`` (of the normalised
+    targets, as scikit-learn),
+    ``y_train_mean_``, ``y_train_std_``, ``X_mean_`` and ``X_scale_`` (with ``normalize_X``).
+    """
+
+    def __init__(self, kernel=None, noise_variance=1.0, normalize_y=False, normalize_X=False, max_iter=1000):
+        self.kernel = kernel
+        self.noise_variance = noise_variance
+        self.normalize_y = normalize_y
+        self.normalize_X = normalize_X
+        self.max_iter = max_iter
+
+    def _build(self, X, y, kernel):
+        model = GPR(X, y, kernel, noise_variance=self.noise_variance)
+        self.n_iter_ = _optimize(model, self.max_iter)
+        self.log_marginal_likelihood_value_ = model.log_marginal_likelihood()
+        return model
+
+
+@register
+class SGPRRegressor(_GaussianGPRegressor):
+    """Sparse GP regression with the collapsed bound of Titsias 2009 (varinf.SGPR).
+
+    Parameters as GPRegressor, and
+    n_inducing : number of inducing inputs (at most n): k-means centres of the (standardised) inputs,
+        then learned.
+    random_state : seeds the k-means placement of the inducing inputs.
+
+    Fitted attributes as GPRegressor, with ``elbo_`` (the collapsed bound of the normalised
+    targets) instead of the log marginal likelihood.
+    """
+
+    def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
+                 max_iter=1000, random_state=None):
+        self.kernel = kernel
+        self.n_inducing = n_inducing
+        self.noise_variance = noise_variance
+        self.normalize_y = normalize_y
+        self.normalize_X = normalize_X
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def _build(self, X, y, kernel):
+        m = min(_positive_int_param(self.n_inducing, "n_inducing"), X.shape[0])
+        Z = inducing_points(X, m, seed=_seed(self.random_state))  # [m, d]
+        model = SGPR(X, y, kernel, Z, noise_variance=self.noise_variance)
+        self.n_iter_ = _optimize(model, self.max_iter)
+        self.elbo_ = model.elbo()
+        return model
+
+
+class _SVGPEstimator(_GPEstimator):
+    """What the SVGP estimators share: building and training varinf.SVGP on minibatches."""
+
+    def _train_svgp(self, X, y, kernel, likelihood) -> SVGP:
+        n = X.shape[0]
+        m = min(_positive_int_param(self.n_inducing, "n_inducing"), n)
+        batch = min(_positive_int_param(self.batch_size, "batch_size"), n)
+        epochs = _positive_int_param(self.epochs, "epochs", allow_none=True)
+        iterations = None if epochs is not None else _positive_int_param(self.iterations, "iterations")
+        model = SVGP(kernel, likelihood, m, num_data=n)
+        model.fit(X, y, iterations=iterations, epochs=epochs, batch_size=batch, learning_rate=self.learning_rate,
+                  natgrad=self.natgrad, seed=_seed(self.random_state), progress=self.progress)
+        self.elbo_ = float(model.elbo(X, y))
+        return model
+
+
+@register
+class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
+    """Stochastic variational GP regression (varinf.SVGP, Gaussian likelihood; Hensman et al. 2013),
+    trained with Adam on minibatches in C++.
+
+    Parameters as GPRegressor (without max_iter), and
+    n_inducing : number of inducing inputs (at most n), k-means centres of the inputs, then learned.
+    batch_size : minibatch size (at most n).
+    iterations : Adam steps, unless ``epochs`` (passes over the data) is given.
+    learning_rate : Adam's step size.
+    natgrad : natural-gradient steps for q(u) (Salimbeni et al. 2018), Adam for the rest.
+    random_state : seeds k-means and the minibatches.
+    progress : show a progress bar.
+
+    Fitted attributes as GPRegressor, with ``elbo_`` (the full-data ELBO of the normalised
+    targets) instead of the log marginal likelihood.
+    """
+
+    def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
+                 batch_size=256, iterations=1000, epochs=None, learning_rate=0.01, natgrad=False,
+                 random_state=None, progress=False):
+        self.kernel = kernel
+        self.n_inducing = n_inducing
+        self.noise_variance = noise_variance
+        self.normalize_y = normalize_y
+        self.normalize_X = normalize_X
+        self.batch_size = batch_size
+        self.iterations = iterations
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.natgrad = natgrad
+        self.random_state = random_state
+        self.progress = progress
+
+    def _build(self, X, y, kernel):
+        return self._train_svgp(X, y, kernel, Gaussian(variance=self.noise_variance))
+
+    @property
+    def _noise(self):
+        return self.model_.likelihood.variance
+
+
+@register
+class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
+    """Binary GP classification: varinf.SVGP with the Bernoulli (probit) likelihood.
+
+    Any two labels (numbers or strings) are accepted; ``classes_`` holds them sorted and the
+    second is the positive class. Parameters as SVGPRegressor without the noise and normalize_y.
+
+    ``predict_proba`` gives p(y* | data) = Phi(mu / sqrt(1 + var)) for the latent posterior
+    N(mu, var) (Rasmussen & Williams 2006, eq. 3.82); ``decision_function`` gives
+    mu / sqrt(1 + var), positive where the second class is predicted.
+    """
+
+    def __init__(self, kernel=None, n_inducing=100, normalize_X=False, batch_size=256, iterations=1000,
+                 epochs=None, learning_rate=0.01, natgrad=False, random_state=None, progress=False):
+        self.kernel = kernel
+        self.n_inducing = n_inducing
+        self.normalize_X = normalize_X
+        self.batch_size = batch_size
+        self.iterations = iterations
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.natgrad = natgrad
+        self.random_state = random_state
+        self.progress = progress
+
+    def fit(self, X, y):
+        """Fit to X [n, d] and labels y [n] of exactly two classes; returns self."""
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        y_type = type_of_target(y, input_name="y")
+        if y_type != "binary":
+            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) != 2:
+            raise ValueError(f"{type(self).__name__} needs samples of 2 classes; y holds one class, "
+                             f"{self.classes_[0]!r}")
+        X = self._fit_inputs(X)
+        self.model_ = self._train_svgp(X, encoder.transform(y).astype(np.float64), self._kernel_for(X.shape[1]),
+                                       Bernoulli())
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        """mu / sqrt(1 + var) [n*]: positive where ``classes_[1]`` is the more probable class."""
+        X = self._new_inputs(X)
+        mean, var = self.model_.predict_f(X)  # [n*], [n*]
+        # Probit link: p(y* = 1) = Phi(mu / sqrt(1 + var)) (Rasmussen & Williams 2006, eq. 3.82).
+        return mean / np.sqrt(1.0 + var)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities [n*, 2], columns in the order of ``classes_``."""
+        p = scipy.special.ndtr(self.decision_function(X))  # [n*]
+        return np.column_stack([1.0 - p, p])
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """log predict_proba [n*, 2], computed without cancellation."""
+        z = self.decision_function(X)  # [n*]
+        return np.column_stack([scipy.special.log_ndtr(-z), scipy.special.log_ndtr(z)])
+
+    def predict(self, X) -> np.ndarray:
+        """The more probable class of each row [n*]."""
+        positive = self.decision_function(X) > 0  # [n*]
+        return self.classes_[positive.astype(int)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+
+@register
+class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Saveable, BaseEstimator):
+    """A variational auto-encoder (varinf.VAE, float64) as a transformer: ``transform`` gives
+    the means of q(z | x) [n, n_components], ``inverse_transform`` the decoder's means in the
+    original scale.
+
+    Parameters
+    ----------
+    n_components : latent dimension.
+    hidden : hidden layer sizes of the encoder (the decoder mirrors them).
+    likelihood : "gaussian" (any real data; every column is standardised internally and the
+        per-column noise variance is learned) or "bernoulli" (data in [0, 1], used as is).
+    epochs, batch_size, learning_rate : Adam training on shuffled minibatches.
+    random_state : seeds the initial weights, the training noise and the shuffling.
+
+    Fitted attributes: ``model_`` (the varinf.VAE), ``mean_`` and ``scale_`` [n_features] (the
+    standardisation; zeros and ones for "bernoulli"), ``loss_curve_`` (mean loss per epoch).
+    """
+
+    def __init__(self, n_components=2, hidden=(64,), likelihood="gaussian", epochs=100, batch_size=128,
+                 learning_rate=1e-3, random_state=None):
+        self.n_components = n_components
+        self.hidden = hidden
+        self.likelihood = likelihood
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        """Train on X [n, n_features]; returns self."""
+        X = validate_data(self, X, dtype=np.float64)
+        if self.likelihood not in ("gaussian", "bernoulli"):
+            raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', got {self.likelihood!r}")
+        gaussian = self.likelihood == "gaussian"
+        d = X.shape[1]
+        self.mean_ = X.mean(axis=0) if gaussian else np.zeros(d)  # [d]
+        self.scale_ = _scale(X) if gaussian else np.ones(d)  # [d]
+        self.model_ = VAE(d, _positive_int_param(self.n_components, "n_components"), hidden=self.hidden,
+                          likelihood=self.likelihood, dtype=np.float64, seed=_seed(self.random_state),
+                          learn_obs_logvar=gaussian)
+        self.model_.fit((X - self.mean_) / self.scale_, epochs=_positive_int_param(self.epochs, "epochs"),
+                        batch_size=_positive_int_param(self.batch_size, "batch_size"),
+                        learning_rate=self.learning_rate, progress=False)
+        self.loss_curve_ = list(self.model_.history_["loss"])
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Means of q(z | x) [n, n_components]."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        mu, _ = self.model_.encode((X - self.mean_) / self.scale_)
+        return mu
+
+    def inverse_transform(self, X) -> np.ndarray:
+        """Decoder means [n, n_features] of latent points X [n, n_components], in the original scale."""
+        check_is_fitted(self)
+        Z = check_array(X, dtype=np.float64)  # [n, n_components]
+        if Z.shape[1] != self.model_.latent_dim:
+            raise ValueError(f"X must have {self.model_.latent_dim} columns (n_components), got {Z.shape[1]}")
+        return self.model_.decode(Z) * self.scale_ + self.mean_
+
+    @property
+    def _n_features_out(self):
+        return self.model_.latent_dim
