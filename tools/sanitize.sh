@@ -28,10 +28,16 @@ fi
 
 ASAN_LIB=$(gcc -print-file-name=libasan.so)
 [ -f "$ASAN_LIB" ] || { echo "libasan.so not found (gcc -print-file-name=libasan.so)" >&2; exit 1; }
+# libstdc++ is preloaded too: python does not link it, and without it ASan's __cxa_throw
+# interceptor finds no real __cxa_throw ("CHECK failed: asan_interceptors.cpp") at the first
+# C++ exception.
+STDCXX_LIB=$(gcc -print-file-name=libstdc++.so)
 
 # `import varinf` finds the instrumented install: the sources live in ./python, not ./varinf.
+# --capture=sys: pytest captures Python output only, so a sanitizer report (written to fd 2
+# just before the abort) reaches the terminal.
 if [ $# -eq 0 ]; then set -- tests; fi
-LD_PRELOAD="$ASAN_LIB" \
+LD_PRELOAD="$ASAN_LIB $STDCXX_LIB" \
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-  "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$@"
+  "$VENV/bin/python" -m pytest -q -p no:cacheprovider --capture=sys "$@"
