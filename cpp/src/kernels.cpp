@@ -196,7 +196,9 @@ class Stationary final : public Kernel {
           for (int e = 0; e < Shape::num_extra; ++e) a[1 + d + e] += (kbar * st.dextra[e]).sum();
           st.G = kbar * (s.variance * st.df);
           for (Index k = 0; k < d; ++k) {
-            st.diff = s.BT.row(k).transpose().array() - s.A(i, k);  // b - a, [n2]
+            // b - a [n2], capped like r2: beyond 1e150, r2 is capped at 1e300 and G = 0, and
+            // the cap keeps G * diff^2 = 0 * inf = NaN out of the gradient.
+            st.diff = (s.BT.row(k).transpose().array() - s.A(i, k)).max(-1e150).min(1e150);
             a[1 + k] += (st.G * st.diff.square()).sum();
             if (want_dX) dX1(i, k) -= 2.0 / s.l[k] * (st.G * st.diff).sum();
           }
