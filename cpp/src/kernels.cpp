@@ -7,6 +7,7 @@
 // contracts Kbar's row on the fly: O(n2) memory per thread, dK/dtheta is never formed.
 #include "varinf/kernels.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -65,6 +66,9 @@ ArrayXd parallel_rows(Index n, double work, Index num_acc, Make make, Body body)
   for (Index c = 0; c < chunks; ++c) total += acc.row(c).transpose().array();
   return total;
 }
+
+// Scaled input differences beyond this give r2 > 1e300 (capped) and k = 0 for stationary kernels.
+constexpr double kCap = 1e150;
 
 // Lengthscales broadcast to one per input dimension: [d].
 ArrayXd per_dim(const double* values, Index count, Index d) {
@@ -180,15 +184,18 @@ class Stationary final : public Kernel {
   // dL/dX1_ik = sum_j G_ij 2 (a_ik - b_jk) / l_k, with G = Kbar * variance * df/dr2 and a, b
   // the scaled inputs (r2 = sum_k (a_k - b_k)^2). Expanding (a - b)^2 = a^2 - 2 a b + b^2, the
   // sums over j of one row are g1 = sum_j G_j, gb = B^T G and gb2 = (B^2)^T G [d]: two
-  // matrix-vector products, 2 d flops per pair. Setup centres the inputs on X2's column means,
-  // so the expansion loses nothing to a large common offset.
+  // matrix-vector products, 2 d flops per pair. Setup centres the inputs on X2's midrange, so
+  // the expansion loses nothing to a large common offset. The scaled inputs are capped at
+  // +-kCap = 1e150 here: beyond it r2 is capped at 1e300 and G = 0, and the cap keeps
+  // 0 * inf = NaN out of the sums (it changes nothing where G is not 0).
   // Accumulators: [sum Kbar f, sum G (a_k - b_k)^2 for each k [d], sum Kbar df/dextra [E]].
   void grad(const double* theta, MatRef X1, MatRef X2, MatRef Kbar, double* dtheta,
             MatOut dX1) const override {
     const Setup s(theta, L_, X1, X2);
     const Index n2 = X2.rows(), d = X1.cols();
     const bool want_dX = dX1.rows() > 0;
-    const RowMatrixXd BT2 = s.BT.array().square();  // [d, n2]
+    const RowMatrixXd BTc = s.BT.cwiseMax(-kCap).cwiseMin(kCap);  // [d, n2]
+    const RowMatrixXd BT2 = BTc.array().square();                  // [d, n2]
     const ArrayXd acc = parallel_rows(
         X1.rows(), double(X1.rows()) * n2 * (3 * d + 20), 1 + d + Shape::num_extra,
         [&] { return GradState(n2, d); },
@@ -200,10 +207,10 @@ class Stationary final : public Kernel {
           for (int e = 0; e < Shape::num_extra; ++e) a[1 + d + e] += (kbar * st.dextra[e]).sum();
           st.G = kbar * (s.variance * st.df);
           const double g1 = st.G.sum();
-          st.gb.noalias() = s.BT * st.G.matrix();  // [d]
+          st.gb.noalias() = BTc * st.G.matrix();   // [d]
           st.gb2.noalias() = BT2 * st.G.matrix();  // [d]
           for (Index k = 0; k < d; ++k) {
-            const double ak = s.A(i, k);
+            const double ak = std::clamp(s.A(i, k), -kCap, kCap);
             a[1 + k] += ak * ak * g1 - 2.0 * ak * st.gb[k] + st.gb2[k];
             if (want_dX) dX1(i, k) -= 2.0 / s.l[k] * (st.gb[k] - ak * g1);
           }
@@ -219,13 +226,15 @@ class Stationary final : public Kernel {
   }
 
  private:
-  // Scaled inputs for one call, centred on c = X2's column means (differences are unchanged):
-  // A = (X1 - c) / l [n1, d], BT = ((X2 - c) / l)^T [d, n2].
+  // Scaled inputs for one call, centred on c = X2's column midranges (differences are
+  // unchanged; a midrange, unlike a mean, cannot overflow): A = (X1 - c) / l [n1, d],
+  // BT = ((X2 - c) / l)^T [d, n2].
   struct Setup {
     Setup(const double* theta, Index L, MatRef X1, MatRef X2)
         : variance(theta[0]), extra(theta + 1 + L), l(per_dim(theta + 1, L, X1.cols())) {
       const Eigen::RowVectorXd c =  // [d]
-          X2.rows() > 0 ? Eigen::RowVectorXd(X2.colwise().mean()) : Eigen::RowVectorXd::Zero(X2.cols());
+          X2.rows() > 0 ? Eigen::RowVectorXd(0.5 * X2.colwise().maxCoeff() + 0.5 * X2.colwise().minCoeff())
+                        : Eigen::RowVectorXd::Zero(X2.cols());
       A = scaled(X1.rowwise() - c, l);
       BT = scaled(X2.rowwise() - c, l).transpose();
     }
@@ -306,7 +315,8 @@ class Periodic final : public Kernel {
           for (Index k = 0; k < d; ++k) {
             const auto sin_u = st.sin_u.row(k).transpose();
             st.sin2u = 2.0 * sin_u * st.cos_u.row(k).transpose();
-            st.u = (M_PI / s.period) * (X1(i, k) - s.X2T.row(k).transpose().array());
+            // capped: an overflowing x - x' would make G sin2u u = 0 * inf = NaN
+            st.u = ((M_PI / s.period) * (X1(i, k) - s.X2T.row(k).transpose().array())).max(-kCap).min(kCap);
             a[1 + k] += 4.0 * s.inv_l2[k] / s.l[k] * (st.G * sin_u.square()).sum();
             a[1 + d] += 2.0 / s.period * s.inv_l2[k] * (st.G * st.sin2u * st.u).sum();
             if (want_dX) dX1(i, k) -= 2.0 * M_PI / s.period * s.inv_l2[k] * (st.G * st.sin2u).sum();

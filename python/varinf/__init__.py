@@ -12,6 +12,7 @@ from importlib.util import find_spec as _find_spec
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._errors import LinAlgError  # noqa: E402
+from ._validation import as_positive_int as _as_positive_int  # noqa: E402
 from ._loader import core as _core, variant as build_variant  # noqa: E402
 from . import datasets, kernels, linalg  # noqa: E402
 from . import plot  # noqa: E402,F401 (matplotlib is imported when a plot is drawn)
@@ -30,10 +31,7 @@ def get_num_threads() -> int:
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads in varinf's parallel code, from every Python thread."""
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _core.set_num_threads(n)
+    _core.set_num_threads(_as_positive_int(n, "n", maximum=2 ** 31 - 1))
 
 
 __all__ = ["GPR", "SGPR", "FITC", "SVGP", "VAE", "likelihoods", "datasets", "kernels", "linalg", "LinAlgError",

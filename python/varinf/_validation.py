@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_matrix", "as_vector", "as_targets", "as_positive_int"]
+__all__ = ["as_matrix", "as_vector", "as_targets", "as_positive_int", "as_float"]
 
 
 def _as_float_array(a, name: str) -> np.ndarray:
@@ -55,9 +55,20 @@ def as_vector(y, name: str, n: int | None = None) -> np.ndarray:
 as_targets = as_vector
 
 
-def as_positive_int(value, name: str, minimum: int = 1) -> int:
+def as_positive_int(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)
+
+
+def as_float(value, name: str) -> float:
+    """A real number (Python or numpy int/float, or a 0-d/size-1 real array) as a float; NaN and
+    Inf pass (callers check their ranges). Strings, None, complex and bool raise ValueError."""
+    arr = np.asarray(value) if not isinstance(value, (str, bytes)) else None
+    if arr is None or arr.size != 1 or arr.dtype.kind not in "fiu":
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    return float(arr.reshape(()))

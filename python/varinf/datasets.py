@@ -20,6 +20,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ._validation import as_float
+
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_APT = "dataset-fashion-mnist"
 
@@ -112,11 +114,15 @@ def load_digits_binarized(threshold: float = 0.5, dtype=np.float32) -> Tuple[np.
 
 def train_test_split(X, y=None, test_fraction: float = 0.2, seed: int = 0):
     """A seeded random split: (X_train, X_test) or (X_train, X_test, y_train, y_test)."""
-    if not 0.0 < test_fraction < 1.0:
+    if not 0.0 < as_float(test_fraction, "test_fraction") < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
     X = np.asarray(X)
+    if X.ndim == 0 or X.shape[0] < 2:
+        raise ValueError(f"X must have at least 2 rows to split, got shape {X.shape}")
+    if y is not None and np.shape(y)[:1] != X.shape[:1]:
+        raise ValueError(f"y must have as many rows as X ({X.shape[0]}), got shape {np.shape(y)}")
     order = np.random.default_rng(seed).permutation(X.shape[0])
-    n_test = max(1, int(round(test_fraction * X.shape[0])))
+    n_test = min(X.shape[0] - 1, max(1, int(round(test_fraction * X.shape[0]))))  # both parts non-empty
     test, train = order[:n_test], order[n_test:]
     if y is None:
         return X[train], X[test]

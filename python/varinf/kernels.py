@@ -32,6 +32,9 @@ POSITIVE_LOWER = 1e-6
 class Kernel(abc.ABC):
     """Base class. Subclasses list their parameters and build their C++ structure."""
 
+    # numpy defers to Kernel's operators: kernel * array is a TypeError, not an array of kernels.
+    __array_ufunc__ = None
+
     def __init__(self, active_dims=None):
         if active_dims is None:
             self.active_dims = None

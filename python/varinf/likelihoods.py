@@ -14,7 +14,7 @@ import abc
 import numpy as np
 
 from ._loader import core as _core
-from ._validation import as_positive_int, as_vector
+from ._validation import as_float, as_positive_int, as_vector
 from .models._common import NOISE_LOWER
 from .parameters import Parameter
 
@@ -150,7 +150,7 @@ class StudentT(Likelihood):
         self._scale = Parameter("scale", scale, lower=NOISE_LOWER)
         if self._scale.size != 1:
             raise ValueError("scale must be a scalar")
-        df = float(df)
+        df = as_float(df, "df")
         if not (np.isfinite(df) and df > 0):
             raise ValueError(f"df must be positive, got {df}")
         self.df = df

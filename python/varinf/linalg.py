@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from ._loader import core
+from ._validation import as_float
 
 __all__ = ["JitterWarning", "cholesky", "cholesky_reverse", "solve_lower"]
 
@@ -40,8 +41,10 @@ def _matrix(a, name: str, square: bool = True) -> np.ndarray:
     # only when it is not finite (bad entries or overflow) look at every entry.
     if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or infinite values")
-    if not (arr.flags.c_contiguous or arr.flags.f_contiguous):
-        arr = np.asfortranarray(arr)  # e.g. negative strides, which the core cannot view
+    if not (arr.flags.c_contiguous or arr.flags.f_contiguous) or min(arr.strides) < 0:
+        # e.g. negative strides (numpy calls a reversed [n, 1] view contiguous), which the
+        # core cannot view
+        arr = np.array(arr, order="F")  # a copy (asfortranarray would keep a [1, 1] view)
     return arr
 
 
@@ -69,7 +72,7 @@ def cholesky(A, jitter: float = 0.0, name: str = "matrix") -> np.ndarray:
     -------
     L : ndarray [n, n], F-ordered, lower triangular with a zero strict upper triangle.
     """
-    jitter = float(jitter)
+    jitter = as_float(jitter, "jitter")
     if not (np.isfinite(jitter) and jitter >= 0.0):
         raise ValueError(f"jitter must be a finite number >= 0, got {jitter}")
     A = _matrix(A, "A")
@@ -111,7 +114,10 @@ def solve_lower(L, B, transpose: bool = False) -> np.ndarray:
     B may be [n] or [n, k]; the result has B's shape.
     """
     L = _matrix(L, "L")
-    B_arr = np.asarray(B, dtype=np.float64)
+    try:
+        B_arr = np.asarray(B)
+    except ValueError as exc:  # ragged sequences
+        raise ValueError(f"B must be a numeric array: {exc}") from None
     vector = B_arr.ndim == 1
     B_mat = _matrix(B_arr[:, None] if vector else B_arr, "B", square=False)  # [n, k]
     if B_mat.shape[0] != L.shape[0]:

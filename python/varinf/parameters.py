@@ -42,7 +42,13 @@ class Parameter:
 
     @value.setter
     def value(self, value):
-        v = np.array(value, dtype=np.float64)
+        try:
+            v = np.array(value)
+        except ValueError:  # ragged sequences
+            v = np.array(None)
+        if v.dtype.kind not in "fiu":
+            raise ValueError(f"{self.name} must be a real number or a 1-D array of them, got {value!r}")
+        v = v.astype(np.float64)
         if v.ndim > 1 or v.size == 0:
             raise ValueError(f"{self.name} must be a scalar or a 1-D array, got shape {v.shape}")
         if not np.all(np.isfinite(v)):

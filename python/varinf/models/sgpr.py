@@ -34,8 +34,11 @@ def inducing_points(X, m: int, seed=None) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if X.shape[0] > _KMEANS_SAMPLE:
         X = X[rng.choice(X.shape[0], _KMEANS_SAMPLE, replace=False)]
-    centres, _ = scipy.cluster.vq.kmeans2(X, m, minit="++", seed=rng)
-    return np.ascontiguousarray(centres)
+    # k-means on X / max|X| (in [-1, 1]), then scaled back: squared distances between huge
+    # inputs (~1e300) overflow to inf, on which scipy's kmeans2 raises IndexError or crashes.
+    scale = float(np.max(np.abs(X))) or 1.0
+    centres, _ = scipy.cluster.vq.kmeans2(X / scale, m, minit="++", seed=rng)
+    return np.ascontiguousarray(centres * scale)
 
 
 class _SparseRegression(GaussianRegression):

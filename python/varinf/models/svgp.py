@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from .._loader import core as _core
-from .._validation import as_matrix, as_positive_int
+from .._validation import as_float, as_matrix, as_positive_int
 from ..kernels import Kernel
 from ..likelihoods import Likelihood
 from ..linalg import JitterWarning
@@ -218,10 +218,10 @@ class SVGP(ConstantMean, Persistent):
         if epochs is not None:
             iterations = as_positive_int(epochs, "epochs") * max(1, n // batch_size)
         iterations = 1000 if iterations is None else as_positive_int(iterations, "iterations")
-        learning_rate = float(learning_rate)
+        learning_rate = as_float(learning_rate, "learning_rate")
         if not (np.isfinite(learning_rate) and learning_rate > 0):
             raise ValueError(f"learning_rate must be positive, got {learning_rate}")
-        gamma = float(gamma)
+        gamma = as_float(gamma, "gamma")
         if natgrad and not (np.isfinite(gamma) and 0 < gamma <= 1):
             raise ValueError(f"gamma must be in (0, 1], got {gamma}")
         layout, pv = self._layout()

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..progress import Progress
 from .._loader import core
+from .._validation import as_float
 from ._common import Persistent
 
 _ACTIVATIONS = ("relu", "tanh", "softplus")
@@ -81,7 +82,7 @@ class VAE(Persistent):
             raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
         if likelihood not in _LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
-        if not np.isfinite(obs_logvar):
+        if not np.isfinite(as_float(obs_logvar, "obs_logvar")):
             raise ValueError(f"obs_logvar must be finite, got {obs_logvar!r}")
         dt = np.dtype(dtype)
         if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -174,12 +175,7 @@ class VAE(Persistent):
             raise ValueError(f"{name} is empty")
         if X.shape[1] != self.input_dim:
             raise ValueError(f"{name} must have {self.input_dim} columns (input_dim), got {X.shape[1]}")
-        if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)
-                or X.dtype == np.bool_):
-            raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not np.isfinite(X).all():
-            raise ValueError(f"{name} contains NaN or Inf")
+        X = self._finite(X, name)
         if self.likelihood == "bernoulli" and (X.min() < 0.0 or X.max() > 1.0):
             raise ValueError(f"{name} must lie in [0, 1] for the Bernoulli likelihood")
         return X
@@ -188,10 +184,17 @@ class VAE(Persistent):
         Z = np.asarray(Z)
         if Z.ndim != 2 or Z.shape[1] != self.latent_dim:
             raise ValueError(f"Z must be a 2-D array [n, {self.latent_dim}] (latent_dim), got shape {Z.shape}")
-        Z = np.ascontiguousarray(Z, dtype=self.dtype)
-        if not np.isfinite(Z).all():
-            raise ValueError("Z contains NaN or Inf")
-        return Z
+        return self._finite(Z, "Z")
+
+    def _finite(self, A, name: str) -> np.ndarray:
+        """A real array A as a C-contiguous array of self.dtype; ValueError naming it otherwise."""
+        if not (np.issubdtype(A.dtype, np.floating) or np.issubdtype(A.dtype, np.integer)
+                or A.dtype == np.bool_):
+            raise ValueError(f"{name} must be numeric, got dtype {A.dtype}")
+        A = np.ascontiguousarray(A, dtype=self.dtype)
+        if not np.isfinite(A).all():
+            raise ValueError(f"{name} contains NaN or Inf")
+        return A
 
     @staticmethod
     def _check_objective(objective: str) -> str:
@@ -213,10 +216,8 @@ class VAE(Persistent):
         eps = np.asarray(eps)
         if eps.shape not in ((X.shape[0], k, self.latent_dim), (X.shape[0] * k, self.latent_dim)):
             raise ValueError(f"eps must have shape {(X.shape[0], k, self.latent_dim)}, got {eps.shape}")
-        eps = np.ascontiguousarray(eps.reshape(X.shape[0] * k, self.latent_dim), dtype=self.dtype)
-        if not np.isfinite(eps).all():
-            raise ValueError("eps contains NaN or Inf")
-        loss, grad, values = self._core.loss_grad(X, eps, k, float(beta), self._check_objective(objective))
+        eps = self._finite(eps.reshape(X.shape[0] * k, self.latent_dim), "eps")
+        loss, grad, values = self._core.loss_grad(X, eps, k, as_float(beta, "beta"), self._check_objective(objective))
         return float(loss), self._named(grad), values
 
     # ------------------------------------------------------------------ evaluation
@@ -283,7 +284,7 @@ class VAE(Persistent):
         self._check_objective(objective)
         for value, name, low in ((learning_rate, "learning_rate", 0.0), (beta, "beta", None),
                                  (warmup_epochs, "warmup_epochs", None)):
-            if not (np.isfinite(value) and (value > low if low is not None else value >= 0)):
+            if not (np.isfinite(as_float(value, name)) and (value > low if low is not None else value >= 0)):
                 raise ValueError(f"{name} must be {'> 0' if low is not None else '>= 0'}, got {value!r}")
         if patience is not None:
             patience = _positive_int(patience, "patience")
