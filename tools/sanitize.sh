@@ -23,7 +23,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q scikit-build-core pybind11 cmeel-eigen \
-  numpy scipy threadpoolctl pytest hypothesis scikit-learn
+  numpy scipy threadpoolctl tqdm pytest hypothesis scikit-learn
 "$VENV/bin/python" -m pip install -q --no-build-isolation --no-deps \
   -Cbuild-dir="$BUILD_DIR" -Ccmake.build-type=Debug \
   -Ccmake.define.VARINF_SANITIZE=ON -Ccmake.define.VARINF_VARIANTS=baseline .

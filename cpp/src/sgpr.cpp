@@ -18,6 +18,7 @@
 // and dF/dKuf = 2 (dF/dP) Kuf + (dF/db) r^T, contracted block by block into Z and theta.
 #include "varinf/sgpr.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -114,7 +115,8 @@ Collapsed collapse(const SGPRProblem& p, bool with_upper_bound) {
   // Titsias (2014), "Variational inference for Gaussian and determinantal point processes",
   // the trace-corrected upper bound as in GPflow's SGPR.upper_bound: the quadratic term with
   // noise s2 + tr(Kff - Qff).
-  const double s2u = s2 + trace_gap;
+  // tr(Kff - Qff) >= 0, but rounding can take it below 0 when K(Z, Z) is ill-conditioned.
+  const double s2u = s2 + std::max(trace_gap, 0.0);
   const MatrixXd LC = inner_cholesky(o.W, s2u, "I + L^-1 Kuf Kfu L^-T / (noise + trace)");
   const VectorXd v = LC.triangularView<Eigen::Lower>().solve(o.e) / s2u;  // [m]
   o.f.upper_bound = -0.5 * n * (kLog2Pi + std::log(s2)) - half_logdet_B - 0.5 * o.st.rr / s2u +

@@ -53,23 +53,35 @@ class Likelihood(abc.ABC):
         """y as a float64 [n] array; ValueError naming ``name`` when it is not valid data."""
         return as_vector(y, name, n=n)
 
-    # --- evaluations (arrays [k]) ------------------------------------------------------------
+    # --- evaluations (arrays [k]): validated here, trusted in the _private versions models call --
+    @staticmethod
+    def _check_var(var, n):
+        var = as_vector(var, "var", n=n)
+        if np.any(var < 0):
+            raise ValueError("var must be non-negative (a variance)")
+        return var
+
     def variational_expectations(self, y, mu, var):
         """(sum_i E[log p(y_i | f)], d/dmu [k], d/dvar [k], d/dtheta summed over i)."""
         y = self.check_targets(y)
         return self.core().variational_expectations(self.theta(), y, as_vector(mu, "mu", n=y.size),
-                                                    as_vector(var, "var", n=y.size))
+                                                    self._check_var(var, y.size))
 
     def predict_mean_and_var(self, mu, var):
         """Mean and variance of y when f ~ N(mu, var)."""
         mu = as_vector(mu, "mu")
-        return self.core().predict_mean_and_var(self.theta(), mu, as_vector(var, "var", n=mu.size))
+        return self._predict_mean_and_var(mu, self._check_var(var, mu.size))
 
     def predict_log_density(self, y, mu, var) -> np.ndarray:
         """log int p(y | f) N(f; mu, var) df [k]."""
         y = self.check_targets(y)
-        return self.core().predict_log_density(self.theta(), y, as_vector(mu, "mu", n=y.size),
-                                               as_vector(var, "var", n=y.size))
+        return self._predict_log_density(y, as_vector(mu, "mu", n=y.size), self._check_var(var, y.size))
+
+    def _predict_mean_and_var(self, mu, var):
+        return self.core().predict_mean_and_var(self.theta(), mu, var)
+
+    def _predict_log_density(self, y, mu, var):
+        return self.core().predict_log_density(self.theta(), y, mu, var)
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(repr(p) for p in self.parameters)})"

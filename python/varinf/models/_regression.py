@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._errors import LinAlgError
 from .._validation import as_matrix, as_positive_int, as_vector
 from ..kernels import Kernel
 from ..linalg import cholesky
@@ -16,6 +17,9 @@ __all__ = ["GaussianRegression", "sample_joint"]
 
 def sample_joint(mean, cov, num_samples, seed) -> np.ndarray:
     """Joint samples [num_samples, n*] of N(mean [n*], cov [n*, n*])."""
+    if not np.all(np.isfinite(cov)):
+        raise LinAlgError("Cholesky of the predictive covariance failed: it is not finite at Xnew "
+                          "(the kernel overflows there); rescale the inputs")
     L = cholesky(cov, jitter=1e-10 * max(1.0, float(np.mean(np.diag(cov)))),
                  name="the predictive covariance")  # [n*, n*]
     eps = np.random.default_rng(seed).standard_normal((num_samples, mean.size))

@@ -275,14 +275,14 @@ class SVGP(ConstantMean, Persistent):
         """Predictive mean and variance of y* (class probabilities for Bernoulli, rates for
         Poisson)."""
         mean, var = self.predict_f(Xnew)
-        return self.likelihood.predict_mean_and_var(mean, var)
+        return self.likelihood._predict_mean_and_var(mean, var)
 
     def predict_log_density(self, Xnew, ynew) -> np.ndarray:
         """log p(y* | data) for each test point [n*]."""
         Xnew = self._new_inputs(Xnew)
         ynew = self.likelihood.check_targets(ynew, "ynew", n=Xnew.shape[0])
         mean, var = self.predict_f(Xnew)
-        return self.likelihood.predict_log_density(ynew, mean, var)
+        return self.likelihood._predict_log_density(ynew, mean, var)
 
     def predict_f_samples(self, Xnew, num_samples: int = 1, seed=None) -> np.ndarray:
         """Joint samples of the latent function at Xnew: [num_samples, n*]."""
