@@ -89,3 +89,11 @@ def test_stochastic_binarisation_is_seeded():
     a = vi.datasets.binarize(X, seed=1)
     np.testing.assert_array_equal(a, vi.datasets.binarize(X, seed=1))
     assert abs(a.mean() - 0.3) < 0.02
+
+
+def test_shipped_digits_equal_scikit_learns():
+    datasets = pytest.importorskip("sklearn.datasets")
+    X, y = vi.datasets.load_digits_scaled(np.float64)
+    digits = datasets.load_digits()
+    np.testing.assert_array_equal(X, digits.data / 16.0)
+    np.testing.assert_array_equal(y, digits.target)
