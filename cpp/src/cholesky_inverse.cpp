@@ -1,4 +1,4 @@
-// A^-1 from A = L L^T (the role of LAPACK's dpotri) in column panels.
+// L^-1 (LAPACK's dtrtri) and A^-1 from A = L L^T (dpotri), in column panels on the threads.
 #include <algorithm>
 
 #include "varinf/linalg.hpp"
@@ -10,11 +10,11 @@ namespace {
 constexpr Index kPanel = 64;
 }
 
-void cholesky_inverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> out) {
+void lower_inverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> W) {
   const Index n = L.rows();
   const Index panels = (n + kPanel - 1) / kPanel;
-  MatrixXd W = MatrixXd::Zero(n, n);  // [n, n] L^-1, lower triangular
-  const int nt = threads_for(double(n) * n * n);
+  W.setZero();
+  const int nt = threads_for(double(n) * n * n / 3.0);
   // Panel [j0, j1) of W solves L[j0:, j0:] W[j0:, j0:j1] = I[j0:, j0:j1]; rows above j0 are 0.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
   for (Index p = 0; p < panels; ++p) {
@@ -23,6 +23,14 @@ void cholesky_inverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> 
     panel.topRows(w).setIdentity();
     L.block(j0, j0, m, m).triangularView<Eigen::Lower>().solveInPlace(panel);
   }
+}
+
+void cholesky_inverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> out) {
+  const Index n = L.rows();
+  const Index panels = (n + kPanel - 1) / kPanel;
+  MatrixXd W(n, n);  // [n, n] L^-1, lower triangular
+  lower_inverse(L, W);
+  const int nt = threads_for(double(n) * n * n);
   // A^-1 = W^T W. Its panel [j0:, j0:j1] only needs rows k >= j0 of W (W[k, j] = 0 for k < j),
   // and W[j0:, j0:]^T is upper triangular: a triangular-times-dense product (TRMM, m^2 w
   // flops; LAPACK's dlauum does the same work).

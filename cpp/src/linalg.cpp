@@ -212,24 +212,6 @@ void solve_lower_transpose_inplace(const ConstMatRefF& L, Ref<MatrixXd> B) {  //
   });
 }
 
-// Blockwise inverse of L = [L11 0; L21 L22]: W11 = L11^-1, W22 = L22^-1, W21 = -W22 L21 W11.
-void lower_inverse(const ConstMatRefF& L, Ref<MatrixXd> W) {  // both [n, n]
-  constexpr Index kLeaf = 48;
-  const Index n = L.rows(), h = n / 2;
-  if (n <= kLeaf) {
-    W.setIdentity();
-    L.triangularView<Lower>().solveInPlace(W);
-    return;
-  }
-  lower_inverse(L.topLeftCorner(h, h), W.topLeftCorner(h, h));
-  lower_inverse(L.bottomRightCorner(n - h, n - h), W.bottomRightCorner(n - h, n - h));
-  W.topRightCorner(h, n - h).setZero();
-  // T = L21 W11 = (W11^T L21^T)^T [n-h, h], then W21 = -W22 T.
-  const MatrixXd Tt = triangular_times<Eigen::Upper>(W.topLeftCorner(h, h).transpose(),
-                                                     L.bottomLeftCorner(n - h, h).transpose());
-  W.bottomLeftCorner(n - h, h) = -triangular_times<Lower>(W.bottomRightCorner(n - h, n - h), Tt.transpose());
-}
-
 // W S W^T = (W (W S)^T)^T and W^T S W = (W^T (W^T S)^T)^T: two left triangular products each.
 MatrixXd lower_congruence(const ConstMatRefF& W, const ConstMatRefF& S) {  // both [n, n]
   const MatrixXd WS = triangular_times<Lower>(W, S);  // [n, n]

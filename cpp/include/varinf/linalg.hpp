@@ -30,9 +30,9 @@ double logdet_from_cholesky(const Eigen::Ref<const MatrixXd>& L);
 void solve_lower_inplace(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> B);
 void solve_lower_transpose_inplace(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> B);
 
-// W = L^-1 [n, n] for lower-triangular L (LAPACK's trtri, n^3 / 3 flops): recursive halving,
-// W21 = -W22 L21 W11, so nearly all the work is triangular products (vectorised panels)
-// rather than triangular solves. The strict upper triangle of W is set to zero.
+// W = L^-1 [n, n] for lower-triangular L (LAPACK's trtri, n^3 / 3 flops): independent column
+// panels solved on the threads (column j of W is zero above row j). The strict upper triangle
+// of W is set to zero.
 void lower_inverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> W);
 
 // W S W^T and W^T S W [n, n] for lower-triangular W and symmetric S [n, n] (with W = L^-1:
@@ -42,8 +42,8 @@ MatrixXd lower_congruence(const Eigen::Ref<const MatrixXd>& W, const Eigen::Ref<
 MatrixXd upper_congruence(const Eigen::Ref<const MatrixXd>& W, const Eigen::Ref<const MatrixXd>& S);
 
 // out = A^-1 [n, n] (both triangles) from A's Cholesky factor L, like LAPACK's potri:
-// W = L^-1 panel by panel (column j of W is zero above row j), then A^-1 = W^T W panel by
-// panel with triangular products, skipping the zero blocks: about 2 n^3 / 3 flops in all, like
+// W = L^-1 (lower_inverse), then A^-1 = W^T W panel by panel with triangular products,
+// skipping the zero blocks: about 2 n^3 / 3 flops in all, like
 // LAPACK (2.3 n^3 for dense solves), with the panels spread over threads.
 void cholesky_inverse(const Eigen::Ref<const MatrixXd>& L, Eigen::Ref<MatrixXd> out);
 
