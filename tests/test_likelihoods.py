@@ -147,3 +147,34 @@ def test_bad_targets_raise_naming_the_argument(lik, bad, match):
 def test_bad_student_t_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         L.StudentT(**kwargs)
+
+
+def _at_offset(a, offset):
+    """A copy of the float64 array ``a`` starting ``offset`` doubles into a fresh buffer."""
+    buffer = np.empty(a.size + 8)
+    out = buffer[offset:offset + a.size]
+    out[:] = a
+    return out
+
+
+@pytest.mark.parametrize("lik", [vi.likelihoods.Gaussian(0.3), vi.likelihoods.Poisson(), vi.likelihoods.Bernoulli(),
+                                 vi.likelihoods.StudentT(0.5, 4.0)], ids=["gaussian", "poisson", "bernoulli", "student-t"])
+def test_predictions_do_not_depend_on_memory_alignment(rng, lik):
+    """The same input gives the same output wherever numpy placed it (vectorised exp and log
+    round the unaligned head of an array differently)."""
+    mu, var = rng.normal(size=37), rng.uniform(0.1, 2.0, size=37)
+    y = np.round(np.exp(rng.normal(size=37)))
+    if isinstance(lik, vi.likelihoods.Bernoulli):
+        y = np.minimum(y, 1.0)
+    outputs = [np.r_[lik.predict_mean_and_var(_at_offset(mu, k), _at_offset(var, k))] for k in range(8)]
+    densities = [lik.predict_log_density(_at_offset(y, k), _at_offset(mu, k), _at_offset(var, k)) for k in range(8)]
+    for out, dens in zip(outputs[1:], densities[1:]):
+        np.testing.assert_array_equal(out, outputs[0])
+        np.testing.assert_array_equal(dens, densities[0])
+
+
+@pytest.mark.parametrize("make", [vi.likelihoods.Bernoulli, vi.likelihoods.Poisson,
+                                  lambda points: vi.likelihoods.StudentT(1.0, 3.0, points)])
+def test_quadrature_points_are_capped_before_building_the_rule(make):
+    with pytest.raises(ValueError, match="^quadrature_points must be <= 1000"):
+        make(10 ** 5)

@@ -93,6 +93,18 @@ def test_predictive_rejects_2d_inputs(data_1d):
         plot.plot_predictive(model2)
 
 
+@pytest.mark.parametrize("model", [object(), "gpr", None, vi.GPRegressor()], ids=["object", "str", "none", "estimator"])
+def test_unsupported_models_get_a_message(model):
+    with pytest.raises(ValueError, match="^model must be a varinf GPR, SGPR, FITC or SVGP, got"):
+        plot.plot_predictive(model)
+
+
+@pytest.mark.parametrize("history", [object(), "elbo", [[1.0], [2.0, 3.0]], {"a"}], ids=["object", "str", "ragged", "set"])
+def test_training_curve_of_unsupported_history_gets_a_message(history):
+    with pytest.raises(ValueError, match="^history must be a model, a dict of lists or a 1-D array"):
+        plot.plot_training_curve(history)
+
+
 def test_training_curve_svgp_and_array(data_1d):
     X, y = data_1d
     model = vi.SVGP(vi.kernels.SquaredExponential(), vi.likelihoods.Gaussian(0.1), Z=X[::10], num_data=40)

@@ -222,3 +222,11 @@ def test_bad_input_raises_naming_the_argument(data, bad, match):
     kwargs.update(bad)
     with pytest.raises(ValueError, match=match):
         vi.SGPR(**kwargs)
+
+
+def test_fit_from_noise_on_its_lower_bound_reaches_the_same_optimum(rng):
+    X = rng.uniform(-3, 3, size=(300, 1))
+    y = np.sin(2 * X[:, 0]) + 0.2 * rng.normal(size=300)
+    fits = [vi.SGPR(X, y, K.RBF(1.0, 1.0), X[::20].copy(), noise_variance=noise).fit() for noise in (1e-6, 0.1)]
+    assert fits[0].elbo() == pytest.approx(fits[1].elbo(), rel=1e-4)
+    assert fits[0].noise_variance == pytest.approx(fits[1].noise_variance, rel=1e-2)

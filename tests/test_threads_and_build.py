@@ -12,8 +12,9 @@ import varinf as vi
 
 
 def run(code, **env):
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, **env}, check=True)
+    """``code``'s output in a new interpreter, with ``env`` set (a None value unsets)."""
+    env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return out.stdout.strip()
 
 
@@ -28,6 +29,13 @@ def test_set_num_threads_reaches_other_python_threads():
         assert seen == [1]
     finally:
         vi.set_num_threads(before)
+
+
+def test_set_num_threads_overrides_omp_num_threads_in_threads_started_later():
+    code = ("import threading, varinf as vi; vi.set_num_threads(2); seen = []; "
+            "t = threading.Thread(target=lambda: seen.append(vi.get_num_threads())); t.start(); t.join(); "
+            "print(vi.get_num_threads(), seen[0])")
+    assert run(code, OMP_NUM_THREADS="1") == "2 2"
 
 
 def test_set_num_threads_rejects_nonpositive():
@@ -66,9 +74,14 @@ def test_results_do_not_depend_on_thread_count(rng):
 
 
 def test_baseline_build_can_be_forced_and_agrees():
+    from varinf import _cpu
+
     code = ("import numpy as np, varinf as vi; X = np.linspace(0, 1, 50)[:, None]; "
             "print(vi.build_variant, repr(float(vi.kernels.Matern32().K(X).sum())))")
     base_variant, base_sum = run(code, VARINF_FORCE_BASELINE="1").split()
     assert base_variant == "baseline"
-    _, fast_sum = run(code).split()
+    if not _cpu.supports_x86_64_v3():
+        pytest.skip("this CPU runs the baseline build only: there is no second variant to compare")
+    fast_variant, fast_sum = run(code, VARINF_FORCE_BASELINE=None).split()
+    assert fast_variant == "x86_64_v3"
     assert float(base_sum) == pytest.approx(float(fast_sum), rel=1e-12)

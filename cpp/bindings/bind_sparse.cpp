@@ -218,7 +218,7 @@ using IndexArray = py::array_t<std::int64_t, py::array::c_style | py::array::for
 
 SVGPLayout make_layout(KernelPtr kernel, LikelihoodPtr likelihood, Index m, Index d, bool has_mean,
                        bool whiten, bool q_diag, const IndexArray& index, const CArray& fixed,
-                       const CArray& lower, double num_data, double jitter) {
+                       const CArray& lower, double raw_min, double num_data, double jitter) {
   SVGPLayout l;
   l.kernel = std::move(kernel);
   l.likelihood = std::move(likelihood);
@@ -229,6 +229,7 @@ SVGPLayout make_layout(KernelPtr kernel, LikelihoodPtr likelihood, Index m, Inde
   l.q_diag = q_diag;
   l.num_data = num_data;
   l.jitter = jitter;
+  l.raw_min = raw_min;
   l.index.assign(index.data(), index.data() + index.size());
   l.fixed = Eigen::Map<const VectorXd>(fixed.data(), fixed.size());
   l.lower = Eigen::Map<const VectorXd>(lower.data(), lower.size());
@@ -320,6 +321,8 @@ void bind_svgp_training(py::module_& m) {
       .def_property_readonly("x", [](const SVGPTrainer& t) { return copy_out(t.x()); })
       .def_property_readonly("steps_done", &SVGPTrainer::steps_done)
       .def_property_readonly("failed", &SVGPTrainer::failed)
+      .def_property_readonly("collapsed",
+                             [](const SVGPTrainer& t) { return t.failure() == SVGPTrainer::Failure::kCollapsed; })
       .def_property_readonly("failed_step", &SVGPTrainer::failed_step);
 }
 

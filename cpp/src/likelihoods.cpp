@@ -87,8 +87,10 @@ class Gaussian final : public Likelihood {
 
   void predict_log_density(const double* theta, VecRef y, VecRef mu, VecRef var,
                            VecOut out) const override {
-    const Eigen::ArrayXd v = var.array() + theta[0];
-    out = -0.5 * (kLog2Pi + v.log() + (y - mu).array().square() / v);
+    for (Index i = 0; i < y.size(); ++i) {
+      const double v = var[i] + theta[0], r = y[i] - mu[i];
+      out[i] = -0.5 * (kLog2Pi + std::log(v) + r * r / v);
+    }
   }
 };
 
@@ -212,8 +214,10 @@ class PoissonExp final : public Quadrature {
 
   void predict_mean_and_var(const double*, VecRef mu, VecRef var, VecOut ymean,
                             VecOut yvar) const override {
-    ymean = (mu + 0.5 * var).array().exp();
-    yvar = ymean.array() + (var.array().exp() - 1.0) * (2.0 * mu + var).array().exp();
+    for (Index i = 0; i < mu.size(); ++i) {
+      ymean[i] = std::exp(mu[i] + 0.5 * var[i]);
+      yvar[i] = ymean[i] + std::expm1(var[i]) * std::exp(2.0 * mu[i] + var[i]);
+    }
   }
 
  protected:

@@ -173,17 +173,27 @@ SVGPTrainer::SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::
 
 // One Adam step descending -ELBO; with natural gradients, q(u) takes the natural step instead
 // (its Adam gradient is zeroed) from the same evaluation.
-bool SVGPTrainer::step(MatRef Xb, VecRef yb, double& elbo) {
+SVGPTrainer::Failure SVGPTrainer::step(MatRef Xb, VecRef yb, double& elbo) {
   elbo = svgp_elbo_grad_x(layout_, x_, Xb, yb, grad_, nullptr, gamma_ > 0.0 ? &grad_values_ : nullptr);
-  if (!std::isfinite(elbo) || !grad_.allFinite()) return false;
-  x_last_ = x_;  // the last point with a finite ELBO
+  if (!std::isfinite(elbo) || !grad_.allFinite()) return Failure::kNotFinite;
+  if (std::isnan(first_elbo_)) first_elbo_ = elbo;
+  if (elbo < first_elbo_ - kCollapseFactor * (std::abs(first_elbo_) + layout_.num_data)) return Failure::kCollapsed;
+  x_last_ = x_;  // the last good point
   if (gamma_ > 0.0) {
     for (Index j : q_entries_) grad_[j] = 0.0;
-    if (!natural_step(layout_, x_, grad_values_, gamma_)) return false;
+    if (!natural_step(layout_, x_, grad_values_, gamma_)) return Failure::kNotFinite;
   }
   grad_ = -grad_;
   adam_.step(x_.data(), grad_.data());
-  return true;
+  keep_above_raw_min();
+  return Failure::kNone;
+}
+
+// Projected Adam: a raw value pushed below raw_min returns there, where its gradient can
+// still bring it back (natural steps move untransformed entries only).
+void SVGPTrainer::keep_above_raw_min() {
+  for (Index j = 0; j < x_.size(); ++j)
+    if (!std::isnan(layout_.lower[j])) x_[j] = std::max(x_[j], layout_.raw_min);
 }
 
 void SVGPTrainer::next_batch(Index n, Index batch_size, std::vector<Index>& rows) {
@@ -215,18 +225,18 @@ std::vector<double> SVGPTrainer::advance(MatRef X, VecRef y, Index steps, const 
   std::vector<Index> rows;
   RowMatrixXd Xb;  // [B, d]
   VectorXd yb;     // [B]
-  for (Index s = 0; s < steps && !failed_; ++s) {
+  for (Index s = 0; s < steps && !failed(); ++s) {
     fill(s, rows);
     gather(X, y, rows, Xb, yb);
     double elbo;
-    bool ok;
+    Failure failure;
     try {
-      ok = step(Xb, yb, elbo);
+      failure = step(Xb, yb, elbo);
     } catch (const LinAlgError&) {  // K(Z, Z) not factorisable even with jitter: as non-finite
-      ok = false;
+      failure = Failure::kNotFinite;
     }
-    if (!ok) {
-      failed_ = true;
+    if (failure != Failure::kNone) {
+      failure_ = failure;
       failed_step_ = adam_.t() + 1;
       x_ = x_last_;
       break;

@@ -4,29 +4,44 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_matrix", "as_vector", "as_targets", "as_positive_int", "as_float"]
+__all__ = ["as_matrix", "as_vector", "as_targets", "as_positive_int", "as_float", "owned"]
 
 
-def _as_float_array(a, name: str) -> np.ndarray:
+def _numeric(a, name: str) -> np.ndarray:
+    """a as a numeric numpy array (pandas' nullable dtypes through ``to_numpy``, NA as NaN)."""
     if isinstance(a, np.ndarray) and a.dtype.kind in "fiub":
-        arr = a
-    else:
-        try:
-            arr = np.asarray(a)
-        except Exception as exc:  # ragged lists and other unconvertible objects
-            raise ValueError(f"{name} must be a numeric array: {exc}") from None
+        return a
+    try:
+        if hasattr(a, "to_numpy") and not isinstance(a, np.ndarray):  # pandas objects
+            return a.to_numpy(dtype=np.float64, na_value=np.nan)
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists, strings in a frame and other unconvertible objects
+        raise ValueError(f"{name} must be a numeric array: {exc}") from None
     if arr.dtype.kind not in "fiub":
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    # A C-contiguous float64 array passes through without a copy (the C++ core reads it in place).
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    return arr
+
+
+def _as_float_array(a, name: str, copy: bool = False) -> np.ndarray:
+    arr = _numeric(a, name)
+    # Without ``copy`` a C-contiguous float64 array passes through (the C++ core reads it in
+    # place); with it the result never shares memory with ``a``.
+    arr = np.array(arr, dtype=np.float64, order="C", copy=True) if copy else np.ascontiguousarray(arr, np.float64)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or Inf")
     return arr
 
 
-def as_matrix(X, name: str, d: int | None = None, allow_empty: bool = False) -> np.ndarray:
-    """X as a C-contiguous float64 [n, d] array; a 1-D array is one input dimension."""
-    arr = _as_float_array(X, name)
+def owned(arr: np.ndarray) -> np.ndarray:
+    """``arr`` (a fresh copy from ``copy=True``) made read-only: a model's own training data."""
+    arr.flags.writeable = False
+    return arr
+
+
+def as_matrix(X, name: str, d: int | None = None, allow_empty: bool = False, copy: bool = False) -> np.ndarray:
+    """X as a C-contiguous float64 [n, d] array; a 1-D array is one input dimension. With
+    ``copy``, never a view of the caller's memory."""
+    arr = _as_float_array(X, name, copy)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
@@ -38,9 +53,10 @@ def as_matrix(X, name: str, d: int | None = None, allow_empty: bool = False) -> 
     return arr
 
 
-def as_vector(y, name: str, n: int | None = None) -> np.ndarray:
-    """y as a C-contiguous float64 [n] array ([n, 1] is accepted)."""
-    arr = _as_float_array(y, name)
+def as_vector(y, name: str, n: int | None = None, copy: bool = False) -> np.ndarray:
+    """y as a C-contiguous float64 [n] array ([n, 1] is accepted). With ``copy``, never a view
+    of the caller's memory."""
+    arr = _as_float_array(y, name, copy)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:

@@ -108,8 +108,10 @@ class Gaussian(Likelihood):
 
 
 # Gauss-Hermite points for the quadrature likelihoods (MATH.md section 5: GPflow, GPy and
-# GPyTorch all use 20).
+# GPyTorch all use 20). The rule's nodes come from an eigendecomposition of a [points, points]
+# matrix, so the count is capped.
 QUADRATURE_POINTS = 20
+MAX_QUADRATURE_POINTS = 1000
 
 
 class _ParameterFree(Likelihood):
@@ -117,7 +119,7 @@ class _ParameterFree(Likelihood):
 
     def __init__(self, quadrature_points: int = QUADRATURE_POINTS):
         super().__init__()
-        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points")
+        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points", maximum=MAX_QUADRATURE_POINTS)
 
     @property
     def parameters(self):
@@ -166,7 +168,7 @@ class StudentT(Likelihood):
         if not (np.isfinite(df) and df > 0):
             raise ValueError(f"df must be positive, got {df}")
         self.df = df
-        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points")
+        self.quadrature_points = as_positive_int(quadrature_points, "quadrature_points", maximum=MAX_QUADRATURE_POINTS)
 
     scale = property(lambda self: float(self._scale.value), lambda self, v: setattr(self._scale, "value", v))
 

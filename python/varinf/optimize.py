@@ -21,6 +21,13 @@ from .progress import Progress
 
 __all__ = ["maximize"]
 
+# L-BFGS-B stops when the objective's relative decrease falls below this (scipy's default is
+# 2.2e-9). A parameter near its lower bound sits on a plateau of the softplus transform: its
+# first steps change the objective by less than scipy's default tolerance although its
+# gradient is far from zero, and the fit would stop before it moves. The projected-gradient
+# test (gtol) ends such fits instead.
+_FTOL = 1e-10
+
 
 def maximize(objective, params: ParameterVector, max_iter: int = 1000, progress: bool = False,
              label: str = "objective", per_datum: float = 1.0):
@@ -54,7 +61,8 @@ def maximize(objective, params: ParameterVector, max_iter: int = 1000, progress:
         # with 1). The objective runs in varinf's C++ core, which this limit does not touch.
         with threadpool_limits(limits=1, user_api="blas"):
             result = scipy.optimize.minimize(negative, best["x"], jac=True, method="L-BFGS-B",
-                                             callback=step, options={"maxiter": int(max_iter)})
+                                             bounds=params.bounds() or None, callback=step,
+                                             options={"maxiter": int(max_iter), "ftol": _FTOL})
     finally:
         bar.close()
     params.set(best["x"])

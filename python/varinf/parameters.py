@@ -3,13 +3,21 @@
 A positive parameter is stored by its value and optimised through an unconstrained ``raw``:
 ``value = softplus(raw) + lower`` (MATH.md section 1; GPflow's default transform), so
 ``d value / d raw = sigmoid(raw)``.
+
+Optimisers keep ``raw >= RAW_MIN``. Far below it the sigmoid underflows and a parameter that
+got there (a start on its lower bound, a step that was too long) could never move again; at
+``RAW_MIN`` a value sits ``softplus(RAW_MIN) ~ 1e-6`` above its bound and still responds.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["Parameter", "ParameterVector"]
+__all__ = ["Parameter", "ParameterVector", "RAW_MIN"]
+
+RAW_MIN = math.log(1e-6)
 
 
 def _softplus(x):
@@ -17,10 +25,10 @@ def _softplus(x):
 
 
 def _inverse_softplus(y):
-    # log(exp(y) - 1), stable for small and large y; a value on the lower bound (y = 0, where
-    # softplus underflowed) maps to a large negative raw value instead of -inf.
+    # log(exp(y) - 1), stable for small and large y, and at least RAW_MIN: a value on (or just
+    # above) the lower bound starts where its gradient does not vanish.
     y = np.maximum(y, 1e-300)
-    return y + np.log(-np.expm1(-y))
+    return np.maximum(y + np.log(-np.expm1(-y)), RAW_MIN)
 
 
 def _sigmoid(x):
@@ -73,6 +81,8 @@ class Parameter:
 
     def set_raw(self, raw) -> None:
         raw = np.array(raw, dtype=np.float64).ravel()
+        if self.lower is not None:
+            raw = np.maximum(raw, RAW_MIN)
         value = raw if self.lower is None else _softplus(raw) + self.lower
         self._value = value.reshape(self._value.shape).copy()
         self._raw = raw  # kept: the value may have rounded onto the lower bound
@@ -100,6 +110,11 @@ class ParameterVector:
             if p.trainable and all(p is not q for q in self.unique):
                 self.unique.append(p)
         self.size = sum(p.size for p in self.unique)
+
+    def bounds(self) -> list:
+        """(low, high) for each entry of ``x``: raw values of positive parameters stay at or
+        above RAW_MIN."""
+        return [(None if p.lower is None else RAW_MIN, None) for p in self.unique for _ in range(p.size)]
 
     def get(self) -> np.ndarray:
         if not self.unique:

@@ -50,6 +50,14 @@ def _axes(ax, figsize=(7.0, 4.0)):
 
 # --- 1-D predictions -----------------------------------------------------------------------------
 
+def _check_gp(model):
+    from .models import SVGP
+    from .models._regression import GaussianRegression
+
+    if not isinstance(model, (GaussianRegression, SVGP)):
+        raise ValueError(f"model must be a varinf GPR, SGPR, FITC or SVGP, got {type(model).__name__}")
+
+
 def _training_data(model):
     """(X [n, 1], y [n]) a regression model keeps, or (None, None) (an SVGP keeps none)."""
     return getattr(model, "X", None), getattr(model, "y", None)
@@ -91,6 +99,7 @@ def plot_predictive(model, X=None, y=None, ax=None, xlim=None, num_points: int =
     ``x_offset + x`` and outputs ``y_offset + y_scale * y`` (to undo a standardisation).
     Returns the Axes.
     """
+    _check_gp(model)
     if _input_dim(model) != 1:
         raise ValueError(f"model must have 1-D inputs for plot_predictive, got {_input_dim(model)} input dimensions")
     X_data, y_data = _training_data(model)
@@ -152,7 +161,11 @@ def _curves(history):
     if isinstance(history, dict):
         return {str(k): np.array([np.nan if v is None else v for v in vals], dtype=float)
                 for k, vals in history.items()}, "epoch"
-    values = np.asarray(history, dtype=float)
+    try:
+        values = np.asarray(history, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"history must be a model, a dict of lists or a 1-D array of numbers, "
+                         f"got {type(history).__name__}") from None
     if values.ndim != 1:
         raise ValueError(f"history must be a model, a dict of lists or a 1-D array, got shape {values.shape}")
     return {"objective": values}, "step"

@@ -25,6 +25,9 @@ class Likelihood {
                                           VecOut dmu, VecOut dvar, double* dtheta) const = 0;
 
   // Mean and variance of y under p(y | f) with f ~ N(mu, var).
+  // The prediction methods run scalar loops over the caller's arrays: Eigen's vectorised exp
+  // and log treat the unaligned head of a mapped array in scalar code, so one input would
+  // round differently depending on where the caller's buffer happens to start.
   virtual void predict_mean_and_var(const double* theta, VecRef mu, VecRef var, VecOut ymean,
                                     VecOut yvar) const = 0;
 

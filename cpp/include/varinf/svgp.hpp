@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -69,7 +70,10 @@ struct SVGPLayout {
   bool has_mean = false, whiten = true, q_diag = false;
   std::vector<Index> index;  // [num values]
   VectorXd fixed;            // [num values]
-  VectorXd lower;            // [x size]
+  VectorXd lower;            // [x size]; NaN where x is the value itself
+  // Smallest raw value of a transformed entry: below it softplus' derivative (the sigmoid)
+  // is too small for a gradient step to bring the value back (docs: Parameter.RAW_MIN).
+  double raw_min = -std::numeric_limits<double>::infinity();
   double num_data = 1.0;
   double jitter = 1e-6;
 
@@ -93,9 +97,13 @@ bool svgp_natgrad_step(const SVGPLayout& layout, VectorXd& x, MatRef X, VecRef y
 // Adam (optim.hpp, PyTorch's rule) ascending the ELBO over x, with minibatches drawn
 // without replacement (a fresh permutation of the rows each epoch; a last partial batch is
 // dropped). State persists between calls to run(), so a Python loop can call back every k
-// steps. A step whose ELBO or gradient is not finite (or whose K(Z, Z) cannot be factorised)
-// stops the run and x is restored to the last finite point (failed() tells; failed_step() is
-// the step's number).
+// steps. Each Adam step keeps the transformed entries of x at or above layout.raw_min.
+// A step that diverges stops the run and x is restored to the last good point (failed()
+// tells; failed_step() is the step's number, failure() why):
+//  - kNotFinite: the ELBO or its gradient is not finite, or K(Z, Z) cannot be factorised;
+//  - kCollapsed: the ELBO fell below e0 - kCollapseFactor (|e0| + num_data), with e0 the ELBO
+//    of the first step, i.e. more than ten times its starting magnitude plus ten nats per datum
+//    below where training started (far beyond minibatch noise: a step size that is too large).
 class SVGPTrainer {
  public:
   // natgrad_gamma > 0: natural-gradient steps of that size on q(u), Adam on the rest.
@@ -113,13 +121,18 @@ class SVGPTrainer {
   const VectorXd& x() const { return x_; }
   const SVGPLayout& layout() const { return layout_; }
   Index steps_done() const { return adam_.t(); }
-  bool failed() const { return failed_; }
+  enum class Failure { kNone, kNotFinite, kCollapsed };
+  static constexpr double kCollapseFactor = 10.0;
+
+  bool failed() const { return failure_ != Failure::kNone; }
+  Failure failure() const { return failure_; }
   Index failed_step() const { return failed_step_; }
 
  private:
   using BatchRows = std::function<void(Index step, std::vector<Index>& rows)>;
   std::vector<double> advance(MatRef X, VecRef y, Index steps, const BatchRows& fill);
-  bool step(MatRef Xb, VecRef yb, double& elbo);  // false when not finite (x unchanged)
+  Failure step(MatRef Xb, VecRef yb, double& elbo);  // x unchanged unless kNone
+  void keep_above_raw_min();
   void next_batch(Index n, Index batch_size, std::vector<Index>& rows);
 
   SVGPLayout layout_;
@@ -128,8 +141,9 @@ class SVGPTrainer {
   double gamma_;
   std::vector<Index> q_entries_;  // entries of x holding q(u) (natural gradients)
   VectorXd grad_values_;          // [num values] (natural gradients)
-  bool failed_ = false;
+  Failure failure_ = Failure::kNone;
   Index failed_step_ = -1;
+  double first_elbo_ = std::numeric_limits<double>::quiet_NaN();  // e0, of the first step
   std::mt19937_64 rng_;
   std::vector<Index> order_;  // the current epoch's permutation
   Index cursor_ = 0;

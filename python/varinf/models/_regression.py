@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._errors import LinAlgError
-from .._validation import as_matrix, as_positive_int, as_vector
+from .._validation import as_matrix, as_positive_int, as_vector, owned
 from ..kernels import Kernel
 from ..linalg import cholesky
 from ..parameters import Parameter, ParameterVector
@@ -35,8 +35,9 @@ class GaussianRegression(ConstantMean, Persistent):
     def _init_data(self, X, y, kernel, noise_variance, mean):
         if not isinstance(kernel, Kernel):
             raise ValueError(f"kernel must be a varinf.kernels.Kernel, got {type(kernel).__name__}")
-        self.X = as_matrix(X, "X")  # [n, d]
-        self.y = as_vector(y, "y", n=self.X.shape[0])  # [n]
+        # The model owns read-only copies: editing the caller's arrays later changes nothing.
+        self.X = owned(as_matrix(X, "X", copy=True))  # [n, d]
+        self.y = owned(as_vector(y, "y", n=self.X.shape[0], copy=True))  # [n]
         kernel.check_input(self.X, "X")
         self.kernel = kernel
         self._noise = Parameter("noise_variance", noise_variance, lower=NOISE_LOWER)

@@ -24,6 +24,8 @@ class GPR(GaussianRegression):
     ----------
     X : array_like [n, d]
     y : array_like [n] (or [n, 1])
+        X and y are copied: the model keeps read-only copies (``model.X``, ``model.y``), so
+        editing the caller's arrays afterwards does not change it.
     kernel : varinf.kernels.Kernel
     noise_variance : float, the Gaussian noise variance (learned; > 1e-6)
     mean : None or "zero" (zero prior mean), "constant" (a learned constant starting at

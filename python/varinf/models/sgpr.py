@@ -151,6 +151,8 @@ class SGPR(_SparseRegression):
     ----------
     X : array_like [n, d]
     y : array_like [n] (or [n, 1])
+        X and y are copied: the model keeps read-only copies (``model.X``, ``model.y``), so
+        editing the caller's arrays afterwards does not change it.
     kernel : varinf.kernels.Kernel
     Z : array_like [m, d], the inducing inputs (learned by ``fit`` unless ``train_Z=False``),
         or an int m: k-means centres of X

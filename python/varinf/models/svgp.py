@@ -12,7 +12,7 @@ from .._validation import as_float, as_matrix, as_positive_int
 from ..kernels import Kernel
 from ..likelihoods import Likelihood
 from ..linalg import JitterWarning
-from ..parameters import Parameter, ParameterVector
+from ..parameters import RAW_MIN, Parameter, ParameterVector
 from ..progress import Progress
 from ._common import ConstantMean, Persistent, make_mean
 from ._regression import sample_joint
@@ -163,7 +163,7 @@ class SVGP(ConstantMean, Persistent):
         layout = _core.SVGPLayout(self.kernel.core(), self.likelihood.core(), m, d, self._mean is not None,
                                   self.whiten, self.q_diag, np.concatenate(index).astype(np.int64),
                                   np.concatenate(fixed), np.concatenate(lower) if lower else np.zeros(0),
-                                  float(self.num_data), KUU_JITTER)
+                                  RAW_MIN, float(self.num_data), KUU_JITTER)
         return layout, pv
 
     def _args(self):
@@ -201,9 +201,12 @@ class SVGP(ConstantMean, Persistent):
         size ``gamma`` (Salimbeni et al. 2018; gamma = 1 on the full batch with a Gaussian
         likelihood jumps to the optimal q(u)) and Adam moves the rest.
         ``callback(model, step, elbo)`` is called a few times a second with the model's
-        parameters current; returning True stops training. A step
-        whose ELBO is not finite stops training with a warning naming the step, and the
-        parameters are those of the last finite step.
+        parameters current; returning True stops training. Training that diverges (an ELBO or
+        gradient that is not finite, or an ELBO collapsing far below where the fit started:
+        more than ten times its starting magnitude plus ten nats per datum) stops with a
+        RuntimeWarning naming the step and the remedy, and the parameters are those of the last
+        good step. Raw (unconstrained) values of positive parameters stay at or above
+        ``varinf.parameters.RAW_MIN``, where they can still move.
         """
         X = as_matrix(X, "X")
         if self._Z is None:
@@ -243,9 +246,7 @@ class SVGP(ConstantMean, Persistent):
                 if elbos.size:
                     bar.update(elbos.size, elbos[-1] / self.num_data)
                 if trainer.failed:
-                    warnings.warn(f"the ELBO was not finite at step {trainer.failed_step} of this fit; training "
-                                  "stopped and the parameters are those of the last finite step",
-                                  RuntimeWarning, stacklevel=2)
+                    _warn_diverged(trainer, learning_rate, gamma if natgrad else None)
                     break
                 if callback is not None and elbos.size and callback(self, done, float(elbos[-1])):
                     break
@@ -289,6 +290,16 @@ class SVGP(ConstantMean, Persistent):
         num_samples = as_positive_int(num_samples, "num_samples")
         mean, cov = self.predict_f(Xnew, full_cov=True)
         return sample_joint(mean, cov, num_samples, seed)
+
+
+def _warn_diverged(trainer, learning_rate, gamma):
+    what = ("collapsed far below its starting value" if trainer.collapsed else "was not finite")
+    remedy = f"a smaller learning_rate (it was {learning_rate:g})"
+    if gamma is not None:
+        remedy += f" or a smaller gamma (it was {gamma:g})"
+    warnings.warn(f"training diverged: the ELBO {what} at step {trainer.failed_step} of this fit; training "
+                  f"stopped and the parameters are those of the last good step. Try {remedy}.",
+                  RuntimeWarning, stacklevel=3)
 
 
 def _warn_jitter(jitter):
