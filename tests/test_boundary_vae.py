@@ -26,8 +26,7 @@ NAMES = ("X", "Z", "k", "input_dim", "latent_dim", "hidden", "decoder_hidden", "
        obs_logvar=st.one_of(FLOATS, st.sampled_from(["0", None])))
 def test_vae_constructor_raises_or_builds_a_working_model(input_dim, latent_dim, hidden, activation, likelihood,
                                                           dtype, obs_logvar):
-    if 2 ** 40 in (input_dim, latent_dim) or (isinstance(hidden, list) and 2 ** 40 in hidden) or hidden == 2 ** 40:
-        return  # a valid but enormous layer would allocate terabytes
+    # A layer of 2**40 units is refused (more than 2**31 parameters) before anything is allocated.
     model = outcome(lambda: vi.VAE(input_dim, latent_dim, hidden=hidden, activation=activation,
                                    likelihood=likelihood, dtype=dtype, seed=0, obs_logvar=obs_logvar), *NAMES)
     if model is None:
@@ -79,8 +78,8 @@ def test_vae_fit_raises_or_trains_finite_weights(X, epochs, batch_size, learning
     fitted = outcome(lambda: model.fit(X, epochs=min(epochs, 1) if isinstance(epochs, int) else epochs,
                                        batch_size=batch_size, learning_rate=learning_rate, n_samples=n_samples,
                                        objective=objective, beta=beta, progress=False), *NAMES)
-    if fitted is not None:
-        assert_finite(model.theta)
+    if fitted is not None:  # a diverged fit too leaves a working model
+        assert_finite(model.theta, model.elbo(X))
 
 
 @pytest.mark.parametrize("n", [0, -1, 1.5, "2", None])

@@ -8,6 +8,7 @@ import pytest
 import varinf as vi
 from varinf import _core as core
 from varinf.reference import vae as ref
+from _peers import import_peer
 
 
 def reference_params(model):
@@ -209,9 +210,13 @@ def test_bound_independent_of_thread_count(trained, digits):
         one = trained.iwae_bound(Xte, k=300, seed=9)
         vi.set_num_threads(2)
         two = trained.iwae_bound(Xte, k=300, seed=9)
+        again = trained.iwae_bound(Xte, k=300, seed=9)
     finally:
         vi.set_num_threads(before)
-    np.testing.assert_array_equal(one, two)
+    # Datum i's noise comes from its own stream whatever the thread count (other noise would
+    # differ by Monte Carlo error, ~1e-2 here); another thread count may round differently.
+    np.testing.assert_allclose(one, two, rtol=1e-5)
+    np.testing.assert_array_equal(two, again)  # the same thread count: the same bits
 
 
 # ------------------------------------------------------------------ training
@@ -328,15 +333,6 @@ def test_early_stopping_restores_best(digits):
     assert restored == pytest.approx(best, rel=1e-6)
 
 
-def test_nonfinite_loss_stops_and_restores(digits):
-    Xtr, _ = digits
-    model = vi.VAE(64, 4, hidden=(32,), likelihood="gaussian", seed=0)
-    with pytest.warns(RuntimeWarning, match="non-finite loss at step"):
-        model.fit(Xtr, epochs=5, learning_rate=1e30, progress=False)
-    assert np.isfinite(model.theta).all()
-    assert len(model.history_["loss"]) < 5
-
-
 def test_progress_output(digits, capsys):
     Xtr, _ = digits
     model = vi.VAE(64, 2, hidden=(8,), seed=0)
@@ -405,11 +401,27 @@ def test_weights_are_views_named_like_torch():
 
 def test_non_contiguous_and_other_dtypes_accepted(trained, digits):
     _, Xte = digits
+    # Every layout and dtype reaches the core as the same C-contiguous float32 [20, 64] batch:
+    # the same computation, so the same bits.
     ref_values = trained.elbo(Xte[:20], seed=3)
     np.testing.assert_array_equal(trained.elbo(np.asfortranarray(Xte[:20]), seed=3), ref_values)
-    np.testing.assert_array_equal(trained.elbo(Xte[:40:2], seed=3)[:1], trained.elbo(Xte[:1], seed=3))
     np.testing.assert_array_equal(trained.elbo(Xte[:20].astype(np.float64), seed=3), ref_values)
     np.testing.assert_array_equal(trained.elbo(Xte[:20].astype(bool), seed=3), ref_values)
+    strided = Xte[:40:2]
+    np.testing.assert_array_equal(trained.elbo(strided, seed=3), trained.elbo(strided.copy(), seed=3))
+    # Datum 0 in a batch of 20 rows and alone: the same noise, but Eigen's GEMM may take
+    # another kernel path for another row count, so equal to float32 rounding only.
+    np.testing.assert_allclose(trained.elbo(strided, seed=3)[:1], trained.elbo(Xte[:1], seed=3), rtol=1e-5)
+
+
+def test_bound_of_an_overflowing_posterior_is_minus_inf_not_nan():
+    """X = 15668 drives this encoder's log variance to ~1419.6: exp(lv / 2) overflows float64, so
+    z and the decoder's output are not finite, yet both bounds are -inf (see scale_overflows)."""
+    model = vi.VAE(3, 2, hidden=(4,), likelihood="gaussian", dtype=np.float64, seed=0)
+    X = np.array([[0.0, 15668.0, 0.0], [0.0, 0.5, 0.0]])
+    assert model.encode(X)[1][0].max() > 2 * np.log(np.finfo(np.float64).max)
+    for bound in (model.elbo(X), model.iwae_bound(X, k=3)):
+        assert bound[0] == -np.inf and np.isfinite(bound[1])
 
 
 def test_no_copy_of_contiguous_input():
@@ -476,6 +488,59 @@ def test_bad_data():
     vi.VAE(4, 2, hidden=(3,), likelihood="gaussian", seed=0).elbo(good + 1.0)
 
 
+def test_batch_size_larger_than_the_data():
+    model = vi.VAE(4, 2, hidden=(3,), seed=0)
+    X = np.full((3, 4), 0.5)
+    with pytest.raises(ValueError, match=r"batch_size must be at most the number of rows of X \(3\), got 4"):
+        model.fit(X, batch_size=4, progress=False)
+    model.fit(X, batch_size=3, epochs=1, progress=False)
+    model.fit(X, epochs=1, progress=False)  # the default batch size: min(rows, 128)
+
+
+@pytest.mark.parametrize("kwargs", [{"input_dim": 2**62, "latent_dim": 1, "hidden": ()},
+                                    {"input_dim": 4, "latent_dim": 2**62, "hidden": ()},
+                                    {"input_dim": 4, "latent_dim": 2, "hidden": (2**16, 2**16)},
+                                    {"input_dim": 4, "latent_dim": 2, "decoder_hidden": (2**70,)},
+                                    {"input_dim": 2**31, "latent_dim": 1, "hidden": ()}])
+def test_too_many_parameters_refused_before_allocating(kwargs):
+    with pytest.raises(ValueError, match=r"input_dim, latent_dim, hidden and decoder_hidden.*at most 2\*\*31"):
+        vi.VAE(**kwargs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_set_weights_value_must_fit_the_dtype(dtype):
+    model = vi.VAE(3, 2, hidden=(4,), dtype=dtype, seed=0)
+    if dtype == np.float32:
+        before = model.theta.copy()
+        with pytest.raises(ValueError, match=r"weight 'encoder.0.bias'.*float32"):
+            model.set_weights({"encoder.0.bias": np.array([1.0, 1e300, 0.0, 0.0])})
+        np.testing.assert_array_equal(model.theta, before)
+    else:
+        model.set_weights({"encoder.0.bias": np.array([1.0, 1e300, 0.0, 0.0])})
+        assert model.weights["encoder.0.bias"][1] == 1e300
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, np.float64(2.0), "3", np.int64(-4)])
+def test_bad_seed_named_everywhere(seed):
+    with pytest.raises(ValueError, match="seed"):
+        vi.VAE(4, 2, hidden=(3,), seed=seed)
+    model = vi.VAE(4, 2, hidden=(3,), seed=0)
+    X = np.full((3, 4), 0.5)
+    for call in (lambda: model.elbo(X, seed=seed), lambda: model.iwae_bound(X, k=2, seed=seed),
+                 lambda: model.sample(2, seed=seed), lambda: model.fit(X, epochs=1, progress=False, seed=seed)):
+        with pytest.raises(ValueError, match="seed"):
+            call()
+
+
+def test_numpy_integer_seed_is_the_int():
+    a = vi.VAE(4, 2, hidden=(3,), seed=np.int64(7))
+    b = vi.VAE(4, 2, hidden=(3,), seed=7)
+    assert a.seed == 7 and type(a.seed) is int
+    np.testing.assert_array_equal(a.theta, b.theta)
+    X = np.full((3, 4), 0.5)
+    np.testing.assert_array_equal(a.elbo(X, seed=np.uint8(2)), a.elbo(X, seed=2))
+
+
 # ------------------------------------------------------------------ PyTorch equivalence
 
 
@@ -505,7 +570,7 @@ def torch_vae(model, torch):
 
 
 def test_same_loss_gradients_and_adam_step_as_pytorch():
-    torch = pytest.importorskip("torch")
+    torch = import_peer("torch")
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     model = vi.VAE(30, 5, hidden=(24, 16), activation="relu", dtype=np.float32, seed=1)
@@ -552,7 +617,7 @@ def test_same_loss_gradients_and_adam_step_as_pytorch():
 
 def test_same_iwae_loss_and_gradients_as_pytorch():
     """The K-sample IWAE objective (Burda et al. 2015, eq. 8) written in PyTorch's autograd."""
-    torch = pytest.importorskip("torch")
+    torch = import_peer("torch")
     torch.set_num_threads(1)
     rng = np.random.default_rng(1)
     model = vi.VAE(20, 4, hidden=(16,), activation="tanh", dtype=np.float32, seed=2)

@@ -23,6 +23,22 @@ Likelihood parse_likelihood(const std::string& s) {
   throw InvalidArgument("likelihood must be 'bernoulli' or 'gaussian', got '" + s + "'");
 }
 
+template <typename T>
+const char* divergence_name(typename VaeTrainer<T>::Divergence why) {
+  using D = typename VaeTrainer<T>::Divergence;
+  switch (why) {
+    case D::kNonFiniteLoss:
+      return "nonfinite_loss";
+    case D::kNonFiniteGradient:
+      return "nonfinite_gradient";
+    case D::kCollapse:
+      return "collapse";
+    case D::kNone:
+      break;
+  }
+  return "none";
+}
+
 Objective parse_objective(const std::string& s) {
   if (s == "elbo") return Objective::kElbo;
   if (s == "iwae") return Objective::kIwae;
@@ -56,7 +72,9 @@ template <typename T>
 void bind_dtype(py::module_& m, const std::string& suffix) {
   using V = Vae<T>;
   using Trainer = VaeTrainer<T>;
-  py::class_<V>(m, ("Vae" + suffix).c_str())
+  py::class_<V> vae(m, ("Vae" + suffix).c_str());
+  vae.attr("max_params") = V::kMaxParams;  // the largest parameter count the constructor accepts
+  vae
       .def(py::init([](Index input_dim, Index latent_dim, std::vector<Index> encoder_hidden,
                        std::vector<Index> decoder_hidden, const std::string& activation,
                        const std::string& likelihood, bool learn_obs_logvar, double obs_logvar) {
@@ -180,11 +198,16 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
             py::dict out;
             out["losses"] = py::array_t<double>(static_cast<Index>(r.losses.size()), r.losses.data());
             out["epoch_end"] = r.epoch_end;
-            out["nonfinite_step"] = r.nonfinite_step;
+            out["diverged_step"] = r.diverged.step;
+            out["divergence"] = divergence_name<T>(r.diverged.why);
+            out["diverged_loss"] = r.diverged.loss;
             return out;
           },
           py::arg("steps"),
-          "Run up to `steps` Adam steps; stops at an epoch's end or at a non-finite loss.")
+          "Run up to `steps` Adam steps; stops at an epoch's end or at a divergence (varinf/vae.hpp), "
+          "after which theta holds the last good parameters and no further step is taken.")
+      .def_property_readonly("first_loss", &Trainer::first_loss)
+      .def_property_readonly("loss_limit", &Trainer::loss_limit)
       .def_property_readonly("step", &Trainer::step)
       .def_property_readonly("epoch", &Trainer::epoch)
       .def_property_readonly("threads", &Trainer::threads);

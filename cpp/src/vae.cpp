@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <limits>
 #include <numeric>
+#include <string>
 #include <thread>
 
 #include "varinf/errors.hpp"
@@ -52,6 +54,16 @@ void parallel_blocks(Index blocks, int threads, F&& body) {
   }
 #pragma omp parallel for schedule(dynamic) num_threads(threads)
   for (Index b = 0; b < blocks; ++b) body(b, omp_get_thread_num());
+}
+
+// Weights and biases of an MLP in -> hidden... -> out, in double: no overflow for any sizes.
+double mlp_params(double in, const std::vector<Index>& hidden, double out) {
+  double total = 0.0;
+  for (Index h : hidden) {
+    total += (in + 1.0) * static_cast<double>(h);
+    in = static_cast<double>(h);
+  }
+  return total + (in + 1.0) * out;
 }
 
 Index macs_per_row(const std::vector<Dense>& net) {
@@ -261,6 +273,12 @@ Vae<T>::Vae(VaeConfig config) : config_(std::move(config)) {
     if (h < 1) throw InvalidArgument("hidden sizes must be >= 1");
   for (Index h : c.decoder_hidden)
     if (h < 1) throw InvalidArgument("decoder_hidden sizes must be >= 1");
+  const bool learn = c.likelihood == Likelihood::kGaussian && c.learn_obs_logvar;
+  const double D = static_cast<double>(c.input_dim), J = static_cast<double>(c.latent_dim);
+  const double count = mlp_params(D, c.encoder_hidden, 2.0 * J) + mlp_params(J, c.decoder_hidden, D) + (learn ? D : 0.0);
+  if (count > static_cast<double>(kMaxParams))
+    throw InvalidArgument("input_dim, latent_dim and the hidden sizes give more than 2^31 = " +
+                          std::to_string(kMaxParams) + " parameters, the most supported");
   auto build = [this](Index in, const std::vector<Index>& hidden, Index out) {
     std::vector<Dense> net;
     std::vector<Index> sizes = hidden;
@@ -274,7 +292,7 @@ Vae<T>::Vae(VaeConfig config) : config_(std::move(config)) {
   };
   encoder_ = build(c.input_dim, c.encoder_hidden, 2 * c.latent_dim);
   decoder_ = build(c.latent_dim, c.decoder_hidden, c.input_dim);
-  if (c.likelihood == Likelihood::kGaussian && c.learn_obs_logvar) {
+  if (learn) {
     obs_logvar_offset_ = num_params_;
     num_params_ += c.input_dim;
   }
@@ -393,6 +411,16 @@ template <typename RowH, typename RowE, typename RowZ>
 double log_prior_ratio(const RowH& head, const RowE& eps, const RowZ& z, Index J) {
   return 0.5 * static_cast<double>(
                    (head.tail(J).array() + eps.array().square() - z.array().square()).sum());
+}
+
+// Whether q(z | x)'s scale exp(lv / 2) overflows T for a head row [mu (J), lv (J)]: z is then
+// inf or NaN, and so is the decoder's output. The bound is -inf all the same: log p(x | z) is
+// bounded above (Bernoulli <= 0, Gaussian <= -1/2 sum_d (log 2 pi + lv_d)), while the KL is
+// infinite (ELBO) and every importance weight p(x, z) / q(z | x) vanishes (IWAE).
+template <typename Row>
+bool scale_overflows(const Row& head, Index J) {
+  using T = typename Row::Scalar;
+  return !(head.tail(J).array() * T(0.5)).exp().isFinite().all();
 }
 
 // z_r = mu_i + exp(lv_i / 2) eps_r for the rows r = i k + s of datum i (reparametrisation,
@@ -591,7 +619,7 @@ void Vae<T>::bound(const MatIn& X, Index k, Objective objective, std::uint64_t s
       const double L = objective == Objective::kElbo
                            ? run_sum[i] / k - kl_row(head.row(i), J)
                            : run_max[i] + std::log(run_sum[i]) - std::log(static_cast<double>(k));
-      out[lo + i] = static_cast<T>(L);
+      out[lo + i] = scale_overflows(head.row(i), J) ? -std::numeric_limits<T>::infinity() : static_cast<T>(L);
     }
   });
 }
@@ -608,7 +636,10 @@ VaeTrainer<T>::VaeTrainer(Vae<T>& model, const T* X, Index n, TrainOptions optio
       X_(X, n, model.config().input_dim),
       options_(options),
       adam_(model.num_params(), options.adam),
-      rng_(options.seed) {
+      rng_(options.seed),
+      range_finite_(kRanges, 1),
+      good_(model.theta()),
+      first_loss_(std::nan("")) {
   if (n < 1) throw InvalidArgument("X must have at least one row");
   if (options.batch_size < 1) throw InvalidArgument("batch_size must be >= 1");
   if (options.samples < 1) throw InvalidArgument("n_samples must be >= 1");
@@ -668,21 +699,55 @@ void VaeTrainer<T>::gradient_part(int part, long t, Index b) {
                                       options_.objective, T(1) / T(b), grads_[part].data(), nullptr, w);
 }
 
-// grads_[0] += grads_[1..] and Adam on range r of theta (ranges are multiples of 16 entries).
 template <typename T>
-void VaeTrainer<T>::update_range(int r, long t) {
+std::pair<Index, Index> VaeTrainer<T>::range(int r) const {
   const Index P = model_.num_params();
   const Index lo = (P * r / kRanges) & ~Index(15);
   const Index hi = r + 1 == kRanges ? P : (P * (r + 1) / kRanges) & ~Index(15);
-  for (int u = 1; u < parts_; ++u) grads_[0].segment(lo, hi - lo) += grads_[u].segment(lo, hi - lo);
+  return {lo, hi};
+}
+
+template <typename T>
+void VaeTrainer<T>::reduce_range(int r) {
+  const auto [lo, hi] = range(r);
+  auto g = grads_[0].segment(lo, hi - lo);
+  for (int u = 1; u < parts_; ++u) g += grads_[u].segment(lo, hi - lo);
+  range_finite_[r] = g.allFinite();
+}
+
+template <typename T>
+void VaeTrainer<T>::update_range(int r, long t) {
+  const auto [lo, hi] = range(r);
+  good_.segment(lo, hi - lo) = model_.theta().segment(lo, hi - lo);
   adam_.update(adam_.coefficients(t), model_.theta().data(), grads_[0].data(), lo, hi);
 }
 
+template <typename T>
+double VaeTrainer<T>::loss_limit() const {
+  if (std::isnan(first_loss_)) return INFINITY;
+  return first_loss_ + kCollapseFactor * (std::abs(first_loss_) + static_cast<double>(model_.config().input_dim));
+}
+
+// The divergence checks of vae.hpp, in order: loss, gradient, collapse.
+template <typename T>
+typename VaeTrainer<T>::Divergence VaeTrainer<T>::diagnose(double loss) {
+  if (!std::isfinite(loss)) return Divergence::kNonFiniteLoss;
+  for (char finite : range_finite_)
+    if (!finite) return Divergence::kNonFiniteGradient;
+  if (std::isnan(first_loss_)) first_loss_ = loss;
+  return loss > loss_limit() ? Divergence::kCollapse : Divergence::kNone;
+}
+
 // Thread 0 leads every step; the other threads only help with the items of each phase (the
-// batch parts, then the ranges of theta), see PhaseQueue. Phase ids: 2s + 1 and 2s + 2.
+// batch parts, the reduction over ranges of theta, the update of those ranges), see
+// PhaseQueue. Phase ids: 3s + 1, 3s + 2 and 3s + 3.
 template <typename T>
 typename VaeTrainer<T>::Result VaeTrainer<T>::run(Index steps) {
   Result res;
+  if (diverged_.step >= 0) {
+    res.diverged = diverged_;
+    return res;
+  }
   const Index n = X_.rows();
   const long t0 = adam_.t();
   PhaseQueue queue;
@@ -691,8 +756,10 @@ typename VaeTrainer<T>::Result VaeTrainer<T>::run(Index steps) {
   SerialEigen serial;
 
   auto work = [&](long phase, int item) {
-    if (phase % 2 == 1)
+    if (phase % 3 == 1)
       gradient_part(item, t, b);
+    else if (phase % 3 == 2)
+      reduce_range(item);
     else
       update_range(item, t);
   };
@@ -708,14 +775,16 @@ typename VaeTrainer<T>::Result VaeTrainer<T>::run(Index steps) {
     for (Index s = 0; s < steps; ++s) {
       t = t0 + static_cast<long>(s) + 1;
       b = std::min(options_.batch_size, n - cursor_);
-      run_phase(2 * s + 1, parts_);
+      run_phase(3 * s + 1, parts_);
       double loss = 0.0;
       for (double v : part_loss_) loss += v;
-      if (!std::isfinite(loss)) {
-        res.nonfinite_step = t;
+      run_phase(3 * s + 2, kRanges);
+      if (const Divergence why = diagnose(loss); why != Divergence::kNone) {
+        model_.theta() = good_;
+        res.diverged = diverged_ = {t, why, loss};
         break;
       }
-      run_phase(2 * s + 2, kRanges);
+      run_phase(3 * s + 3, kRanges);
       res.losses.push_back(loss);
       cursor_ += b;
       if (cursor_ == n) {

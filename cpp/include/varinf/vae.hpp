@@ -24,6 +24,7 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "varinf/optim.hpp"
@@ -95,6 +96,10 @@ class Vae {
   using MatMut = Eigen::Ref<Mat>;
   using VecMut = Eigen::Ref<Vec>;
 
+  // Networks of more parameters are refused (InvalidArgument) before anything is allocated:
+  // 2^31 parameters are 8 GiB of float32 weights, and training holds several such vectors.
+  static constexpr Index kMaxParams = Index(1) << 31;
+
   explicit Vae(VaeConfig config);
 
   const VaeConfig& config() const { return config_; }
@@ -154,6 +159,14 @@ class Vae {
 // deschedules does not stall the step, and the result does not depend on which thread ran
 // what: a seed gives the same bits for a given thread count. The noise is drawn for the whole
 // batch from one stream, so other thread counts differ only in rounding.
+//
+// Divergence is checked at every step, before its update is applied: the step diverges when
+// its minibatch loss (-objective per datum) is not finite, when its gradient is not finite, or
+// when the loss has collapsed, i.e. exceeds the first step's loss L1 by more than
+// kCollapseFactor (|L1| + D) (D = input_dim; minibatch noise in healthy runs stays orders of
+// magnitude below this). The trainer then puts back the last good parameters, those whose
+// loss and gradient last passed these checks (the starting ones when step 1 fails), and stops
+// for good: later runs take no step, so its Adam moments never act again.
 struct TrainOptions {
   Index batch_size = 128;
   Index samples = 1;             // K samples per datum
@@ -173,18 +186,29 @@ class VaeTrainer {
   // X [n, D] must outlive the trainer (the binding keeps it alive).
   VaeTrainer(Vae<T>& model, const T* X, Index n, TrainOptions options);
 
+  static constexpr double kCollapseFactor = 1e6;
+
+  enum class Divergence { kNone, kNonFiniteLoss, kNonFiniteGradient, kCollapse };
+  struct Diverged {
+    long step = -1;  // the global step that diverged (training has stopped), or -1
+    Divergence why = Divergence::kNone;
+    double loss = 0.0;  // that step's minibatch loss
+  };
   struct Result {
     std::vector<double> losses;  // minibatch losses (-objective per datum) of the steps run
     bool epoch_end = false;      // the last step finished an epoch
-    long nonfinite_step = -1;    // global step whose loss was not finite (training stops)
+    Diverged diverged;
   };
-  // Run up to `steps` steps, stopping early at the end of an epoch or at a non-finite loss
-  // (that step's update is not applied).
+  // Run up to `steps` steps, stopping early at the end of an epoch or at a divergence (that
+  // step's update is not applied and theta is put back to the last good parameters). Once
+  // diverged, every run returns that divergence again without a step.
   Result run(Index steps);
 
   long step() const { return adam_.t(); }
   long epoch() const { return epoch_; }
   int threads() const { return threads_; }
+  double first_loss() const { return first_loss_; }  // loss of step 1 (NaN before it)
+  double loss_limit() const;                          // a loss above this has collapsed (inf before step 1)
 
  private:
   static constexpr int kRanges = 8;  // ranges of theta in the update phase
@@ -194,8 +218,14 @@ class VaeTrainer {
   T beta_at(long t) const;
   // Loss and gradient of slice `part` of the batch of size b at cursor_, step t.
   void gradient_part(int part, long t, Index b);
-  // Sum the parts' gradients and apply Adam step t on range r of theta.
+  // [lo, hi) of range r of theta (multiples of 16 entries).
+  std::pair<Index, Index> range(int r) const;
+  // grads_[0] += grads_[1..] on range r; records whether the sum is finite there.
+  void reduce_range(int r);
+  // Save range r of theta as the last good parameters, then apply Adam step t to it.
   void update_range(int r, long t);
+  // Whether a step with minibatch loss `loss` diverges (its gradient is reduced already).
+  Divergence diagnose(double loss);
 
   Vae<T>& model_;
   Eigen::Map<const Mat> X_;  // [n, D]
@@ -211,6 +241,10 @@ class VaeTrainer {
   std::vector<Vec> grads_;               // per part [num_params]
   std::vector<VaeWorkspace<T>> ws_;      // per part
   std::vector<double> part_loss_;        // per part
+  std::vector<char> range_finite_;       // per range of theta: its summed gradient is finite
+  Vec good_;                             // [num_params] the last good parameters
+  double first_loss_;                    // loss of step 1
+  Diverged diverged_;                    // the divergence, once there was one
 };
 
 extern template class Vae<float>;

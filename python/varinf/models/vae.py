@@ -46,6 +46,25 @@ def _sizes(value, name: str) -> list:
     return [_positive_int(h, f"{name}[{i}]") for i, h in enumerate(items)]
 
 
+def _check_seed(seed) -> Optional[int]:
+    """None, or a non-negative integer (numpy integers too) as an int."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
+    return int(seed)
+
+
+def _param_count(input_dim: int, latent_dim: int, hidden, decoder_hidden, learn_obs_logvar: bool) -> int:
+    """Weights and biases of the encoder D -> hidden -> 2J and the decoder J -> decoder_hidden -> D,
+    plus the learned log variance [D] (the layout of varinf/vae.hpp), in exact integers."""
+    def mlp(sizes):
+        return sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+
+    return (mlp([input_dim, *hidden, 2 * latent_dim]) + mlp([latent_dim, *decoder_hidden, input_dim])
+            + (input_dim if learn_obs_logvar else 0))
+
+
 def _seed_from(seed: Optional[int], *path: int) -> int:
     """A 64-bit seed for the C++ generators, derived from the user's seed and a path."""
     entropy = None if seed is None else int(seed)
@@ -66,8 +85,11 @@ class VAE(Persistent):
     obs_logvar : Gaussian log variance of every pixel, fixed, or the initial value of a learned
         per-pixel log variance when ``learn_obs_logvar`` is true.
     dtype : np.float32 (default, like PyTorch) or np.float64 for every computation.
-    seed : seeds the initial weights (PyTorch's nn.Linear rule, U(+-1/sqrt(fan_in))), the
-        training noise and shuffling, and the evaluation noise. None draws fresh entropy.
+    seed : None or an integer >= 0; seeds the initial weights (PyTorch's nn.Linear rule,
+        U(+-1/sqrt(fan_in))), the training noise and shuffling, and the evaluation noise. None
+        draws fresh entropy.
+
+    A network of more than 2**31 parameters is refused (ValueError) before anything is allocated.
     """
 
     def __init__(self, input_dim: int, latent_dim: int, hidden=(400,), activation: str = "relu",
@@ -90,13 +112,25 @@ class VAE(Persistent):
         self.activation, self.likelihood, self.dtype = activation, likelihood, dt
         self.obs_logvar = float(obs_logvar)
         self.learn_obs_logvar = bool(learn_obs_logvar) and likelihood == "gaussian"
+        self._check_size()
+        seed = _check_seed(seed)
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
-        self.seed = int(seed)
+        self.seed = seed
         self._core = self._make_core()
         self._core.initialize(_seed_from(self.seed, 0))
         self._fits = 0
         self.history_: dict = {"loss": [], "val_elbo": []}
+
+    def _check_size(self) -> None:
+        """ValueError when the network has more parameters than the C++ core accepts."""
+        count = _param_count(self.input_dim, self.latent_dim, self.hidden, self.decoder_hidden,
+                             self.learn_obs_logvar)
+        limit = core.VaeF32.max_params
+        if count > limit:
+            raise ValueError(f"input_dim, latent_dim, hidden and decoder_hidden give {count} parameters "
+                             f"({count * self.dtype.itemsize / 2**30:.3g} GiB of {self.dtype.name} weights); "
+                             f"at most 2**{limit.bit_length() - 1} = {limit} are supported")
 
     def _make_core(self):
         """The C++ network for this architecture (weights not yet initialised)."""
@@ -151,16 +185,18 @@ class VAE(Persistent):
         return out
 
     def set_weights(self, values: dict) -> "VAE":
-        """Copy arrays into the named parameters (names and shapes as in ``weights``)."""
+        """Copy arrays into the named parameters (names and shapes as in ``weights``). Every value
+        must be finite in the model's dtype; on any bad value nothing is copied."""
         current = self.weights
+        checked = {}
         for name, value in values.items():
             if name not in current:
                 raise ValueError(f"unknown weight {name!r}; expected one of {sorted(current)}")
             value = np.asarray(value)
             if value.shape != current[name].shape:
                 raise ValueError(f"weight {name!r} must have shape {current[name].shape}, got {value.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"weight {name!r} contains NaN or Inf")
+            checked[name] = self._finite(value, f"weight {name!r}")
+        for name, value in checked.items():
             current[name][...] = value
         return self
 
@@ -191,10 +227,14 @@ class VAE(Persistent):
         if not (np.issubdtype(A.dtype, np.floating) or np.issubdtype(A.dtype, np.integer)
                 or A.dtype == np.bool_):
             raise ValueError(f"{name} must be numeric, got dtype {A.dtype}")
-        A = np.ascontiguousarray(A, dtype=self.dtype)
-        if not np.isfinite(A).all():
+        with np.errstate(over="ignore"):  # reported below
+            cast = np.ascontiguousarray(A, dtype=self.dtype)
+        if not np.isfinite(cast).all():
+            if np.isfinite(A).all():
+                raise ValueError(f"{name} has values too large for {self.dtype.name} "
+                                 f"(largest {np.finfo(self.dtype).max:.4g})")
             raise ValueError(f"{name} contains NaN or Inf")
-        return A
+        return cast
 
     @staticmethod
     def _check_objective(objective: str) -> str:
@@ -225,12 +265,16 @@ class VAE(Persistent):
     def elbo(self, X, k: int = 1, seed: Optional[int] = None) -> np.ndarray:
         """Per-datum ELBO [n]: analytic KL and a k-sample estimate of E_q log p(x | z)."""
         X = self._check_X(X)
-        return self._core.bound(X, _positive_int(k, "k"), "elbo", _seed_from(self.seed if seed is None else seed, 1))
+        return self._core.bound(X, _positive_int(k, "k"), "elbo", self._stream(_check_seed(seed), 1))
 
     def iwae_bound(self, X, k: int = 5000, seed: Optional[int] = None) -> np.ndarray:
         """Per-datum importance-weighted bound IWAE_k [n] (Burda et al. 2015, eq. 8)."""
         X = self._check_X(X)
-        return self._core.bound(X, _positive_int(k, "k"), "iwae", _seed_from(self.seed if seed is None else seed, 2))
+        return self._core.bound(X, _positive_int(k, "k"), "iwae", self._stream(_check_seed(seed), 2))
+
+    def _stream(self, seed: Optional[int], *path: int) -> int:
+        """The C++ seed of random stream ``path``: from ``seed``, or the model's seed when None."""
+        return _seed_from(self.seed if seed is None else seed, *path)
 
     def encode(self, X):
         """Mean and log variance of q(z | x), each [n, J]."""
@@ -248,7 +292,7 @@ class VAE(Persistent):
     def sample(self, n: int, seed: Optional[int] = None, mean: bool = True) -> np.ndarray:
         """n draws from the model [n, D]: decoder means of z ~ N(0, I), or x ~ p(x | z)."""
         n = _positive_int(n, "n")
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(_check_seed(seed))
         Z = rng.standard_normal((n, self.latent_dim)).astype(self.dtype)
         means = self._core.decode(Z, True)
         if mean:
@@ -260,7 +304,7 @@ class VAE(Persistent):
 
     # ------------------------------------------------------------------ training
 
-    def fit(self, X, epochs: int = 10, batch_size: int = 128, learning_rate: float = 1e-3,
+    def fit(self, X, epochs: int = 10, batch_size: Optional[int] = None, learning_rate: float = 1e-3,
             validation_data=None, callback: Optional[Callable] = None, progress: bool = True, *,
             n_samples: int = 1, objective: str = "elbo", beta: float = 1.0,
             warmup_epochs: float = 0.0, patience: Optional[int] = None,
@@ -273,14 +317,23 @@ class VAE(Persistent):
         stops after that many epochs without improvement and the best weights are restored.
         callback(model, info) is called after every epoch (info: epoch, step, loss, val_elbo);
         returning True stops training. Control returns to Python every ``steps_per_callback``
-        steps (default: min(50, steps per epoch)) for the progress bar. A non-finite loss stops
-        training with a RuntimeWarning naming the step; the weights are then the last finite
-        ones. Each call starts a fresh Adam state; ``history_`` accumulates over calls.
+        steps (default: min(50, steps per epoch)) for the progress bar. batch_size: at most the
+        rows of X; None means min(rows, 128).
+
+        Divergence stops training with a RuntimeWarning naming the step, the epoch and the remedy
+        (a smaller learning_rate). A step diverges when its minibatch loss (-objective per datum)
+        or its gradient is not finite, or when the loss has collapsed: it exceeds the first
+        step's loss L1 by more than 1e6 (|L1| + input_dim). The weights are then the last good
+        ones, those whose loss and gradient last passed these checks (unchanged if step 1 fails).
+        Each call starts a fresh Adam state; ``history_`` accumulates over calls.
         """
         Xc = self._check_X(X)
         Xv = None if validation_data is None else self._check_X(validation_data, "validation_data")
-        epochs, batch_size, n_samples = (_positive_int(v, name) for v, name in (
-            (epochs, "epochs"), (batch_size, "batch_size"), (n_samples, "n_samples")))
+        n = Xc.shape[0]
+        epochs, n_samples = _positive_int(epochs, "epochs"), _positive_int(n_samples, "n_samples")
+        batch_size = min(n, 128) if batch_size is None else _positive_int(batch_size, "batch_size")
+        if batch_size > n:
+            raise ValueError(f"batch_size must be at most the number of rows of X ({n}), got {batch_size}")
         self._check_objective(objective)
         for value, name, low in ((learning_rate, "learning_rate", 0.0), (beta, "beta", None),
                                  (warmup_epochs, "warmup_epochs", None)):
@@ -290,7 +343,8 @@ class VAE(Persistent):
             patience = _positive_int(patience, "patience")
             if Xv is None:
                 raise ValueError("patience needs validation_data")
-        steps_per_epoch = math.ceil(Xc.shape[0] / batch_size)
+        seed = _check_seed(seed)
+        steps_per_epoch = math.ceil(n / batch_size)
         # Return to Python at least every 50 steps for the progress bar (and Ctrl-C).
         chunk = (min(steps_per_epoch, 50) if steps_per_callback is None
                  else _positive_int(steps_per_callback, "steps_per_callback"))
@@ -298,22 +352,23 @@ class VAE(Persistent):
         trainer_cls = core.VaeTrainerF32 if self.dtype == np.float32 else core.VaeTrainerF64
         trainer = trainer_cls(self._core, Xc, batch_size, n_samples, objective, float(beta),
                               float(warmup_epochs) * steps_per_epoch, float(learning_rate),
-                              _seed_from(self.seed if seed is None else seed, 3, self._fits))
+                              self._stream(seed, 3, self._fits))
         self.threads_ = trainer.threads  # threads the C++ loop used for each step
         bar = Progress(epochs * steps_per_epoch, progress, label="loss")
         stopper = _EarlyStopping(patience)
         val_seed = _seed_from(self.seed, 4)
         try:
             for epoch in range(1, epochs + 1):
-                losses, nonfinite = self._run_epoch(trainer, chunk, bar)
-                info = {"epoch": epoch, "step": trainer.step, "loss": float(np.mean(losses)) if losses else np.nan,
-                        "val_elbo": None}
+                losses, diverged = self._run_epoch(trainer, chunk, bar, epoch, learning_rate)
+                if not losses:  # diverged at the epoch's first step: nothing to record
+                    break
+                info = {"epoch": epoch, "step": trainer.step, "loss": float(np.mean(losses)), "val_elbo": None}
                 if Xv is not None:
                     info["val_elbo"] = float(self._core.bound(Xv, 1, "elbo", val_seed).mean())
                 self.history_["loss"].append(info["loss"])
                 self.history_["val_elbo"].append(info["val_elbo"])
                 bar.note(_epoch_note(info, epochs))
-                if nonfinite or stopper.stop(self.theta, info["val_elbo"]):
+                if diverged or stopper.stop(self.theta, info["val_elbo"]):
                     break
                 if callback is not None and callback(self, info):
                     break
@@ -321,19 +376,18 @@ class VAE(Persistent):
             bar.close()
         return self
 
-    def _run_epoch(self, trainer, chunk: int, bar) -> tuple:
-        """Steps until the epoch ends; (minibatch losses, stopped on a non-finite loss)."""
+    @staticmethod
+    def _run_epoch(trainer, chunk: int, bar, epoch: int, learning_rate: float) -> tuple:
+        """Steps until the epoch ends; (minibatch losses, whether training diverged). At a
+        divergence the trainer has put back the last good weights; this warns."""
         losses = []
         while True:
-            snapshot = self.theta.copy()
             result = trainer.run(chunk)
             losses.extend(result["losses"].tolist())
             bar.update(len(result["losses"]))
-            if result["nonfinite_step"] >= 0:
-                if not np.isfinite(self.theta).all():
-                    self.theta[:] = snapshot
-                warnings.warn(f"VAE.fit: non-finite loss at step {result['nonfinite_step']}; training "
-                              "stopped and the weights are the last finite ones", RuntimeWarning, stacklevel=3)
+            if result["diverged_step"] >= 0:
+                warnings.warn(_divergence_message(result, trainer, epoch, learning_rate), RuntimeWarning,
+                              stacklevel=3)
                 return losses, True
             if result["epoch_end"]:
                 return losses, False
@@ -357,6 +411,18 @@ class _EarlyStopping:
             return False
         theta[:] = self.best_theta
         return True
+
+
+def _divergence_message(result: dict, trainer, epoch: int, learning_rate: float) -> str:
+    """What diverged at which step, where the weights are, and the remedy."""
+    step = result["diverged_step"]
+    reason = {"nonfinite_loss": "non-finite loss",
+              "nonfinite_gradient": "non-finite gradient",
+              "collapse": (f"the minibatch loss {result['diverged_loss']:.4g} collapsed far above step 1's "
+                           f"{trainer.first_loss:.4g} (limit {trainer.loss_limit:.4g})")}[result["divergence"]]
+    where = "unchanged" if step == 1 else f"back where step {step - 1} started, the last good point"
+    return (f"VAE.fit diverged at step {step} (epoch {epoch}): {reason}; training stopped and the weights are "
+            f"{where}. Use a smaller learning_rate (this fit's: {learning_rate:g}).")
 
 
 def _epoch_note(info: dict, epochs: int) -> str:
