@@ -18,6 +18,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from test_io import _edit_meta, _rewrite
 from varinf.estimators import (
     GPRegressor,
     SGPRRegressor,
@@ -287,3 +288,122 @@ def test_missing_sklearn_gives_advice():
             "try:\n    vi.GPRegressor\nexcept ImportError as e:\n    assert 'varinf[sklearn]' in str(e), e\n"
             "else:\n    raise SystemExit('no ImportError')")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- targets and training data -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("Estimator", [GPRegressor, SGPRRegressor, SVGPRegressor])
+def test_regressors_need_numeric_targets(Estimator):
+    X, y = _sine(n=20)
+    with pytest.raises(ValueError, match="y must hold numbers"):
+        Estimator().fit(X, y.astype(str))
+
+
+def test_normalize_y_where_the_sum_of_squares_overflows():
+    X, y = _sine(n=60, offset=1.0)
+    scale = 1e154  # y's variance is finite, n times it is not: np.std(y * scale) was inf
+    small = GPRegressor(normalize_y=True, max_iter=0).fit(X, y)
+    large = GPRegressor(normalize_y=True, max_iter=0).fit(X, y * scale)
+    Xs = X[:5] + 0.1
+    for ours, reference in zip(large.predict(Xs, return_std=True), small.predict(Xs, return_std=True)):
+        # The normalised targets agree to rounding, not bit for bit: a float64 tolerance.
+        np.testing.assert_allclose(ours / scale, reference, rtol=1e-10, atol=1e-12)
+    assert large.y_train_std_ == pytest.approx(np.std(y) * scale, rel=1e-12)
+
+
+def test_normalize_y_refuses_targets_whose_variance_overflows():
+    X, y = _sine(n=20)
+    with pytest.raises(ValueError, match="y has standard deviation .* rescale y"):
+        GPRegressor(normalize_y=True).fit(X, y * 1e300)
+
+
+@pytest.mark.parametrize("est", [GPRegressor(max_iter=5), SGPRRegressor(n_inducing=30, max_iter=5),
+                                 SVGPRegressor(n_inducing=30, iterations=5, random_state=0)], ids=repr)
+def test_editing_the_training_data_after_fit_changes_nothing(est):
+    X, y = _sine(n=30)
+    Xs = X[:5] + 0.1
+    est.fit(X, y)
+    before = est.predict(Xs, return_std=True)
+    X *= 2.0
+    y[:] = 0.0
+    after = est.predict(Xs, return_std=True)
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)  # the same computation on the same data: bit-equal
+
+
+# --- crafted estimator files ---------------------------------------------------------------------------------
+
+def _saved(tmp_path, est, y):
+    path = tmp_path / "est.vi"
+    vi.save(est.fit(_sine(n=30)[0], y), path)
+    return path
+
+
+def _fitted_config(key, value):
+    return lambda meta: meta["config"]["fitted"].update({key: value})
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (_fitted_config("y_train_std_", float("nan")), "not valid JSON"),
+    (_fitted_config("y_train_std_", 0.0), "'y_train_std_' must be a finite number > 0"),
+    (_fitted_config("y_train_std_", -2.0), "'y_train_std_' must be a finite number > 0"),
+    (_fitted_config("y_train_std_", 1e300), "y_train_std_ 1e.300 are invalid"),
+    (_fitted_config("y_train_mean_", "1"), "'y_train_mean_' has the wrong type"),
+    (_fitted_config("noise_variance_", 5.0), "not the model's noise"),
+    (_fitted_config("n_features_in_", 3), "n_features_in_ is 3, but the model takes 2 inputs"),
+    (_fitted_config("n_iter_", -1), "'n_iter_' must be a finite number >= 0"),
+    (_fitted_config("kernel_", 1.0), "unexpected fitted attributes \\['kernel_'\\]"),
+    (lambda meta: meta["config"]["fitted"].pop("log_marginal_likelihood_value_"), "is missing"),
+    (lambda meta: meta["config"]["params"].update(normalize_X=1), "'normalize_X' has the wrong type"),
+    (lambda meta: meta["config"]["params"].update(alpha=1), "params .* are not GPRegressor's"),
+    (lambda meta: meta["config"].update(params=[]), "'params' has the wrong type"),
+    (lambda meta: meta["config"]["model"].update({"class": "SGPR"}), "expected a GPR"),
+    (lambda meta: meta["config"].update(model=None), "unexpected fitted attributes .* in an unfitted estimator"),
+])
+def test_gp_regressor_file_scalars_are_validated(tmp_path, edit, pattern):
+    path = _saved(tmp_path, GPRegressor(normalize_y=True, max_iter=3), _sine(n=30)[1])
+    _edit_meta(path, edit)
+    with pytest.raises(vi.FormatError, match=pattern):
+        vi.load(path)
+
+
+def test_gp_regressor_needs_its_input_scaling(tmp_path):
+    path = _saved(tmp_path, GPRegressor(normalize_X=True, max_iter=3), _sine(n=30)[1])
+    _rewrite(path, lambda e: e.update({"fitted/X_scale_": -e["fitted/X_scale_"]}))
+    with pytest.raises(vi.FormatError, match="'X_scale_' must be a float64 array of shape \\(2,\\) with positive"):
+        vi.load(path)
+
+
+@pytest.mark.parametrize("labels", [["down", "up", "left"], ["up", "down"], ["up", "up"]])
+def test_classifier_needs_two_sorted_labels(tmp_path, labels):
+    y = np.where(_sine(n=30)[1] > 0, "up", "down")
+    path = _saved(tmp_path, SVGPClassifier(n_inducing=5, iterations=5, random_state=0), y)
+    _edit_meta(path, lambda meta: meta["config"]["labels"]["classes_"].__setitem__(0, labels))
+    with pytest.raises(vi.FormatError, match="classes_"):
+        vi.load(path)
+
+
+def test_classifier_with_numeric_labels_needs_two(tmp_path):
+    y = np.where(_sine(n=30)[1] > 0, 3, 1)
+    path = _saved(tmp_path, SVGPClassifier(n_inducing=5, iterations=5, random_state=0), y)
+    np.testing.assert_array_equal(vi.load(path).classes_, [1, 3])
+    _rewrite(path, lambda e: e.update({"fitted/classes_": np.array([1, 2, 3])}))
+    with pytest.raises(vi.FormatError, match="'classes_' must be an array of 2 labels"):
+        vi.load(path)
+
+
+def test_svgp_regressor_needs_a_gaussian_likelihood(tmp_path):
+    path = _saved(tmp_path, SVGPRegressor(n_inducing=5, iterations=5, random_state=0), _sine(n=30)[1])
+    _edit_meta(path, lambda meta: meta["config"]["model"]["config"]["likelihood"].update(
+        {"class": "Bernoulli", "config": {"settings": {"quadrature_points": 20}, "trainable": {}}}))
+    _rewrite(path, lambda e: e.pop("model/likelihood/variance"))
+    with pytest.raises(vi.FormatError, match="needs an SVGP with a Gaussian likelihood"):
+        vi.load(path)
+
+
+def test_label_dtype_is_bounded_before_allocating(tmp_path):
+    y = np.where(_sine(n=30)[1] > 0, "up", "down")
+    path = _saved(tmp_path, SVGPClassifier(n_inducing=5, iterations=5, random_state=0), y)
+    _edit_meta(path, lambda meta: meta["config"]["labels"]["classes_"].__setitem__(1, "<U100000000"))
+    with pytest.raises(vi.FormatError, match="labels 'classes_' must be"):
+        vi.load(path)  # was 800 MB for two labels

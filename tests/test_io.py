@@ -299,10 +299,13 @@ def _rewrite(path, change):
         np.savez(f, **entries)
 
 
-def _set_meta(entries, **kw):
-    meta = json.loads(str(entries["__varinf__"]))
-    meta.update(kw)
-    entries["__varinf__"] = np.array(json.dumps(meta))
+def _edit_meta(path, edit):
+    """Apply edit(meta) to the JSON of the file at path (json.dumps writes NaN as NaN)."""
+    def change(entries):
+        meta = json.loads(str(entries["__varinf__"]))
+        edit(meta)
+        entries["__varinf__"] = np.array(json.dumps(meta))
+    _rewrite(path, change)
 
 
 def _load_fails(path, pattern):
@@ -384,26 +387,22 @@ def test_meta_not_a_string(saved):
 
 
 def test_wrong_format_name(saved):
-    _rewrite(saved, lambda e: _set_meta(e, format="other"))
+    _edit_meta(saved, lambda meta: meta.update(format="other"))
     _load_fails(saved, "format 'varinf'")
 
 
 def test_future_version_asks_to_upgrade(saved):
-    _rewrite(saved, lambda e: _set_meta(e, format_version=serialization.FORMAT_VERSION + 1))
+    _edit_meta(saved, lambda meta: meta.update(format_version=serialization.FORMAT_VERSION + 1))
     _load_fails(saved, "upgrade varinf")
 
 
 def test_unknown_class(saved):
-    _rewrite(saved, lambda e: _set_meta(e, **{"class": "os.system"}))
+    _edit_meta(saved, lambda meta: meta.update({"class": "os.system"}))
     _load_fails(saved, "unknown class 'os.system'")
 
 
 def test_kernel_class_must_be_a_kernel(saved):
-    def change(e):
-        meta = json.loads(str(e["__varinf__"]))
-        meta["config"]["kernel"]["class"] = "Gaussian"
-        e["__varinf__"] = np.array(json.dumps(meta))
-    _rewrite(saved, change)
+    _edit_meta(saved, lambda meta: meta["config"]["kernel"].update({"class": "Gaussian"}))
     _load_fails(saved, "expected a Kernel")
 
 
@@ -453,11 +452,7 @@ def test_invalid_parameter_value(saved):
 
 
 def test_bad_config_types(saved):
-    def change(e):
-        meta = json.loads(str(e["__varinf__"]))
-        meta["config"]["train_Z"] = "yes"
-        e["__varinf__"] = np.array(json.dumps(meta))
-    _rewrite(saved, change)
+    _edit_meta(saved, lambda meta: meta["config"].update(train_Z="yes"))
     _load_fails(saved, "'train_Z' has the wrong type")
 
 
@@ -481,21 +476,8 @@ def test_object_arrays_are_rejected_without_running_code(saved):
     change(entries)
     with open(saved, "wb") as f:
         np.savez(f, **entries)  # numpy pickles the object array into the archive
-    _load_fails(saved, "unreadable")
+    _load_fails(saved, "pickled Python objects")
     assert not _Boom.executed
-
-
-def test_load_uses_allow_pickle_false(saved, monkeypatch):
-    calls = []
-    real = np.load
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs.get("allow_pickle"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(np, "load", spy)
-    vi.load(saved)
-    assert calls == [False]
 
 
 # --- the registry -------------------------------------------------------------------------------------------
@@ -535,6 +517,7 @@ def test_register_requires_the_protocol():
 def test_save_refuses_nonfinite_parameters(tmp_path):
     X, y = _data(n=10)
     model = vi.GPR(X, y, _kernel())
+    model.X = model.X.copy()
     model.X[0, 0] = np.inf  # corrupted in memory after validation
     with warnings.catch_warnings(), pytest.raises(vi.FormatError, match="'X' contains NaN or Inf"):
         vi.save(model, tmp_path / "m")

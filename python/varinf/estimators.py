@@ -20,6 +20,7 @@ GaussianProcessRegressor does with a ``WhiteKernel`` in its kernel.
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import scipy.special
@@ -44,7 +45,15 @@ from .likelihoods import Bernoulli, Gaussian
 from .models import GPR, SGPR, SVGP, VAE
 from .models._regression import sample_joint
 from .models.sgpr import inducing_points
-from .serialization import FormatError, dump_component, load_component, register
+from .serialization import (
+    FormatError,
+    config_number,
+    config_value,
+    dump_component,
+    load_component,
+    model_input_dim,
+    register,
+)
 
 __all__ = ["GPRegressor", "SGPRRegressor", "SVGPClassifier", "SVGPRegressor", "VAETransformer"]
 
@@ -54,10 +63,23 @@ def _seed(random_state) -> int:
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
-def _scale(values, axis=0) -> np.ndarray:
-    """Standard deviations along ``axis``, with 1 where a column is constant."""
-    std = np.std(values, axis=axis)
-    return np.where(std > 0, std, 1.0)
+def _location_scale(values):
+    """Means and standard deviations of the columns of ``values`` [n, ...] (1 where a column is
+    constant), computed on values / max|values| so that squaring cannot overflow."""
+    peak = np.max(np.abs(values), axis=0)
+    peak = np.where(peak > 0, peak, 1.0)
+    unit = values / peak
+    std = peak * np.std(unit, axis=0)
+    return peak * np.mean(unit, axis=0), np.where(std > 0, std, 1.0)
+
+
+# Predictive variances and the noise come back in y's units multiplied by y_train_std_**2 (as in
+# scikit-learn's GaussianProcessRegressor), so that square must be a normal, finite float64.
+_Y_STD_RANGE = (math.sqrt(np.finfo(np.float64).tiny), math.sqrt(np.finfo(np.float64).max))
+
+
+def _y_std_in_range(std: float) -> bool:
+    return _Y_STD_RANGE[0] <= std <= _Y_STD_RANGE[1]
 
 
 def _kernels_in(kernel):
@@ -135,24 +157,132 @@ class _Saveable:
                 config["fitted"][name] = _json_value(name, value)
         return config, arrays
 
+    # Fitted numbers beyond those every estimator has: name -> (int or float, minimum or None).
+    _FITTED_NUMBERS: dict = {}
+
     @classmethod
     def _from_state(cls, config, arrays):
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
-        if config["kernel"] is not None:
-            params["kernel"] = load_component(config["kernel"], arrays, "kernel/", allowed=Kernel)
-        est = cls(**params)
-        if config["model"] is not None:
-            est.model_ = load_component(config["model"], arrays, "model/")
-        fitted = dict(config["fitted"])
-        fitted.update({name: np.array(arrays.take(f"fitted/{name}", dtype=dtype))
-                       for name, dtype in config["arrays"].items()})
-        fitted.update({name: np.array(values, dtype=dtype) for name, (values, dtype) in config["labels"].items()})
-        fitted.update({name: arrays.take(f"history/{name}", (None,)).tolist() for name in config["lists"]})
-        for name, value in fitted.items():
-            if not (name.isidentifier() and name.endswith("_") and not name.startswith("_")):
-                raise FormatError(f"invalid fitted attribute name {name!r}")
-            setattr(est, name, value)
+        est = cls(**_saved_params(cls, config, arrays))
+        fitted = _FittedState(est, _saved_fitted(config, arrays))
+        model = config_value(config, "model", (dict, type(None)))
+        if model is not None:
+            est.model_ = load_component(model, arrays, "model/", cls._MODEL)
+            est._restore_fitted(fitted)
+        fitted.finish()
         return est
+
+    def _restore_fitted(self, fitted) -> int:
+        """Set the fitted attributes from ``fitted`` (a _FittedState), each checked against the
+        model and the parameters; the number of features."""
+        d = fitted.number("n_features_in_", int, minimum=1)
+        if d != model_input_dim(self.model_):
+            raise FormatError(f"n_features_in_ is {d}, but the model takes {model_input_dim(self.model_)} inputs")
+        if "feature_names_in_" in fitted:
+            names = fitted.labels("feature_names_in_", d)
+            if not all(isinstance(name, str) for name in names.tolist()):
+                raise FormatError("feature_names_in_ must hold strings")
+        for name, (kind, minimum) in self._FITTED_NUMBERS.items():
+            fitted.number(name, kind, minimum)
+        return d
+
+
+def _saved_params(cls, config, arrays) -> dict:
+    """The constructor arguments in ``config`` (lists back to tuples): exactly the estimator's
+    parameters, flags as bools, the kernel as a component."""
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in config_value(config, "params", dict).items()}
+    names = set(cls._get_param_names()) - {"kernel"}
+    if set(params) != names:
+        raise FormatError(f"params {sorted(params)} are not {cls.__name__}'s {sorted(names)}")
+    for name, default in cls().get_params(deep=False).items():
+        if isinstance(default, bool):
+            config_value(params, name, bool)
+    kernel = config_value(config, "kernel", (dict, type(None)))
+    if kernel is not None:
+        params["kernel"] = load_component(kernel, arrays, "kernel/", allowed=Kernel)
+    return params
+
+
+def _saved_fitted(config, arrays) -> dict:
+    """name -> value of every fitted attribute in the file (not yet checked)."""
+    fitted = dict(config_value(config, "fitted", dict))
+    dtypes = config_value(config, "arrays", dict)
+    labels = config_value(config, "labels", dict)
+    sources = ({name: arrays.take(f"fitted/{name}", dtype=config_value(dtypes, name, str)) for name in dtypes},
+               {name: _label_array(name, values) for name, values in labels.items()},
+               {name: arrays.take(f"history/{name}", (None,)).tolist() for name in config_value(config, "lists", list)})
+    for source in sources:
+        if set(source) & set(fitted):
+            raise FormatError(f"fitted attributes {sorted(set(source) & set(fitted))} are saved twice")
+        fitted.update(source)
+    return fitted
+
+
+def _label_array(name: str, saved) -> np.ndarray:
+    """A saved 1-D array of labels: [values (strings, or numbers in an object array), dtype]."""
+    error = FormatError(f"labels {name!r} must be [a list of strings or numbers, a str or object dtype], "
+                        f"got {saved!r:.200}")
+    if not (isinstance(saved, list) and len(saved) == 2 and isinstance(saved[0], list) and isinstance(saved[1], str)
+            and all(isinstance(v, (str, int, float)) for v in saved[0])):
+        raise error
+    values, dtype = saved[0], np.dtype(saved[1])
+    # A str dtype no wider than the longest label (or 64 characters): nothing large is allocated.
+    width = max([64, *(len(str(v)) for v in values)])
+    if not (dtype.kind == "O" or (dtype.kind == "U" and dtype.itemsize <= 4 * width)):
+        raise error
+    array = np.array(values, dtype=dtype)
+    if array.tolist() != values:
+        raise error
+    return array
+
+
+class _FittedState:
+    """Fitted attributes read from a file: each is checked, then set on the estimator; ``finish``
+    refuses those no check asked for."""
+
+    def __init__(self, est, values: dict):
+        self._est, self._values = est, values
+
+    def __contains__(self, name):
+        return name in self._values
+
+    def _pop(self, name):
+        if name not in self._values:
+            raise FormatError(f"fitted attribute {name!r} is missing")
+        return self._values.pop(name)
+
+    def _set(self, name, value):
+        setattr(self._est, name, value)
+        return value
+
+    def number(self, name, kind=float, minimum=None, above=False):
+        value = config_number(self._values, name, kind, minimum, above)
+        del self._values[name]
+        return self._set(name, value)
+
+    def array(self, name, shape, positive=False) -> np.ndarray:
+        value = self._pop(name)
+        if not (isinstance(value, np.ndarray) and value.dtype == np.float64 and value.shape == shape
+                and (not positive or np.all(value > 0))):
+            raise FormatError(f"fitted attribute {name!r} must be a float64 array of shape {shape}"
+                              + (" with positive entries" if positive else ""))
+        return self._set(name, value)
+
+    def labels(self, name, size) -> np.ndarray:
+        value = self._pop(name)
+        if not (isinstance(value, np.ndarray) and value.shape == (size,)):
+            raise FormatError(f"fitted attribute {name!r} must be an array of {size} labels")
+        return self._set(name, value)
+
+    def history(self, name) -> list:
+        value = self._pop(name)
+        if not isinstance(value, list):
+            raise FormatError(f"fitted attribute {name!r} must be a training history")
+        return self._set(name, value)
+
+    def finish(self) -> None:
+        if self._values:
+            raise FormatError(f"unexpected fitted attributes {sorted(self._values)}"
+                              + ("" if hasattr(self._est, "model_") else " in an unfitted estimator"))
 
 
 class _GPEstimator(_Saveable, BaseEstimator):
@@ -176,8 +306,7 @@ class _GPEstimator(_Saveable, BaseEstimator):
     def _fit_inputs(self, X) -> np.ndarray:
         """Validated training inputs [n, d], standardised when ``normalize_X``."""
         if self.normalize_X:
-            self.X_mean_ = X.mean(axis=0)  # [d]
-            self.X_scale_ = _scale(X)  # [d]
+            self.X_mean_, self.X_scale_ = _location_scale(X)  # [d], [d]
         return self._inputs(X)
 
     def _inputs(self, X) -> np.ndarray:
@@ -187,6 +316,13 @@ class _GPEstimator(_Saveable, BaseEstimator):
         check_is_fitted(self)
         return self._inputs(validate_data(self, X, reset=False, dtype=np.float64))
 
+    def _restore_fitted(self, fitted) -> int:
+        d = super()._restore_fitted(fitted)
+        if self.normalize_X:
+            fitted.array("X_mean_", (d,))
+            fitted.array("X_scale_", (d,), positive=True)
+        return d
+
 
 class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
     """What the three regressors share: target normalisation, predictions with std / cov
@@ -195,13 +331,31 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
     def fit(self, X, y):
         """Fit the model to X [n, d] and y [n]; returns self."""
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"y must hold numbers (regression targets), got an array of dtype {y.dtype}")
+        mean, std = (float(v) for v in _location_scale(y)) if self.normalize_y else (0.0, 1.0)
+        if not _y_std_in_range(std):
+            raise ValueError(f"y has standard deviation {std:.3g}: normalize_y needs one in "
+                             f"[{_Y_STD_RANGE[0]:.3g}, {_Y_STD_RANGE[1]:.3g}], where its square (the scale of the "
+                             "predictive variances) is a finite float64; rescale y")
         X = self._fit_inputs(X)
-        self.y_train_mean_ = float(np.mean(y)) if self.normalize_y else 0.0
-        self.y_train_std_ = float(_scale(y)) if self.normalize_y else 1.0
-        self.model_ = self._build(X, (y - self.y_train_mean_) / self.y_train_std_, self._kernel_for(X.shape[1]))
+        self.y_train_mean_, self.y_train_std_ = mean, std
+        self.model_ = self._build(X, (y - mean) / std, self._kernel_for(X.shape[1]))
         # The noise variance in the units of y.
-        self.noise_variance_ = self._noise * self.y_train_std_ ** 2
+        self.noise_variance_ = self._noise * std ** 2
         return self
+
+    def _restore_fitted(self, fitted) -> int:
+        d = super()._restore_fitted(fitted)
+        mean = fitted.number("y_train_mean_")
+        std = fitted.number("y_train_std_", minimum=0, above=True)
+        if not _y_std_in_range(std) or (not self.normalize_y and (mean, std) != (0.0, 1.0)):
+            raise FormatError(f"y_train_mean_ {mean} and y_train_std_ {std} are invalid with "
+                              f"normalize_y={self.normalize_y}")
+        noise = fitted.number("noise_variance_")
+        if not math.isclose(noise, self._noise * std ** 2, rel_tol=1e-12):
+            raise FormatError(f"noise_variance_ {noise} is not the model's noise in the units of y")
+        return d
 
     def predict(self, X, return_std: bool = False, return_cov: bool = False):
         """Predictive mean of y* [n*]; with ``return_std`` also its standard deviation [n*], with
@@ -258,6 +412,9 @@ class GPRegressor(_GaussianGPRegressor):
         self.normalize_X = normalize_X
         self.max_iter = max_iter
 
+    _MODEL = GPR
+    _FITTED_NUMBERS = {"n_iter_": (int, 0), "log_marginal_likelihood_value_": (float, None)}
+
     def _build(self, X, y, kernel):
         model = GPR(X, y, kernel, noise_variance=self.noise_variance)
         self.n_iter_ = _optimize(model, self.max_iter)
@@ -288,6 +445,9 @@ class SGPRRegressor(_GaussianGPRegressor):
         self.max_iter = max_iter
         self.random_state = random_state
 
+    _MODEL = SGPR
+    _FITTED_NUMBERS = {"n_iter_": (int, 0), "elbo_": (float, None)}
+
     def _build(self, X, y, kernel):
         m = min(_positive_int_param(self.n_inducing, "n_inducing"), X.shape[0])
         Z = inducing_points(X, m, seed=_seed(self.random_state))  # [m, d]
@@ -298,7 +458,17 @@ class SGPRRegressor(_GaussianGPRegressor):
 
 
 class _SVGPEstimator(_GPEstimator):
-    """What the SVGP estimators share: building and training varinf.SVGP on minibatches."""
+    """What the SVGP estimators share: building and training varinf.SVGP on minibatches.
+    Subclasses name the likelihood class in ``_LIKELIHOOD``."""
+
+    _MODEL = SVGP
+    _FITTED_NUMBERS = {"elbo_": (float, None)}
+
+    def _restore_fitted(self, fitted) -> int:
+        if not isinstance(self.model_.likelihood, self._LIKELIHOOD):
+            raise FormatError(f"a {type(self).__name__} needs an SVGP with a {self._LIKELIHOOD.__name__} "
+                              f"likelihood, got {type(self.model_.likelihood).__name__}")
+        return super()._restore_fitted(fitted)
 
     def _train_svgp(self, X, y, kernel, likelihood) -> SVGP:
         n = X.shape[0]
@@ -346,6 +516,8 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
         self.natgrad = natgrad
         self.random_state = random_state
         self.progress = progress
+
+    _LIKELIHOOD = Gaussian
 
     def _build(self, X, y, kernel):
         return self._train_svgp(X, y, kernel, Gaussian(variance=self.noise_variance))
@@ -397,6 +569,15 @@ class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
                                        Bernoulli())
         return self
 
+    _LIKELIHOOD = Bernoulli
+
+    def _restore_fitted(self, fitted) -> int:
+        d = super()._restore_fitted(fitted)
+        classes = fitted.labels("classes_", 2)
+        if not classes[0] < classes[1]:
+            raise FormatError(f"classes_ must hold two distinct labels in sorted order, got {classes.tolist()!r}")
+        return d
+
     def decision_function(self, X) -> np.ndarray:
         """mu / sqrt(1 + var) [n*]: positive where ``classes_[1]`` is the more probable class."""
         X = self._new_inputs(X)
@@ -437,7 +618,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Saveabl
     hidden : hidden layer sizes of the encoder (the decoder mirrors them).
     likelihood : "gaussian" (any real data; every column is standardised internally and the
         per-column noise variance is learned) or "bernoulli" (data in [0, 1], used as is).
-    epochs, batch_size, learning_rate : Adam training on shuffled minibatches.
+    epochs, batch_size, learning_rate : Adam training on shuffled minibatches (a batch_size
+        above the number of rows n is n).
     random_state : seeds the initial weights, the training noise and the shuffling.
 
     Fitted attributes: ``model_`` (the varinf.VAE), ``mean_`` and ``scale_`` [n_features] (the
@@ -461,16 +643,27 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Saveabl
             raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', got {self.likelihood!r}")
         gaussian = self.likelihood == "gaussian"
         d = X.shape[1]
-        self.mean_ = X.mean(axis=0) if gaussian else np.zeros(d)  # [d]
-        self.scale_ = _scale(X) if gaussian else np.ones(d)  # [d]
+        self.mean_, self.scale_ = _location_scale(X) if gaussian else (np.zeros(d), np.ones(d))  # [d], [d]
         self.model_ = VAE(d, _positive_int_param(self.n_components, "n_components"), hidden=self.hidden,
                           likelihood=self.likelihood, dtype=np.float64, seed=_seed(self.random_state),
                           learn_obs_logvar=gaussian)
         self.model_.fit((X - self.mean_) / self.scale_, epochs=_positive_int_param(self.epochs, "epochs"),
-                        batch_size=_positive_int_param(self.batch_size, "batch_size"),
+                        batch_size=min(_positive_int_param(self.batch_size, "batch_size"), X.shape[0]),
                         learning_rate=self.learning_rate, progress=False)
         self.loss_curve_ = list(self.model_.history_["loss"])
         return self
+
+    _MODEL = VAE
+
+    def _restore_fitted(self, fitted) -> int:
+        d = super()._restore_fitted(fitted)
+        if (self.model_.latent_dim, self.model_.likelihood) != (self.n_components, self.likelihood):
+            raise FormatError(f"the VAE's latent_dim {self.model_.latent_dim} and likelihood "
+                              f"{self.model_.likelihood!r} are not n_components and likelihood")
+        fitted.array("mean_", (d,))
+        fitted.array("scale_", (d,), positive=True)
+        fitted.history("loss_curve_")
+        return d
 
     def transform(self, X) -> np.ndarray:
         """Means of q(z | x) [n, n_components]."""

@@ -3,8 +3,8 @@
 The format
 ----------
 A file is a zip archive written by ``numpy.savez`` (uncompressed; ``savez_compressed`` files
-load too). It holds only numeric arrays and one string, so it is read with
-``numpy.load(path, allow_pickle=False)``: loading a file never executes code.
+load too). It holds only numeric arrays and one string, read member by member from their
+``.npy`` headers; pickled objects are refused, so loading a file never executes code.
 
 ``__varinf__``
     a 0-d unicode array holding JSON::
@@ -33,12 +33,21 @@ one). A kernel's config is ``{"active_dims": [...] or null, "trainable": {"varia
 bit-identical to the saved model's. Fit results (``optimizer_result_``) are not stored;
 ``elbo_history_`` (SVGP) and ``history_`` (VAE) are.
 
-Validation on load: the archive must be a readable zip with ``__varinf__``; the JSON must
-parse and name format "varinf" and a known class; every array the class needs must be
-present with its dtype and a shape consistent with the config and the other arrays, and be
-finite (except the training histories under ``history/`` and ``elbo_history``, where NaN
-marks a missing value); no unexpected array may be present. Any failure raises
-``varinf.FormatError`` (a ValueError) naming the file and the problem.
+Validation on load: the archive must be a readable zip with ``__varinf__``; every member is
+a ``.npy`` array whose header (shape, dtype) agrees with the member's size, checked before
+anything is allocated, and whose decompressed size is bounded by what its compressed bytes
+can hold; the JSON must parse (finite numbers only) and name format "varinf" and a known
+class; components nest at most ``MAX_DEPTH`` levels; every array the class needs must be
+present with its dtype and a shape consistent with the config and the other arrays (checked
+on its header before its data are read), and be finite (except the training histories under
+``history/`` and ``elbo_history``, where NaN marks a missing value); every config scalar is
+checked for type, finiteness and range; no unexpected array may be present. Any failure
+raises ``varinf.FormatError`` (a ValueError) naming the file and the problem; only a path that
+cannot be opened raises the OSError of ``open``.
+
+Saving to a path writes a new, uniquely named file beside it, flushes it to disk and renames
+it over the path: readers see the old file or the new one, concurrent saves to one path never
+share a temporary file, and a failed save leaves nothing behind.
 
 Version policy: ``format_version`` increases when the layout changes incompatibly. This
 varinf reads every version up to ``FORMAT_VERSION`` and refuses a newer one with an error
@@ -48,7 +57,8 @@ Plugging in new classes
 -----------------------
 A class becomes saveable by providing two methods and the ``register`` decorator::
 
-    from varinf.serialization import register, dump_component, load_component
+    from varinf.serialization import (register, dump_component, load_component, config_number,
+                                      config_value)
 
     @register
     class GPRegressor:
@@ -60,11 +70,13 @@ A class becomes saveable by providing two methods and the ``register`` decorator
 
         @classmethod
         def _from_state(cls, config, arrays):
-            # arrays: mapping name -> array; arrays.take(name, shape, dtype) also checks
-            # dtype and shape (None in a shape matches any length). Every array must be read
-            # (extra arrays are an error). Raise ValueError for anything invalid.
-            est = cls(alpha=config["alpha"])
-            est.model_ = load_component(config["model"], arrays, "model/")
+            # arrays: an ArrayView; arrays.take(name, shape, dtype) checks dtype and shape
+            # (None in a shape matches any length) before it reads the array, arrays.shape
+            # checks without reading. Every array must be read (extra arrays are an error).
+            # config_value / config_number check config entries; raise FormatError (or
+            # ValueError) for anything invalid.
+            est = cls(alpha=config_number(config, "alpha", minimum=0))
+            est.model_ = load_component(config_value(config, "model", dict), arrays, "model/")
             return est
 
 Registration is by class name (``type(obj).__name__`` is what ``save`` looks up).
@@ -72,10 +84,13 @@ Registration is by class name (``type(obj).__name__`` is what ``save`` looks up)
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import math
 import os
+import secrets
 import zipfile
-import zlib
 
 import numpy as np
 
@@ -83,10 +98,18 @@ from . import kernels as _kernels
 from . import likelihoods as _likelihoods
 from .models import FITC, GPR, SGPR, SVGP, VAE
 
-__all__ = ["FORMAT_VERSION", "FormatError", "dump_component", "load", "load_component", "register", "save"]
+__all__ = ["FORMAT_VERSION", "MAX_DEPTH", "FormatError", "config_number", "config_value", "dump_component",
+           "load", "load_component", "model_input_dim", "register", "save"]
 
 FORMAT_VERSION = 1
 _META = "__varinf__"
+# Components (a model's kernel, a Sum's children, an estimator's model) nest at most this deep.
+MAX_DEPTH = 32
+# Deflate expands its input at most 1032-fold ("Maximum compression factor", zlib technical
+# details: https://www.zlib.net/zlib_tech.html): a larger declared size is a lie.
+_MAX_DEFLATE_RATIO = 1032
+# Bytes decompressed per read when an array's data are copied out of the archive.
+_CHUNK = 1 << 20
 
 
 class FormatError(ValueError):
@@ -123,33 +146,51 @@ def _handler(obj):
 
 # --- arrays on load -----------------------------------------------------------------------------------
 class ArrayView:
-    """The arrays of a component (names relative to ``prefix``); records which are read."""
+    """The arrays of a component (names relative to ``prefix``); records which are read.
+
+    ``arrays`` maps names to numpy arrays or to archive members, which are known by their
+    headers until ``take`` reads them: a shape is checked before memory is allocated for it."""
 
     def __init__(self, arrays: dict, prefix: str = "", used: set | None = None):
         self._arrays, self._prefix = arrays, prefix
         self._used = set() if used is None else used
 
+    @property
+    def depth(self) -> int:
+        """How deep the component is nested (0: the object saved)."""
+        return self._prefix.count("/")
+
     def __contains__(self, name):
         return self._prefix + name in self._arrays
 
-    def __getitem__(self, name):
+    def shape(self, name, shape=None, dtype=np.float64) -> tuple:
+        """The shape of array ``name``, checked without reading it: exact dtype, and shape (None
+        entries match any length)."""
         full = self._prefix + name
         if full not in self._arrays:
             raise FormatError(f"missing array {full!r}")
-        self._used.add(full)
-        return self._arrays[full]
-
-    def take(self, name, shape=None, dtype=np.float64) -> np.ndarray:
-        """The array ``name``, checked: exact dtype, and shape (None entries match any length)."""
-        a = self[name]
-        full = self._prefix + name
+        a = self._arrays[full]
         if a.dtype != np.dtype(dtype):
             raise FormatError(f"array {full!r} has dtype {a.dtype}, expected {np.dtype(dtype)}")
-        if shape is not None and (a.ndim != len(shape)
+        if shape is not None and (len(a.shape) != len(shape)
                                   or any(s is not None and s != t for s, t in zip(shape, a.shape))):
             want = tuple("any" if s is None else s for s in shape)
             raise FormatError(f"array {full!r} has shape {a.shape}, expected {want}")
+        return a.shape
+
+    def take(self, name, shape=None, dtype=np.float64) -> np.ndarray:
+        """The array ``name``, checked as by ``shape`` before it is read, then for finiteness."""
+        self.shape(name, shape, dtype)
+        full = self._prefix + name
+        a = self._arrays[full]
+        a = a.read() if isinstance(a, _Member) else a
+        self._used.add(full)
+        _check_finite(full, a)
         return a
+
+    def names(self, prefix: str) -> list:
+        """The names (relative to this view) of the arrays under ``prefix``."""
+        return [name[len(self._prefix):] for name in self._arrays if name.startswith(self._prefix + prefix)]
 
     def sub(self, prefix: str) -> ArrayView:
         return ArrayView(self._arrays, self._prefix + prefix, self._used)
@@ -163,15 +204,17 @@ def _is_history(name: str) -> bool:
     return "/history/" in "/" + name or name.endswith("elbo_history")
 
 
-def _check_values(arrays: dict) -> None:
-    for name, a in arrays.items():
-        if a.dtype.kind not in "fiub":
-            raise FormatError(f"array {name!r} has non-numeric dtype {a.dtype}")
-        if a.dtype.kind == "f" and not _is_history(name) and not np.all(np.isfinite(a)):
-            raise FormatError(f"array {name!r} contains NaN or Inf")
+def _check_numeric(name: str, dtype: np.dtype) -> None:
+    if dtype.kind not in "fiub":
+        raise FormatError(f"array {name!r} has non-numeric dtype {dtype}")
 
 
-def _config(config, key, kind):
+def _check_finite(name: str, a: np.ndarray) -> None:
+    if a.dtype.kind == "f" and not _is_history(name) and not np.all(np.isfinite(a)):
+        raise FormatError(f"array {name!r} contains NaN or Inf")
+
+
+def config_value(config, key, kind):
     """config[key], checked to be of ``kind`` (bool is not an int here)."""
     if not isinstance(config, dict) or key not in config:
         raise FormatError(f"config is missing {key!r}")
@@ -180,6 +223,23 @@ def _config(config, key, kind):
     if not ok:
         raise FormatError(f"config {key!r} has the wrong type: {value!r}")
     return value
+
+
+def config_number(config, key, kind=float, minimum=None, above=False):
+    """config[key] as a finite ``kind`` (int; or float, which accepts an integer too), at least
+    ``minimum`` (greater than it with ``above``)."""
+    value = config_value(config, key, int if kind is int else (int, float))
+    if not math.isfinite(value) or (minimum is not None and (value <= minimum if above else value < minimum)):
+        bound = "" if minimum is None else f" {'>' if above else '>='} {minimum}"
+        raise FormatError(f"config {key!r} must be a finite number{bound}, got {value!r}")
+    return kind(value)
+
+
+def model_input_dim(model) -> int:
+    """How many input columns a model predicts from (an SVGP's inducing inputs must be placed)."""
+    if isinstance(model, VAE):
+        return model.input_dim
+    return (model.Z if isinstance(model, SVGP) else model.X).shape[1]
 
 
 # --- components --------------------------------------------------------------------------------------
@@ -192,12 +252,14 @@ def dump_component(obj, prefix: str):
 
 def load_component(spec, arrays, prefix: str, allowed=None):
     """The object ``dump_component`` described (``arrays`` as given to ``_from_state``)."""
-    name = _config(spec, "class", str)
+    name = config_value(spec, "class", str)
     entry = _REGISTRY.get(name)
     if entry is None or (allowed is not None and not issubclass(entry[0], allowed)):
         raise FormatError(f"unknown class {name!r}" + (f" (expected a {allowed.__name__})" if allowed else ""))
     view = arrays.sub(prefix) if isinstance(arrays, ArrayView) else ArrayView(arrays, prefix)
-    return entry[2](_config(spec, "config", dict), view)
+    if view.depth > MAX_DEPTH:
+        raise FormatError(f"components nest deeper than {MAX_DEPTH} levels")
+    return entry[2](config_value(spec, "config", dict), view)
 
 
 # --- parameters ----------------------------------------------------------------------------------------
@@ -211,7 +273,7 @@ def _restore_trainable(params, trainable) -> None:
         raise FormatError(f"trainable flags {trainable!r} do not match the parameters "
                           f"{[p.name for p in params]}")
     for p in params:
-        p.trainable = _config(trainable, p.name, bool)
+        p.trainable = config_value(trainable, p.name, bool)
 
 
 def _param_arrays(view: ArrayView, names) -> dict:
@@ -247,7 +309,7 @@ def _restore_kernel(cls):
                 isinstance(i, int) and not isinstance(i, bool) for i in active)):
             raise FormatError(f"active_dims must be a list of integers, got {active!r}")
         k = cls(**_param_arrays(view, _KERNEL_PARAMS[cls]), active_dims=active)
-        _restore_trainable(k.parameters, _config(config, "trainable", dict))
+        _restore_trainable(k.parameters, config_value(config, "trainable", dict))
         return k
     return restore
 
@@ -263,7 +325,7 @@ def _dump_combination(k):
 
 def _restore_combination(cls):
     def restore(config, view):
-        children = _config(config, "children", list)
+        children = config_value(config, "children", list)
         if len(children) < 1:
             raise FormatError(f"a {cls.__name__} needs children")
         return cls([load_component(c, view, f"{i}/", _kernels.Kernel) for i, c in enumerate(children)])
@@ -298,11 +360,11 @@ _LIKELIHOOD_PARAMS = {_likelihoods.Gaussian: ("variance",), _likelihoods.Bernoul
 
 def _restore_likelihood(cls):
     def restore(config, view):
-        settings = _config(config, "settings", dict)
+        settings = config_value(config, "settings", dict)
         kinds = {"quadrature_points": int, "df": (int, float)}
-        kwargs = {key: _config(settings, key, kinds.get(key, object)) for key in settings}
+        kwargs = {key: config_value(settings, key, kinds.get(key, object)) for key in settings}
         lik = cls(**_param_arrays(view, _LIKELIHOOD_PARAMS[cls]), **kwargs)
-        _restore_trainable(lik.parameters, _config(config, "trainable", dict))
+        _restore_trainable(lik.parameters, config_value(config, "trainable", dict))
         return lik
     return restore
 
@@ -330,21 +392,22 @@ def _dump_regression(model):
 
 
 def _mean_arg(config, view):
-    return float(view.take("mean", ())) if _config(config, "has_mean", bool) else None
+    return float(view.take("mean", ())) if config_value(config, "has_mean", bool) else None
 
 
 def _restore_regression(cls):
     def restore(config, view):
-        kernel = load_component(_config(config, "kernel", dict), view, "kernel/", _kernels.Kernel)
-        X = view.take("X", (None, None))
-        y = view.take("y", (X.shape[0],))
+        kernel = load_component(config_value(config, "kernel", dict), view, "kernel/", _kernels.Kernel)
+        n, d = view.shape("X", (None, None))  # every shape is checked before any data are read
+        y = view.take("y", (n,))
+        Z = None if cls is GPR else view.take("Z", (None, d))
+        X = view.take("X")
         args = {"noise_variance": view.take("noise_variance", ()), "mean": _mean_arg(config, view)}
         if cls is GPR:
             model = GPR(X, y, kernel, **args)
         else:
-            Z = view.take("Z", (None, X.shape[1]))
-            model = cls(X, y, kernel, Z, train_Z=_config(config, "train_Z", bool), **args)
-        _restore_trainable(_model_params(model), _config(config, "trainable", dict))
+            model = cls(X, y, kernel, Z, train_Z=config_value(config, "train_Z", bool), **args)
+        _restore_trainable(_model_params(model), config_value(config, "trainable", dict))
         return model
     return restore
 
@@ -371,20 +434,22 @@ def _dump_svgp(model):
 
 
 def _restore_svgp(config, view):
-    kernel = load_component(_config(config, "kernel", dict), view, "kernel/", _kernels.Kernel)
-    likelihood = load_component(_config(config, "likelihood", dict), view, "likelihood/", _likelihoods.Likelihood)
-    q_diag = _config(config, "q_diag", bool)
+    kernel = load_component(config_value(config, "kernel", dict), view, "kernel/", _kernels.Kernel)
+    likelihood = load_component(config_value(config, "likelihood", dict), view, "likelihood/", _likelihoods.Likelihood)
+    q_diag = config_value(config, "q_diag", bool)
     fitted = config.get("num_inducing") is None
-    Z = view.take("Z", (None, None)) if fitted else _config(config, "num_inducing", int)
-    model = SVGP(kernel, likelihood, Z, _config(config, "num_data", int), whiten=_config(config, "whiten", bool),
-                 q_diag=q_diag, mean=_mean_arg(config, view), train_Z=_config(config, "train_Z", bool))
+    if fitted:  # every shape is checked before any data are read
+        m, _ = view.shape("Z", (None, None))
+        q_mu, q_sqrt = view.take("q_mu", (m,)), view.take("q_sqrt", (m,) if q_diag else (m, m))
+    Z = view.take("Z") if fitted else config_number(config, "num_inducing", int, minimum=1)
+    model = SVGP(kernel, likelihood, Z, config_number(config, "num_data", int, minimum=1),
+                 whiten=config_value(config, "whiten", bool), q_diag=q_diag, mean=_mean_arg(config, view),
+                 train_Z=config_value(config, "train_Z", bool))
     params = _model_params(model)
     if fitted:
-        m = Z.shape[0]
-        model.q_mu = view.take("q_mu", (m,))
-        model.q_sqrt = view.take("q_sqrt", (m,) if q_diag else (m, m))
+        model.q_mu, model.q_sqrt = q_mu, q_sqrt
         params += [model._q_mu, model._q_sqrt]
-    _restore_trainable(params, _config(config, "trainable", dict))
+    _restore_trainable(params, config_value(config, "trainable", dict))
     model.elbo_history_ = view.take("elbo_history", (None,)).copy()
     return model
 
@@ -409,12 +474,29 @@ def _dump_vae(vae):
     return config, arrays
 
 
+def _vae_size(kwargs) -> int:
+    """How many weights the VAE of ``kwargs`` has, by the layout of VAE.weights: each layer's
+    weight [out, in] and bias [out], encoder D -> hidden -> 2J, decoder J -> decoder_hidden -> D,
+    and a learned Gaussian log variance [D]."""
+    D, J = kwargs["input_dim"], kwargs["latent_dim"]
+    nets = ([D, *kwargs["hidden"], 2 * J], [J, *kwargs["decoder_hidden"], D])
+    size = sum(a * b + b for net in nets for a, b in zip(net, net[1:]))
+    return size + (D if kwargs["learn_obs_logvar"] and kwargs["likelihood"] == "gaussian" else 0)
+
+
 def _restore_vae(config, view):
-    kwargs = {key: _config(config, key, kind) for key, kind in _VAE_SETTINGS.items()}
+    kwargs = {key: config_value(config, key, kind) for key, kind in _VAE_SETTINGS.items()}
     if kwargs["dtype"] not in ("float32", "float64"):
         raise FormatError(f"dtype must be 'float32' or 'float64', got {kwargs['dtype']!r}")
+    sizes = [kwargs["input_dim"], kwargs["latent_dim"], *kwargs["hidden"], *kwargs["decoder_hidden"]]
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
+        raise FormatError(f"layer sizes must be integers >= 1, got {sizes!r:.200}")
+    # The file must hold every weight the config describes before the network is allocated.
+    stored = sum(math.prod(view.shape(name, dtype=kwargs["dtype"])) for name in view.names("weights/"))
+    if _vae_size(kwargs) != stored:
+        raise FormatError(f"the VAE's config describes {_vae_size(kwargs)} weights; the file holds {stored}")
     vae = VAE(**kwargs)
-    vae._fits = _config(config, "fits", int)
+    vae._fits = config_number(config, "fits", int, minimum=0)
     for name, w in vae.weights.items():
         w[...] = view.take(f"weights/{name}", w.shape, vae.dtype)
     loss = view.take("history/loss", (None,))
@@ -426,16 +508,47 @@ def _restore_vae(config, view):
 _register(VAE, _dump_vae, _restore_vae)
 
 
-# --- files ------------------------------------------------------------------------------------------------------------
+# --- writing files ------------------------------------------------------------------------------------------------
 def _describe(file) -> str:
     if isinstance(file, (str, bytes, os.PathLike)):
         return os.fsdecode(file)
+    if _is_descriptor(file):
+        return f"file descriptor {file}"
     return str(getattr(file, "name", repr(file)))
 
 
+def _is_descriptor(file) -> bool:
+    return isinstance(file, int) and not isinstance(file, bool)
+
+
+def _check_values(arrays: dict) -> None:
+    for name, a in arrays.items():
+        _check_numeric(name, a.dtype)
+        _check_finite(name, a)
+
+
+def _write_replacing(path: str, entries: dict) -> None:
+    """Write the archive to a new file beside ``path`` under a unique name, flush it to disk and
+    rename it over ``path`` (atomic): readers see the old file or the new one, and concurrent
+    saves never share a temporary file. On any failure the temporary file is removed."""
+    tmp = f"{path}.{secrets.token_hex(8)}.tmp"
+    # O_EXCL: never another writer's file; mode 0o666 less the umask, as open() would give.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with open(fd, "wb") as f:
+            np.savez(f, **entries)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.remove(tmp)
+        raise
+
+
 def save(obj, file) -> None:
-    """Write a model, kernel, likelihood (or registered estimator) to ``file`` (a path, written
-    exactly there, or a binary file object). The format is in this module's docstring."""
+    """Write a model, kernel, likelihood (or registered estimator) to ``file``: a path (written
+    exactly there, atomically), a file descriptor (left open) or a binary file object. The
+    format is in this module's docstring."""
     from . import __version__
 
     _, dump, _ = _handler(obj)
@@ -444,52 +557,118 @@ def save(obj, file) -> None:
     if _META in arrays:
         raise ValueError(f"array name {_META!r} is reserved")
     _check_values(arrays)
+    if max((name.count("/") for name in arrays), default=0) > MAX_DEPTH:
+        raise ValueError(f"cannot save components nested deeper than {MAX_DEPTH} levels")
     meta = {"format": "varinf", "format_version": FORMAT_VERSION, "varinf_version": __version__,
             "class": type(obj).__name__, "config": config}
     entries = {_META: np.array(json.dumps(meta, allow_nan=False)), **arrays}
-    if not isinstance(file, (str, bytes, os.PathLike)):
-        np.savez(file, **entries)
-        return
-    path = os.fsdecode(file)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:  # an open file: numpy would otherwise append ".npz" to the name
-        np.savez(f, **entries)
-    os.replace(tmp, path)  # a crash mid-write never leaves a half-written file at ``path``
-
-
-def _read(file) -> dict:
-    """Every entry of the archive, read with allow_pickle=False."""
     if isinstance(file, (str, bytes, os.PathLike)):
-        with open(file, "rb") as f:  # a missing file raises FileNotFoundError, not FormatError
-            return _read(f)
-    if not zipfile.is_zipfile(file):
-        raise FormatError("not a varinf file: not a zip archive (truncated, corrupt or another format)")
-    if hasattr(file, "seek"):
-        file.seek(0)
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            entries = {name: npz[name] for name in npz.files}
-    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
-        raise FormatError(f"unreadable archive ({type(exc).__name__}: {exc})") from None
-    for name, value in entries.items():
-        if not isinstance(value, np.ndarray):  # numpy returns the raw bytes of a non-.npy member
-            raise FormatError(f"not a varinf file: entry {name!r} is not a numpy array")
-    return entries
+        _write_replacing(os.fsdecode(file), entries)
+    elif _is_descriptor(file):
+        with open(file, "wb", closefd=False) as f:
+            np.savez(f, **entries)
+    else:
+        np.savez(file, **entries)
 
 
-def _parse_meta(entries: dict) -> dict:
-    if _META not in entries:
-        raise FormatError(f"not a varinf file: no {_META!r} entry (entries: {sorted(entries)[:10]})")
-    raw = entries.pop(_META)
-    if raw.ndim != 0 or raw.dtype.kind != "U":
+# --- reading files ------------------------------------------------------------------------------------------------
+# numpy's .npy preamble (magic, version, header length) and largest header by default (10000 bytes).
+_HEADER_BYTES = 12 + 10000
+
+
+def _check_compression(info: zipfile.ZipInfo) -> None:
+    """Refuse a member the zip module cannot read, or whose declared size cannot come from its
+    compressed bytes (a size that would only allocate memory)."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        ok = info.file_size == info.compress_size
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        ok = info.file_size <= _MAX_DEFLATE_RATIO * info.compress_size
+    else:
+        raise FormatError(f"member {info.filename!r} uses compression method {info.compress_type} "
+                          "(varinf files are stored or deflated)")
+    if not ok:
+        raise FormatError(f"member {info.filename!r} declares {info.file_size} bytes, more than its "
+                          f"{info.compress_size} compressed bytes can hold")
+
+
+class _Member:
+    """An array in the archive: its .npy header is read at once and checked against the member's
+    size, its data are read (and decompressed, at most the declared size) only by ``read``."""
+
+    def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo):
+        self._archive, self._info = archive, info
+        _check_compression(info)
+        with archive.open(info) as f:
+            head = io.BytesIO(f.read(min(info.file_size, _HEADER_BYTES)))
+        version = np.lib.format.read_magic(head)
+        if version not in ((1, 0), (2, 0)):
+            raise FormatError(f"member {info.filename!r} has .npy format version {version}; expected 1.0 or 2.0")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        self.shape, fortran, self.dtype = read_header(head)
+        if self.dtype.hasobject:
+            raise FormatError(f"member {info.filename!r} holds pickled Python objects, which varinf never loads")
+        self._order, self._start = "F" if fortran else "C", head.tell()
+        self._nbytes = math.prod(self.shape) * self.dtype.itemsize
+        if min(self.shape, default=0) < 0 or info.file_size != self._start + self._nbytes:
+            raise FormatError(f"member {info.filename!r}: its header declares shape {self.shape} of "
+                              f"{self.dtype} ({self._nbytes} bytes), but it holds {info.file_size - self._start}")
+
+    def read(self) -> np.ndarray:
+        data = np.empty(self._nbytes, dtype=np.uint8)
+        with self._archive.open(self._info) as f:
+            f.read(self._start)  # the header, read in __init__
+            for begin in range(0, self._nbytes, _CHUNK):
+                chunk = f.read(min(_CHUNK, self._nbytes - begin))
+                if len(chunk) != min(_CHUNK, self._nbytes - begin):
+                    raise FormatError(f"member {self._info.filename!r} ends before its declared size")
+                data[begin:begin + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+        return data.view(self.dtype).reshape(self.shape, order=self._order)
+
+
+def _members(archive: zipfile.ZipFile, length: int) -> dict:
+    """name -> _Member for every member of the archive."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    foreign = [name for name in names if not name.endswith(".npy")]
+    if foreign:
+        raise FormatError(f"not a varinf file: members {foreign[:5]} are not .npy arrays")
+    if len(set(names)) != len(names):
+        raise FormatError("not a varinf file: a member name appears twice")
+    if sum(info.compress_size for info in infos) > length:
+        raise FormatError("members overlap or extend past the end of the file")
+    members = {info.filename[:-4]: _Member(archive, info) for info in infos}
+    for name, member in members.items():
+        if name != _META:
+            _check_numeric(name, member.dtype)
+    return members
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a finite number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _parse_meta(members: dict) -> dict:
+    if _META not in members:
+        raise FormatError(f"not a varinf file: no {_META!r} entry (entries: {sorted(members)[:10]})")
+    raw = members.pop(_META)
+    if raw.shape != () or raw.dtype.kind != "U":
         raise FormatError(f"{_META!r} must be a 0-d unicode array, got dtype {raw.dtype} shape {raw.shape}")
     try:
-        meta = json.loads(str(raw))
-    except ValueError as exc:
+        meta = json.loads(str(raw.read()), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
         raise FormatError(f"{_META!r} is not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != "varinf":
         raise FormatError(f"not a varinf file: {_META!r} does not say format 'varinf'")
-    version = _config(meta, "format_version", int)
+    version = config_value(meta, "format_version", int)
+    config_value(meta, "varinf_version", str)
     if version > FORMAT_VERSION:
         raise FormatError(f"written in format version {version} by varinf {meta.get('varinf_version')}; this "
                           f"varinf reads versions up to {FORMAT_VERSION}: upgrade varinf to load it")
@@ -498,19 +677,45 @@ def _parse_meta(entries: dict) -> dict:
     return meta
 
 
-def load(file):
-    """Read what ``save`` wrote (a path or a binary file object). Raises FormatError (a
-    ValueError) naming the file for a corrupt, truncated, foreign or newer-version file."""
+def _source(file, stack: contextlib.ExitStack):
+    """A seekable binary file: ``file`` opened if a path, wrapped (left open) if a descriptor."""
+    if isinstance(file, (str, bytes, os.PathLike)):
+        return stack.enter_context(open(file, "rb"))  # a missing file raises FileNotFoundError, not FormatError
+    if _is_descriptor(file):
+        return stack.enter_context(open(file, "rb", closefd=False))
+    if not callable(getattr(file, "read", None)):
+        raise ValueError(f"file must be a path, a file descriptor or a binary file object, got {type(file).__name__}")
+    seekable = getattr(file, "seekable", None)
+    return file if callable(seekable) and seekable() else io.BytesIO(file.read())
+
+
+def _load_from(source):
+    length = source.seek(0, os.SEEK_END)
     try:
-        entries = _read(file)
-        meta = _parse_meta(entries)
-        _check_values(entries)
-        view = ArrayView(entries)
+        archive = zipfile.ZipFile(source)
+    except zipfile.BadZipFile as exc:
+        raise FormatError(f"not a zip archive (truncated, corrupt or another format: {exc})") from None
+    with archive:
+        members = _members(archive, length)
+        meta = _parse_meta(members)
+        view = ArrayView(members)
         obj = load_component(meta, view, "")
         extra = view.unused()
         if extra:
             raise FormatError(f"unexpected arrays {extra}")
         return obj
-    except (ValueError, TypeError, KeyError) as exc:
-        msg = exc.args[0] if isinstance(exc, FormatError) else f"invalid contents ({type(exc).__name__}: {exc})"
-        raise FormatError(f"{_describe(file)}: {msg}") from None
+
+
+def load(file):
+    """Read what ``save`` wrote from a path, a file descriptor (left open) or a binary file
+    object. Raises FormatError (a ValueError) naming the file for a corrupt, truncated, foreign,
+    crafted or newer-version file; a path that cannot be opened raises open's OSError."""
+    with contextlib.ExitStack() as stack:
+        source = _source(file, stack)
+        try:
+            return _load_from(source)
+        except FormatError as exc:
+            raise FormatError(f"{_describe(file)}: {exc}") from None
+        except Exception as exc:  # any other failure of a corrupt or crafted file: zip, .npy, JSON, a constructor
+            raise FormatError(f"{_describe(file)}: unreadable or invalid contents ({type(exc).__name__}: {exc})") \
+                from exc
