@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -16,8 +17,8 @@ _EXAMPLES = """examples:
 
 exit status: 0 on success, 2 for bad arguments or bad files (one line on stderr)."""
 
-_FORMATS = ("Data files: CSV with a header row (optionally .csv.gz), .npy holding a 2-D array (columns named by "
-            "index), or .npz holding arrays X [n, d] and y [n].")
+_FORMATS = ("Data files: UTF-8 CSV with a header row (optionally .csv.gz), .npy holding a 2-D array, or .npz "
+            "holding arrays X [n, d] and y [n]. A numpy file's columns are named by their index (0, 1, ...).")
 
 
 def _demo_parser(sub):
@@ -65,7 +66,8 @@ def _fit_parser(sub):
                                     "the target array for .npz (default y)")
     p.add_argument("--features", metavar="COLS", help="comma-separated feature columns (names, or indices for "
                                                       "numpy files); default: every other column")
-    p.add_argument("-o", "--output", default="model.vinf", help="the model file to write (default: %(default)s)")
+    p.add_argument("-o", "--output", default="model.vinf",
+                   help="the model file to write, checked before the fit starts (default: %(default)s)")
     p.add_argument("--kernel", choices=KERNELS, default="rbf",
                    help="kernel with one lengthscale per feature (default: %(default)s)")
     p.add_argument("--inducing", metavar="M", type=_positive, default=100,
@@ -84,10 +86,12 @@ def _predict_parser(sub):
                        description="Writes one CSV row per input row: columns mean,std (the predictive mean and "
                                    "standard deviation of y) or, for a classifier, probability,class (the "
                                    "probability of the second of the two sorted labels, and the more probable "
-                                   "label). Feature columns are found by name in CSV files; numpy files must hold "
-                                   "the features or the training file's columns. Rows are read and written in "
-                                   "blocks, so CSV and .npy files larger than memory work (a .npz file's X is read "
-                                   "whole). " + _FORMATS)
+                                   "label). Feature columns are found by name, in every format: a model fitted "
+                                   "on a CSV file needs a CSV file with its feature names (in any order, other "
+                                   "columns ignored); a model fitted on a numpy file needs a numpy file with "
+                                   "the features in the columns they had in the training file. Rows are read and "
+                                   "written in blocks, so CSV and .npy files larger than memory work (a .npz file's "
+                                   "X is read whole). The output file appears only when complete. " + _FORMATS)
     p.add_argument("model", help="a model file written by 'python -m varinf fit'")
     p.add_argument("data", help="inputs (.csv, .csv.gz, .npy or .npz)")
     p.add_argument("-o", "--output", default="-", help="predictions CSV to write (default: standard output)")
@@ -104,9 +108,16 @@ def _run(args) -> int:
     return predict_command(args, block_rows=args.block_rows)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    """Warnings as one line on stderr, without the source line."""
-    print(f"python -m varinf: warning: {message}", file=sys.stderr)
+@contextlib.contextmanager
+def _warnings_at_the_end():
+    """Shows the warnings of the command when it ends (also on an error), one line each on stderr.
+    A line printed during a fit would be broken by its progress bar."""
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            yield
+        finally:
+            for w in caught:
+                print(f"python -m varinf: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -120,8 +131,7 @@ def main(argv=None) -> int:
     from ._errors import LinAlgError
     from ._tables import TableError
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
+        with _warnings_at_the_end():
             return _run(args)
     except BrokenPipeError:  # the reader of standard output stopped early (| head)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 from ._tables import BLOCK_ROWS, Table, TableError, npz_vector, open_table
+from .likelihoods import Bernoulli, Gaussian
 from .models import GPR, SGPR, SVGP
 from .serialization import (
     FormatError,
+    config_number,
+    config_value,
     dump_component,
     load,
     load_component,
+    model_input_dim,
     register,
     save,
 )
@@ -54,9 +60,8 @@ class TableModel:
     predicts ``(y - y_mean) / y_scale``; a classifier's labels ``classes[0]``, ``classes[1]``
     are 0 and 1.
 
-    features: the training file's feature column names (indices as strings for numpy files);
-    columns: how many columns the training file had (to pick features from a numpy file of
-    the same layout).
+    features: the training file's feature column names (indices as strings for numpy files),
+    by which ``predict`` finds them in any file; columns: how many columns the training file had.
     """
 
     def __init__(self, kind: str, model, features: list[str], columns: int, x_mean, x_scale,
@@ -102,41 +107,46 @@ class TableModel:
 
     @classmethod
     def _from_state(cls, config, arrays):
-        kind = config.get("kind")
+        kind = config_value(config, "kind", str)
         if kind not in MODELS:
             raise FormatError(f"kind must be one of {MODELS}, got {kind!r}")
-        features = config.get("features")
-        if not (isinstance(features, list) and features and all(isinstance(f, str) for f in features)):
-            raise FormatError(f"features must be a list of column names, got {features!r}")
+        features = config_value(config, "features", list)
+        if not (features and all(isinstance(f, str) for f in features) and len(set(features)) == len(features)):
+            raise FormatError(f"features must be a list of distinct column names, got {features!r:.200}")
         d = len(features)
-        model = load_component(config.get("model"), arrays, "model/", _MODEL_CLASSES[kind])
+        columns = config_number(config, "columns", int, minimum=d)
+        model = load_component(config_value(config, "model", dict), arrays, "model/", _MODEL_CLASSES[kind])
+        likelihood = {"svgp": Gaussian, "svgp-classifier": Bernoulli}.get(kind)
+        if model_input_dim(model) != d or (likelihood and not isinstance(model.likelihood, likelihood)):
+            raise FormatError(f"the saved model does not fit a {kind} model over {d} features: {model!r:.200}")
+        y_mean, y_scale = config_number(config, "y_mean"), config_number(config, "y_scale", minimum=0, above=True)
         classes = arrays.take("classes", (2,)) if kind == "svgp-classifier" else None
+        if classes is not None and not (classes[0] < classes[1] and (y_mean, y_scale) == (0.0, 1.0)):
+            raise FormatError(f"a classifier needs two sorted classes and y_mean 0, y_scale 1, got "
+                              f"{classes.tolist()}, {y_mean}, {y_scale}")
         x_scale = arrays.take("x_scale", (d,))
         if np.any(x_scale <= 0):
             raise FormatError("x_scale must be positive")
-        return cls(kind, model, features, int(config["columns"]), arrays.take("x_mean", (d,)), x_scale,
-                   float(config["y_mean"]), float(config["y_scale"]), classes)
+        return cls(kind, model, features, columns, arrays.take("x_mean", (d,)), x_scale, y_mean, y_scale, classes)
 
     # --- choosing columns ----------------------------------------------------------------------------
     def feature_columns(self, table: Table) -> list[int]:
-        """Positions of the model's features in ``table``: by name in a CSV file, or all columns
-        when there are as many as features, or the training positions in a file of the training
-        layout."""
-        d = len(self.features)
-        from_numpy = all(f.isdigit() for f in self.features)  # fitted on a file without column names
-        if table.kind == "csv":
-            if all(f in table.columns for f in self.features):
-                return [table.columns.index(f) for f in self.features]
-            if not (from_numpy and len(table.columns) == d):
-                missing = [f for f in self.features if f not in table.columns]
-                raise TableError(f"{table.path}: missing feature column(s) {missing} that the model was fitted on")
-            return list(range(d))
-        if len(table.columns) == d:
-            return list(range(d))
-        if from_numpy and len(table.columns) == self.columns:
-            return [int(f) for f in self.features]
-        raise TableError(f"{table.path}: {len(table.columns)} columns, but the model needs {d} features "
-                         f"(or the {self.columns} columns of its training file)")
+        """Positions of the model's features in ``table``, found by name (a numpy file's columns are
+        named by index, as in the training file)."""
+        missing = [f for f in self.features if f not in table.columns]
+        if missing:
+            raise TableError(f"{table.path}: missing feature column(s) {missing} that the model was fitted on"
+                             + self._naming_hint(table))
+        return [table.columns.index(f) for f in self.features]
+
+    def _naming_hint(self, table: Table) -> str:
+        """Why names may differ when the training file or ``table`` is a numpy file."""
+        if all(f.isdigit() for f in self.features):
+            return (f" (the model was fitted on a numpy file of {self.columns} columns, named by index: give a "
+                    "numpy file with the features in the columns they had in the training file)")
+        if table.kind != "csv":
+            return " (a numpy file's columns are named by index: give a CSV file whose header names the features)"
+        return ""
 
 
 # --- fit ---------------------------------------------------------------------------------------------
@@ -213,6 +223,7 @@ def _build_and_fit(args, X, y):
 def fit_command(args) -> int:
     import varinf as vi
 
+    _check_output(args.output)
     X, y, features, columns = _training_data(args.data, args.target, _split_list(args.features))
     x_mean, x_scale = _standardise(X)
     classes, y_mean, y_scale = None, 0.0, 1.0
@@ -250,19 +261,56 @@ def _load_model(path: str) -> TableModel:
 
 
 def predict_command(args, block_rows: int = BLOCK_ROWS) -> int:
+    to_file = args.output != "-"
+    if to_file:
+        _check_output(args.output)
     fitted = _load_model(args.model)
     table = open_table(args.data)
     usecols = fitted.feature_columns(table)
     rows = 0
-    with contextlib.ExitStack() as stack:
-        # A file is written under a temporary name and renamed at the end: no half-written output.
-        out = sys.stdout if args.output == "-" else stack.enter_context(open(args.output + ".part", "w", newline=""))
+    with _replacing(args.output) if to_file else contextlib.nullcontext(sys.stdout) as out:
         out.write(",".join(fitted.output_columns) + "\n")
         for block in table.blocks(usecols, block_rows):
             np.savetxt(out, fitted.predict(block), fmt="%.10g", delimiter=",")
             rows += block.shape[0]
-    if args.output != "-":
-        os.replace(args.output + ".part", args.output)
-    if args.output != "-":
+    if to_file:
         print(f"wrote {rows} predictions ({', '.join(fitted.output_columns)}) to {args.output}", file=sys.stderr)
     return 0
+
+
+# --- output files ----------------------------------------------------------------------------------------
+
+def _check_output(path: str) -> None:
+    """Refuses, before any work, an output path that cannot be written: a directory, a missing folder,
+    a folder where no file can be created."""
+    if os.path.isdir(path):
+        raise TableError(f"{path}: is a directory; -o needs a file name")
+    folder, name = os.path.split(path)
+    folder = folder or "."
+    if not name:
+        raise TableError(f"{path!r}: -o needs a file name")
+    if not os.path.isdir(folder):
+        raise TableError(f"{path}: no folder {folder!r} to write it in")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise TableError(f"{path}: cannot write in {folder!r} ({err.strerror or err})") from None
+
+
+@contextlib.contextmanager
+def _replacing(path: str):
+    """A text file that appears at ``path`` whole or not at all: written to a new file of a unique
+    name in the same folder, flushed to disk, then renamed over ``path``; removed on any failure."""
+    folder, name = os.path.split(path)
+    part = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.part")
+    # os.open, not tempfile.mkstemp: the file gets the permissions (umask) of any new file, not 0600.
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(fd, "w", newline="", encoding="utf-8") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(part, path)
+    except BaseException:
+        os.unlink(part)
+        raise

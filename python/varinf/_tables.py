@@ -1,14 +1,21 @@
-"""Numeric tables for the command line: CSV files with a header row, .npy (a 2-D array) and
-.npz files (arrays X and y), read whole or in blocks of rows (memory O(block) for CSV and .npy).
+"""Numeric tables for the command line: CSV files with a header row (UTF-8, optionally gzipped),
+.npy (a 2-D array) and .npz files (arrays X and y), read whole or in blocks of rows (memory
+O(block) for CSV and .npy).
 
-Every problem with a file raises ``TableError`` with a one-line message naming the file and the
-row/column at fault.
+Every column has a name: a CSV file's header gives them; a numpy file's columns are named by
+their index ("0", "1", ...).
+
+Every problem with a file (damaged, truncated, not UTF-8, not numbers, ...) raises ``TableError``
+with a one-line message naming the file and, where there is one, the row/column at fault.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,14 +26,20 @@ __all__ = ["Table", "TableError", "open_table"]
 # Rows per block when streaming.
 BLOCK_ROWS = 10000
 
+# What reading a damaged, truncated or foreign file raises (csv.Error, with its line, is handled
+# by _csv_lines): ValueError (UnicodeDecodeError, numpy's format checks), OSError (gzip.BadGzipFile,
+# permissions), EOFError (a truncated .gz), zlib.error (corrupt compressed data),
+# zipfile.BadZipFile, MemoryError (a numpy header declaring an impossible size).
+_READ_ERRORS = (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile, MemoryError)
+
 
 class TableError(Exception):
-    """A problem with an input file, described in one line."""
+    """A problem with a file or an argument, described in one line."""
 
 
 @dataclass
 class Table:
-    """A file's columns (names for CSV, "0", "1", ... for .npy) and how to read its rows."""
+    """A file's columns (names for CSV, "0", "1", ... for .npy and .npz) and how to read its rows."""
     path: str
     columns: list[str]
     kind: str  # "csv", "npy" or "npz"
@@ -54,20 +67,19 @@ class Table:
 
     # --- CSV ----------------------------------------------------------------------------------------
     def _csv_blocks(self, usecols, block_rows):
-        with _open_text(self.path) as f:
-            reader = csv.reader(f)
-            next(reader, None)  # the header, read by open_table
+        with contextlib.closing(_csv_lines(self.path)) as lines:
+            next(lines, None)  # the header, read by open_table
             rows, first_line = [], 2
-            for row in reader:
+            for line, row in lines:
                 if not row or (len(row) == 1 and not row[0].strip()):
                     continue  # blank line
                 if len(row) != len(self.columns):
-                    raise TableError(f"{self.path}, line {reader.line_num}: {len(row)} fields, but the header "
+                    raise TableError(f"{self.path}, line {line}: {len(row)} fields, but the header "
                                      f"has {len(self.columns)}")
                 rows.append([row[i] for i in usecols])
                 if len(rows) == block_rows:
                     yield self._to_float(rows, usecols, first_line)
-                    rows, first_line = [], reader.line_num + 1
+                    rows, first_line = [], line + 1
             if rows:
                 yield self._to_float(rows, usecols, first_line)
 
@@ -112,43 +124,58 @@ class Table:
         return block
 
 
-def _open_text(path):
+@contextlib.contextmanager
+def _reading(path, what: str):
+    """Turns the errors of reading a damaged file into a TableError naming it."""
+    try:
+        yield
+    except _READ_ERRORS as err:
+        raise TableError(f"{path}: not a readable {what} ({err or type(err).__name__})") from None
+
+
+def _csv_lines(path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each row of a CSV file, header included: UTF-8 (a byte order mark
+    is dropped), gzipped when the name ends in .gz."""
     import gzip
 
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", newline="")
-    return open(path, newline="")
+    with _reading(path, "CSV file"):
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            try:
+                for row in reader:
+                    yield reader.line_num, row
+            except csv.Error as err:  # a field over csv's limit of 131072 characters, ...
+                raise TableError(f"{path}, line {reader.line_num}: {err}") from None
 
 
 def _load_npy(path) -> np.ndarray:
-    try:
+    with _reading(path, ".npy file"):
         data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise TableError(f"{path}: not a readable .npy file ({err})") from None
-    if data.ndim == 1:
-        data = data[:, None]
-    if data.ndim != 2 or data.dtype.kind not in "fiub":
-        raise TableError(f"{path}: expected a 2-D numeric array, got shape {data.shape} and dtype {data.dtype}")
-    return data
-
-
-def _npz_arrays(path):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise TableError(f"{path}: not a readable .npz file ({err})") from None
+    return _numeric_matrix(data, path)
 
 
 def _npz_matrix(path, name) -> np.ndarray:
-    with _npz_arrays(path) as arrays:
-        if name not in arrays.files:
-            raise TableError(f"{path}: no array {name!r} (arrays: {', '.join(arrays.files)})")
-        data = arrays[name]
+    """Array ``name`` of a .npz file, read whole, as a matrix."""
+    with _reading(path, ".npz file"):
+        arrays = np.load(path, allow_pickle=False)
+        if not isinstance(arrays, np.lib.npyio.NpzFile):
+            raise TableError(f"{path}: not a .npz archive (it holds a single array)")
+        with arrays:
+            if name not in arrays.files:
+                raise TableError(f"{path}: no array {name!r} (arrays: {', '.join(arrays.files)})")
+            data = arrays[name]
+    return _numeric_matrix(data, f"{path}: array {name!r}")
+
+
+def _numeric_matrix(data, what: str) -> np.ndarray:
+    """``data`` as a 2-D numeric array (a 1-D one as a column); TableError naming ``what`` otherwise."""
+    if not isinstance(data, np.ndarray):
+        raise TableError(f"{what}: expected a 2-D numeric array, got {type(data).__name__}")
     if data.ndim == 1:
         data = data[:, None]
     if data.ndim != 2 or data.dtype.kind not in "fiub":
-        raise TableError(f"{path}: array {name!r} must be a 2-D numeric array, got shape {data.shape} "
-                         f"and dtype {data.dtype}")
+        raise TableError(f"{what}: expected a 2-D numeric array, got shape {data.shape} and dtype {data.dtype}")
     return data
 
 
@@ -162,11 +189,6 @@ def npz_vector(path, name: str) -> np.ndarray:
     if bad.size:
         raise TableError(f"{path}: array {name!r}, row {bad[0] + 1}: {data[bad[0]]} is not a finite number")
     return data
-
-
-def npz_names(path) -> list[str]:
-    with _npz_arrays(path) as arrays:
-        return list(arrays.files)
 
 
 def open_table(path: str) -> Table:
@@ -193,11 +215,8 @@ def _is_number(text: str) -> bool:
 
 
 def _csv_header(path) -> list[str]:
-    try:
-        with _open_text(path) as f:
-            header: list | None = next(csv.reader(f), None)
-    except (UnicodeDecodeError, OSError, csv.Error) as err:
-        raise TableError(f"{path}: not a readable CSV file ({err})") from None
+    with contextlib.closing(_csv_lines(path)) as lines:
+        _, header = next(lines, (0, []))
     if not header or not any(h.strip() for h in header):
         raise TableError(f"{path}: empty file; expected a CSV header row with column names")
     header = [h.strip() for h in header]
