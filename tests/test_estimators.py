@@ -140,7 +140,7 @@ def test_sgpr_elbo_below_gpr_lml_at_the_same_hyperparameters():
     sgpr = SGPRRegressor(n_inducing=8, max_iter=0, noise_variance=0.1, random_state=0).fit(X, y)
     full = SGPRRegressor(n_inducing=50, max_iter=0, noise_variance=0.1, random_state=0).fit(X, y)
     assert sgpr.elbo_ < gpr.log_marginal_likelihood_value_
-    # Z = X (50 k-means centres of 50 points are the points): the bound is the LML (MATH.md), up to
+    # Z = X (50 k-means centres of 50 points are the points): the bound is the LML (docs/math.md section 5.8), up to
     # the 1e-6 jitter on K(Z, Z).
     assert full.elbo_ == pytest.approx(gpr.log_marginal_likelihood_value_, rel=1e-4)
 

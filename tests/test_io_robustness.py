@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 import varinf as vi
-from test_io import _data, _edit_meta, _kernel, _load_fails, _rewrite
+from test_io import _data, _edit_meta, _kernel, _load_fails, _rewrite, saved  # noqa: F401 (a fixture)
 from varinf import kernels as K
 from varinf import likelihoods as L
 from varinf import serialization
@@ -21,13 +21,6 @@ from varinf._cli import TableModel
 
 
 # --- crafting files -----------------------------------------------------------------------------------
-@pytest.fixture
-def saved(tmp_path):
-    X, y = _data(n=10)
-    path = tmp_path / "model.vi"
-    vi.save(vi.SGPR(X, y, _kernel(), Z=X[:3], mean=0.1), path)
-    return path
-
 
 def _npy(shape, descr="<f8", data=b"") -> bytes:
     """A .npy member: a header declaring ``shape`` and ``descr``, then ``data``."""

@@ -6,7 +6,7 @@ import pytest
 import varinf as vi
 from varinf import kernels as K
 
-# Naive per-pair formulas (MATH.md section 1), written independently of the C++ code.
+# Naive per-pair formulas (docs/math.md section 1), written independently of the C++ code.
 def _r2(x, y, l):
     return np.sum(((x - y) / l) ** 2)
 

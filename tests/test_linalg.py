@@ -1,4 +1,4 @@
-"""Cholesky with jitter, Cholesky reverse mode and triangular solves (MATH.md section 2)."""
+"""Cholesky with jitter, Cholesky reverse mode and triangular solves (docs/math.md section 3)."""
 
 import warnings
 

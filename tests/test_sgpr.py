@@ -1,5 +1,5 @@
 """SGPR (Titsias 2009): the C++ bound and gradient against the numpy reference, central finite
-differences and the identities of MATH.md section 4."""
+differences and the identities of docs/math.md section 5.8."""
 
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
 """SVGP (Hensman et al. 2013): the C++ ELBO and gradient against the numpy reference and central
-finite differences, the identities of MATH.md section 5, the C++ training loop, bad input."""
+finite differences, the identities of docs/math.md section 7.13, the C++ training loop, bad input."""
 
 
 import numpy as np

@@ -1,4 +1,4 @@
-// Kernel matrices and fused gradient contractions (MATH.md section 1).
+// Kernel matrices and fused gradient contractions (docs/math.md section 1).
 //
 // Stationary kernels work row by row: for row i of X1 the scaled squared distances to every
 // row of X2 are accumulated one input dimension at a time over a contiguous [n2] buffer (the

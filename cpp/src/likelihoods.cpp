@@ -1,4 +1,4 @@
-// Likelihoods (MATH.md section 5).
+// Likelihoods (docs/math.md section 7).
 #include "varinf/likelihoods.hpp"
 
 #include <Eigen/Eigenvalues>
@@ -60,7 +60,7 @@ namespace {
 constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 
 // p(y | f) = N(y; f, s2), theta = [s2]. With f ~ N(mu, v):
-//   ell = -1/2 log 2pi - 1/2 log s2 - ((y - mu)^2 + v) / (2 s2)          (MATH.md section 5)
+//   ell = -1/2 log 2pi - 1/2 log s2 - ((y - mu)^2 + v) / (2 s2)          (docs/math.md section 7)
 //   dell/dmu = (y - mu) / s2, dell/dv = -1 / (2 s2),
 //   dell/ds2 = -1 / (2 s2) + ((y - mu)^2 + v) / (2 s2^2);
 // predictive y ~ N(mu, v + s2).
@@ -100,7 +100,7 @@ struct LogDensity {
   double dtheta[1] = {0.0};  // at most one parameter here
 };
 
-// Likelihoods integrated by Gauss-Hermite quadrature (MATH.md section 5):
+// Likelihoods integrated by Gauss-Hermite quadrature (docs/math.md section 7):
 //   E[g(f)] ~ sum_k w_k g(mu + sd x_k) with sd = sqrt(var); its exact derivatives
 //   d/dmu = sum_k w_k g'(f_k),  d/dvar = sum_k w_k g'(f_k) x_k / (2 sd)
 // (so the gradient is that of the objective computed); as sd -> 0 the latter tends to
@@ -191,7 +191,7 @@ class BernoulliProbit final : public Quadrature {
   }
 };
 
-// p(y | f) = Poisson(y; e^f). With f ~ N(mu, var) (MATH.md section 5):
+// p(y | f) = Poisson(y; e^f). With f ~ N(mu, var) (docs/math.md section 7):
 //   ell = y mu - exp(mu + var / 2) - lgamma(y + 1),  dell/dmu = y - exp(mu + var/2),
 //   dell/dvar = -exp(mu + var/2) / 2;  E[y] = exp(mu + var/2),
 //   Var[y] = E[y] + (exp(var) - 1) exp(2 mu + var)  (law of total variance).

@@ -1,5 +1,5 @@
 // Cholesky with the jitter policy, triangular solves and the Cholesky reverse mode
-// (MATH.md section 2). All matrices are column-major; A, L are [n, n].
+// (docs/math.md section 3). All matrices are column-major; A, L are [n, n].
 #include "varinf/linalg.hpp"
 
 #include <Eigen/Cholesky>

@@ -1,13 +1,13 @@
-// Titsias (2009) collapsed bound, organised around its sufficient statistics (MATH.md
-// section 4). Notation: Kuu = K(Z, Z) + jitter I = L L^T [m, m], P = Kuf Kfu [m, m],
-// b = Kuf r [m] with r = y - mean, W = L^-1 P L^-T [m, m] (= s2 A A^T in MATH.md),
+// Titsias (2009) collapsed bound, organised around its sufficient statistics (docs/math.md
+// section 5). Notation: Kuu = K(Z, Z) + jitter I = L L^T [m, m], P = Kuf Kfu [m, m],
+// b = Kuf r [m] with r = y - mean, W = L^-1 P L^-T [m, m] (= s2 A A^T in docs/math.md section 5),
 // Bm = I + W / s2 = LB LB^T, e = L^-1 b, c = LB^-1 e / s2.
 //
 //   F = -n/2 log 2pi - sum log diag LB - n/2 log s2 - r^T r / (2 s2) + c^T c / 2
 //       - (tr Kff - tr W) / (2 s2)                                    (Titsias 2009, eq. 9)
 //
 // Gradient. With M = Kuu + P / s2 = L Bm L^T, F = -1/2 log det M + 1/2 log det Kuu
-// + b^T M^-1 b / (2 s2^2) - tr(Kuu^-1 P) / (2 s2) + ..., and differentiating M^-1 and
+// + b^T M^-1 b / (2 s2^2) + tr(Kuu^-1 P) / (2 s2) + ..., and differentiating M^-1 and
 // Kuu^-1 and writing the results in the whitened frame (g = LB^-T c, H = (I - Bm^-1) / 2
 // - g g^T / 2), which keeps every intermediate well scaled:
 //   dF/dP   = L^-T H L^-1 / s2
@@ -191,7 +191,7 @@ SGPRGradient sgpr_bound_grad(const SGPRProblem& p) {
 }
 
 // t1 = L^-1 Kus, t2 = LB^-1 t1: mean = t2^T c + mean, var = kss - colsum(t1^2) + colsum(t2^2)
-// (MATH.md section 4; GPflow SGPR.predict_f).
+// (docs/math.md section 5; GPflow SGPR.predict_f).
 void sgpr_predict(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, VecOut mean, VecOut var) {
   const Index ns = Xnew.rows(), m = p.Z.rows();
   struct None {};

@@ -22,7 +22,7 @@
 namespace varinf::detail {
 
 // L = chol(K(Z, Z) + jitter I) [m, m], strict upper triangle zero; `used` gets the jitter the
-// factorisation needed (the jitter policy of MATH.md section 2).
+// factorisation needed (the jitter policy of docs/math.md section 3).
 inline MatrixXd inducing_cholesky(const Kernel& kernel, const double* theta, MatRef Z, double jitter,
                                   double& used) {
   const Index m = Z.rows();

@@ -1,14 +1,14 @@
-// SVGP minibatch ELBO and its reverse pass (Hensman, Fusi & Lawrence 2013; MATH.md section 5).
+// SVGP minibatch ELBO and its reverse pass (Hensman, Fusi & Lawrence 2013; docs/math.md section 7).
 //
 // Notation: Kuu = K(Z, Z) + jitter I = L L^T [m, m], Kuf = K(Z, X_batch) [m, k],
 // A = L^-1 Kuf [m, k], G = A (whitened) or L^-T A = Kuu^-1 Kuf (unwhitened) [m, k],
-// T = Lq^T G [m, k]. Then (MATH.md section 5)
+// T = Lq^T G [m, k]. Then (docs/math.md section 7)
 //   mu  = G^T q_mu + mean,  var = diag Kff - colsum(A^2) + colsum(T^2)           [k]
 //   ELBO = (n / B) sum_i E_{N(f; mu_i, var_i)} log p(y_i | f) - KL[q || p].
 // Reverse pass, with gmu = dELBO/dmu, gv = dELBO/dvar and D = diag(gv):
 //   dq_mu += G gmu;  dLq += 2 G D T^T (lower);  Gbar = q_mu gmu^T + 2 Lq T D;  Abar = -2 A D
 //   (+ Gbar whitened);  unwhitened G = L^-T A: H = L^-1 Gbar, Abar += H, Lbar -= G H^T;
-//   A = L^-1 Kuf: Kufbar = L^-T Abar, Lbar -= Kufbar A^T  (MATH.md section 2, triangular solve)
+//   A = L^-1 Kuf: Kufbar = L^-T Abar, Lbar -= Kufbar A^T  (docs/math.md section 3, triangular solve)
 // and Kuubar = cholesky_reverse(L, Lbar) (Murray 2016). The batch is cut into blocks of rows,
 // one run of blocks per thread, each thread with its own [m, m] accumulators.
 // L^-1 is formed once per call (m^3 / 3 flops), so that every L^-1 X and L^-T X on a block is

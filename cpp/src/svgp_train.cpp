@@ -94,7 +94,7 @@ Index q_mu_offset(const SVGPLayout& l) {
 // 3): with natural parameters theta1 = S^-1 m, theta2 = -S^-1 / 2 and expectation parameters
 // eta1 = m, eta2 = S + m m^T, theta <- theta + gamma dL/deta, where
 //   dL/deta2 = dL/dS,  dL/deta1 = dL/dm - 2 (dL/dS) m.
-// dL/dS comes from dL/dLq by the Cholesky reverse mode (S = Lq Lq^T; MATH.md section 2).
+// dL/dS comes from dL/dLq by the Cholesky reverse mode (S = Lq Lq^T; docs/math.md section 3).
 // So S'^-1 = S^-1 - 2 gamma dL/dS and m' = S' (S^-1 m + gamma (dL/dm - 2 dL/dS m)).
 // Returns false (x unchanged) when the new precision is not positive definite.
 bool natural_step(const SVGPLayout& l, VectorXd& x, const VectorXd& gv, double gamma) {

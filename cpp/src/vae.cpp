@@ -355,7 +355,7 @@ void Vae<T>::backward_mlp(const std::vector<Dense>& net, const MatIn& input, std
   }
 }
 
-// log p(x | out) per row (MATH.md 6):
+// log p(x | out) per row (docs/math.md section 8.3):
 //   Bernoulli on logits a: sum_d x_d a_d - softplus(a_d);  d/da = x - sigmoid(a)
 //   Gaussian, mean m, log variance lv: -1/2 sum_d (log 2 pi + lv_d + (x_d - m_d)^2 exp(-lv_d));
 //   d/dm = (x - m) exp(-lv).

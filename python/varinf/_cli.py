@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import sys
 import tempfile
 import time
 
 import numpy as np
 
+from ._atomic import replacing
 from ._tables import BLOCK_ROWS, Table, TableError, npz_vector, open_table
 from .likelihoods import Bernoulli, Gaussian
 from .models import GPR, SGPR, SVGP
@@ -268,7 +268,9 @@ def predict_command(args, block_rows: int = BLOCK_ROWS) -> int:
     table = open_table(args.data)
     usecols = fitted.feature_columns(table)
     rows = 0
-    with _replacing(args.output) if to_file else contextlib.nullcontext(sys.stdout) as out:
+    output = (replacing(args.output, "w", newline="", encoding="utf-8") if to_file
+              else contextlib.nullcontext(sys.stdout))
+    with output as out:
         out.write(",".join(fitted.output_columns) + "\n")
         for block in table.blocks(usecols, block_rows):
             np.savetxt(out, fitted.predict(block), fmt="%.10g", delimiter=",")
@@ -295,22 +297,3 @@ def _check_output(path: str) -> None:
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as err:
         raise TableError(f"{path}: cannot write in {folder!r} ({err.strerror or err})") from None
-
-
-@contextlib.contextmanager
-def _replacing(path: str):
-    """A text file that appears at ``path`` whole or not at all: written to a new file of a unique
-    name in the same folder, flushed to disk, then renamed over ``path``; removed on any failure."""
-    folder, name = os.path.split(path)
-    part = os.path.join(folder, f".{name}.{secrets.token_hex(8)}.part")
-    # os.open, not tempfile.mkstemp: the file gets the permissions (umask) of any new file, not 0600.
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with open(fd, "w", newline="", encoding="utf-8") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(part, path)
-    except BaseException:
-        os.unlink(part)
-        raise

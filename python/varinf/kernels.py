@@ -1,7 +1,7 @@
 """Kernels (covariance functions) for varinf's Gaussian processes.
 
 Every kernel here is a thin description over the C++ core: it holds its parameters (positive
-values with a softplus transform, MATH.md section 1) and, on demand, an immutable C++ kernel
+values with a softplus transform, docs/math.md section 2.1) and, on demand, an immutable C++ kernel
 structure. The C++ side computes ``K(X1, X2)``, ``K_diag(X)`` and the fused gradient
 contractions; parameter values travel to it as one flat array ``theta``.
 
@@ -25,7 +25,7 @@ __all__ = [
     "RationalQuadratic", "Periodic", "Linear", "Constant", "White", "Sum", "Product",
 ]
 
-# Lower bound of positive kernel parameters (MATH.md section 1).
+# Lower bound of positive kernel parameters (docs/math.md section 2.1).
 POSITIVE_LOWER = 1e-6
 
 

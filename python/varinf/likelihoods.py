@@ -1,4 +1,4 @@
-"""Likelihoods p(y | f) for the SVGP (MATH.md section 5).
+"""Likelihoods p(y | f) for the SVGP (docs/math.md section 7).
 
 Each likelihood holds its parameters (like a kernel) and an immutable C++ structure that gives
 the variational expectation E_{N(f; mu, var)}[log p(y | f)] with its derivatives, the
@@ -107,7 +107,7 @@ class Gaussian(Likelihood):
         return _core.gaussian_likelihood()
 
 
-# Gauss-Hermite points for the quadrature likelihoods (MATH.md section 5: GPflow, GPy and
+# Gauss-Hermite points for the quadrature likelihoods (docs/math.md section 7: GPflow, GPy and
 # GPyTorch all use 20). The rule's nodes come from an eigendecomposition of a [points, points]
 # matrix, so the count is capped.
 QUADRATURE_POINTS = 20

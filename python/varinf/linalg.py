@@ -1,6 +1,6 @@
 """Cholesky factorisation with a jitter policy, its reverse mode, and triangular solves.
 
-Thin wrappers over varinf's C++ core (MATH.md section 2). Inputs are validated here once;
+Thin wrappers over varinf's C++ core (docs/math.md section 3). Inputs are validated here once;
 the core works on F-ordered (column-major) float64 buffers without further copies.
 
     import varinf as vi

@@ -21,12 +21,11 @@ from .progress import Progress
 
 __all__ = ["maximize"]
 
-# L-BFGS-B stops when the objective's relative decrease falls below this (scipy's default is
-# 2.2e-9). A parameter near its lower bound sits on a plateau of the softplus transform: its
-# first steps change the objective by less than scipy's default tolerance although its
-# gradient is far from zero, and the fit would stop before it moves. The projected-gradient
-# test (gtol) ends such fits instead.
-_FTOL = 1e-10
+# A raw value less than this above its bound (RAW_MIN) is on the floor of the softplus
+# transform, where the objective is nearly flat in raw space.
+_FLOOR_BAND = 1.0
+# A gradient this large (scipy's default projected-gradient tolerance) is no optimum.
+_GTOL = 1e-5
 
 
 def maximize(objective, params: ParameterVector, max_iter: int = 1000, progress: bool = False,
@@ -55,14 +54,22 @@ def maximize(objective, params: ParameterVector, max_iter: int = 1000, progress:
     def step(xk):
         bar.update(1, best["f"] / per_datum)
 
-    try:
+    def run(x0, iterations):
         # L-BFGS-B's own vector work is tiny: OpenBLAS threads there cost more than they save
         # (measured: SGPR fit, n = 200, 212 parameters, 2 cores, 2.4 s with 2 BLAS threads, 0.12 s
         # with 1). The objective runs in varinf's C++ core, which this limit does not touch.
         with threadpool_limits(limits=1, user_api="blas"):
-            result = scipy.optimize.minimize(negative, best["x"], jac=True, method="L-BFGS-B",
-                                             bounds=params.bounds() or None, callback=step,
-                                             options={"maxiter": int(max_iter), "ftol": _FTOL})
+            return scipy.optimize.minimize(negative, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                           callback=step, options={"maxiter": int(iterations)})
+
+    bounds = params.bounds() or None
+    try:
+        result = run(best["x"], max_iter)
+        restart = _off_the_floor(negative, best["x"], bounds)
+        if restart is not None and result.nit < max_iter:
+            nit = result.nit
+            result = run(restart, max_iter - nit)
+            result.nit += nit
     finally:
         bar.close()
     params.set(best["x"])
@@ -75,3 +82,28 @@ def maximize(objective, params: ParameterVector, max_iter: int = 1000, progress:
     result.x = best["x"]
     result.fun = -best["f"]
     return result
+
+
+def _off_the_floor(negative, x, bounds):
+    """A restart point when L-BFGS-B stopped with a parameter on the transform's floor whose
+    gradient points up, else None.
+
+    There the objective is nearly flat in raw space (d value / d raw = sigmoid(raw) ~ 1e-6), so
+    L-BFGS-B's test on the relative decrease of the objective ends the run although the point
+    is no optimum (a value started on its lower bound would never move). Such entries restart
+    from raw 0 (the value lower + log 2); the best point of both runs is kept.
+    """
+    if bounds is None:
+        return None
+    low = np.array([-np.inf if b is None else b for b, _ in bounds])  # [x size]
+    near = x <= low + _FLOOR_BAND
+    if not near.any():
+        return None
+    _, minus_grad = negative(x)
+    stuck = near & (-minus_grad > _GTOL)
+    if not stuck.any():
+        return None
+    restart = x.copy()
+    restart[stuck] = 0.0
+    return restart
+

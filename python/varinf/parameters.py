@@ -1,7 +1,7 @@
 """Parameters with positivity transforms, and their flattening into one optimisation vector.
 
 A positive parameter is stored by its value and optimised through an unconstrained ``raw``:
-``value = softplus(raw) + lower`` (MATH.md section 1; GPflow's default transform), so
+``value = softplus(raw) + lower`` (docs/math.md section 2.1; GPflow's default transform), so
 ``d value / d raw = sigmoid(raw)``.
 
 Optimisers keep ``raw >= RAW_MIN``. Far below it the sigmoid underflows and a parameter that

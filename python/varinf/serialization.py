@@ -89,12 +89,12 @@ import io
 import json
 import math
 import os
-import secrets
 import zipfile
 
 import numpy as np
 
 from . import kernels as _kernels
+from ._atomic import replacing
 from . import likelihoods as _likelihoods
 from .models import FITC, GPR, SGPR, SVGP, VAE
 
@@ -527,24 +527,6 @@ def _check_values(arrays: dict) -> None:
         _check_finite(name, a)
 
 
-def _write_replacing(path: str, entries: dict) -> None:
-    """Write the archive to a new file beside ``path`` under a unique name, flush it to disk and
-    rename it over ``path`` (atomic): readers see the old file or the new one, and concurrent
-    saves never share a temporary file. On any failure the temporary file is removed."""
-    tmp = f"{path}.{secrets.token_hex(8)}.tmp"
-    # O_EXCL: never another writer's file; mode 0o666 less the umask, as open() would give.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with open(fd, "wb") as f:
-            np.savez(f, **entries)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.remove(tmp)
-        raise
-
-
 def save(obj, file) -> None:
     """Write a model, kernel, likelihood (or registered estimator) to ``file``: a path (written
     exactly there, atomically), a file descriptor (left open) or a binary file object. The
@@ -563,7 +545,8 @@ def save(obj, file) -> None:
             "class": type(obj).__name__, "config": config}
     entries = {_META: np.array(json.dumps(meta, allow_nan=False)), **arrays}
     if isinstance(file, (str, bytes, os.PathLike)):
-        _write_replacing(os.fsdecode(file), entries)
+        with replacing(os.fsdecode(file)) as f:
+            np.savez(f, **entries)
     elif _is_descriptor(file):
         with open(file, "wb", closefd=False) as f:
             np.savez(f, **entries)

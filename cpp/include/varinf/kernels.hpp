@@ -1,4 +1,4 @@
-// Covariance functions k(x, x') and their fused gradient contractions (MATH.md section 1).
+// Covariance functions k(x, x') and their fused gradient contractions (docs/math.md section 1).
 //
 // A Kernel is an immutable description (type, number of lengthscales, active dimensions,
 // children); its parameter values are passed in on every call as a flat array `theta` of
@@ -27,7 +27,7 @@ class Kernel {
   // out = K(X1, X2)  [n1, n2]. X1 [n1, d], X2 [n2, d].
   virtual void K(const double* theta, MatRef X1, MatRef X2, MatOut out) const = 0;
   // out = K(X, X)  [n, n], the symmetric training covariance: the only place White noise
-  // appears (MATH.md: White is zero on cross-covariances).
+  // appears (docs/math.md section 1.3: White is zero on cross-covariances).
   virtual void K_sym(const double* theta, MatRef X, MatOut out) const;
   // out = diag K(X, X)  [n] (White included).
   virtual void K_diag(const double* theta, MatRef X, VecOut out) const = 0;

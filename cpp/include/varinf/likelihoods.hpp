@@ -1,4 +1,4 @@
-// Likelihoods p(y | f) for the SVGP (MATH.md section 5): the variational expectation
+// Likelihoods p(y | f) for the SVGP (docs/math.md section 7): the variational expectation
 // E_{N(f; mu, v)}[log p(y | f)] with its derivatives with respect to mu, v and the likelihood
 // parameters, predictive moments of y and the predictive log density.
 //

@@ -1,5 +1,5 @@
 // Cholesky factorisation with the jitter policy, triangular solves and the Cholesky reverse
-// mode (MATH.md section 2). Factorisations work in place on column-major buffers.
+// mode (docs/math.md section 3). Factorisations work in place on column-major buffers.
 #pragma once
 
 #include <string>

@@ -1,5 +1,5 @@
 // Sparse GP regression: Titsias (2009) collapsed variational bound, its gradient and
-// predictions (MATH.md section 4).
+// predictions (docs/math.md section 5).
 //
 // The data enter the bound only through sufficient statistics summed over data points:
 // P = Kuf Kfu [m, m], b = Kuf r [m] (r = y - mean), r^T r and tr(Kff). They are accumulated
@@ -20,7 +20,7 @@ struct SGPRProblem {
   MatRef Z;             // [m, d] inducing inputs
   double noise;         // Gaussian noise variance s2n
   double mean;          // constant prior mean
-  double jitter;        // added to the diagonal of K(Z, Z) (MATH.md section 2: 1e-6)
+  double jitter;        // added to the diagonal of K(Z, Z) (docs/math.md section 3: 1e-6)
 };
 
 // What predictions need, and the values of the bounds.

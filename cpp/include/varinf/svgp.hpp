@@ -1,4 +1,4 @@
-// Stochastic variational GP (Hensman, Fusi & Lawrence 2013; MATH.md section 5): the minibatch
+// Stochastic variational GP (Hensman, Fusi & Lawrence 2013; docs/math.md section 7): the minibatch
 // ELBO and its gradient with respect to q(u), Z, the kernel, the likelihood and the mean, in
 // one call, and latent predictions.
 //
@@ -61,7 +61,7 @@ void svgp_predict_cov(const SVGPProblem& p, MatRef Xnew, VecOut mean, MatOut cov
 // mean (0 or 1), q_mu (m), q_sqrt (m (m + 1) / 2 lower-triangle entries row by row, or m when
 // q_diag), Z (m d row-major)]. Value i is fixed[i] when index[i] < 0, else it comes from
 // x[index[i]]: softplus(x) + lower when lower[index[i]] is finite (the Parameter transform of
-// MATH.md section 1), x itself when lower is NaN. Several values may share one x entry (tied
+// docs/math.md section 2.1), x itself when lower is NaN. Several values may share one x entry (tied
 // parameters); their gradients add up.
 struct SVGPLayout {
   KernelPtr kernel;

@@ -1,5 +1,5 @@
 // Variational auto-encoder (Kingma & Welling 2013) and the importance-weighted bound
-// (Burda, Grosse & Salakhutdinov 2015), MATH.md section 6, with hand-written backprop.
+// (Burda, Grosse & Salakhutdinov 2015), docs/math.md section 8, with hand-written backprop.
 //
 // Networks are MLPs of Dense layers y = act(x W^T + b), W [out, in] and b [out] stored like
 // torch.nn.Linear, one after the other in a flat parameter vector theta:

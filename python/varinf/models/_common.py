@@ -8,7 +8,7 @@ from ..parameters import Parameter
 
 __all__ = ["ConstantMean", "Persistent", "make_mean", "gaussian_log_density", "NOISE_LOWER"]
 
-# Lower bound of the Gaussian noise variance (MATH.md section 1; GPflow's default).
+# Lower bound of the Gaussian noise variance (docs/math.md section 2.1; GPflow's default).
 NOISE_LOWER = 1e-6
 
 

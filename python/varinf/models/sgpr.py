@@ -17,7 +17,7 @@ from ._regression import GaussianRegression
 
 __all__ = ["SGPR", "FITC", "inducing_points"]
 
-# Jitter added to the diagonal of K(Z, Z) (MATH.md section 2; GPflow's default).
+# Jitter added to the diagonal of K(Z, Z) (docs/math.md section 3; GPflow's default).
 KUU_JITTER = 1e-6
 
 # k-means runs on at most this many rows of X.
@@ -26,7 +26,7 @@ _KMEANS_SAMPLE = 20000
 
 def inducing_points(X, m: int, seed=None) -> np.ndarray:
     """m inducing inputs [m, d]: k-means centres (scipy's kmeans2, k-means++ start, seeded) of
-    X or of a random sample of its rows (MATH.md defaults)."""
+    X or of a random sample of its rows (docs/math.md section 5.7)."""
     X = as_matrix(X, "X")
     m = as_positive_int(m, "m")
     if m > X.shape[0]:

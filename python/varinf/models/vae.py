@@ -1,7 +1,7 @@
 """Variational auto-encoder with a C++ core (hand-written backprop, Eigen GEMM, OpenMP).
 
 Kingma & Welling (2013), "Auto-Encoding Variational Bayes"; the importance-weighted bound of
-Burda, Grosse & Salakhutdinov (2015). Formulas: MATH.md section 6; the C++ side documents the
+Burda, Grosse & Salakhutdinov (2015). Formulas: docs/math.md section 8; the C++ side documents the
 layout (varinf/vae.hpp).
 
     import varinf as vi

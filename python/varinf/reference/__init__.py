@@ -1,6 +1,6 @@
 """Pure-numpy reference implementations of varinf's computations.
 
-Readable code that mirrors the equations of MATH.md line by line; it is the baseline of the
+Readable code that mirrors the equations of docs/math.md line by line; it is the baseline of the
 benchmarks (bench/) and an independent oracle for the tests. Nothing here calls varinf's
 compiled core.
 """

@@ -1,8 +1,8 @@
-"""Exact GP regression in numpy + scipy (MATH.md section 3; Rasmussen & Williams 2006, GPML).
+"""Exact GP regression in numpy + scipy (docs/math.md section 4; Rasmussen & Williams 2006, GPML).
 
 The same model as ``varinf.GPR``: a reference kernel from ``varinf.reference.kernels``,
 Gaussian noise, a zero or learned constant mean, and a ``fit`` that runs scipy's L-BFGS-B over
-the same unconstrained parameters (``value = softplus(raw) + 1e-6``, MATH.md section 1, in the
+the same unconstrained parameters (``value = softplus(raw) + 1e-6``, docs/math.md section 2.1, in the
 same order: kernel variance, lengthscales, noise variance, mean), so that timings compare like
 with like.
 
@@ -21,7 +21,7 @@ from .kernels import Stationary
 
 __all__ = ["log_marginal_likelihood", "GPR"]
 
-# Lower bound of every positive parameter (MATH.md section 1).
+# Lower bound of every positive parameter (docs/math.md section 2.1).
 LOWER = 1e-6
 
 

@@ -1,4 +1,4 @@
-"""Stationary kernels and their gradient contractions in plain numpy (MATH.md section 1).
+"""Stationary kernels and their gradient contractions in plain numpy (docs/math.md section 1).
 
 Written the way a numpy user would: the pairwise differences are one broadcast array
 ``D = (X1[:, None, :] - X2[None, :, :]) / l`` of shape [n, m, d], reduced with ``np.sum`` and
@@ -30,7 +30,7 @@ def _row_blocks(n: int, m: int, d: int):
 
 
 class Stationary(abc.ABC):
-    """k(x, x') = variance * f(r2), r2 = sum_k (x_k - x'_k)^2 / l_k^2 (MATH.md section 1).
+    """k(x, x') = variance * f(r2), r2 = sum_k (x_k - x'_k)^2 / l_k^2 (docs/math.md section 1).
 
     ``lengthscales`` is a scalar (isotropic) or one per input dimension (ARD). Subclasses give
     the shape ``f(r2)`` and its derivative ``df(r2) = df/dr2``.
@@ -77,7 +77,7 @@ class Stationary(abc.ABC):
         """Contract Kbar = dL/dK(X1, X2) [n, m] with dK/dparameters and dK/dX1.
 
         Returns (dL/dvariance, dL/dlengthscales [shape of lengthscales], dL/dX1 [n, d] or None).
-        Chain rule through r2 (MATH.md section 1, "Gradient contraction"):
+        Chain rule through r2 (docs/math.md section 1, "Gradient contraction"):
           dk/dvariance = f(r2)
           dk/dl_k      = variance f'(r2) dr2/dl_k,  dr2/dl_k = -2 (x_k - x'_k)^2 / l_k^3
           dk/dx_k      = variance f'(r2) dr2/dx_k,  dr2/dx_k =  2 (x_k - x'_k) / l_k^2

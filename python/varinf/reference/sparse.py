@@ -32,7 +32,7 @@ def exact_lml(kernel, X, y, noise, mean=0.0):
 
 
 def sgpr_bound(kernel, X, y, Z, noise, mean=0.0, jitter=1e-6):
-    """Titsias (2009) eq. 9, as written in MATH.md section 4 (GPflow's SGPR.elbo)."""
+    """Titsias (2009) eq. 9, as written in docs/math.md section 5 (GPflow's SGPR.elbo)."""
     n, m = X.shape[0], Z.shape[0]
     r = y - mean  # [n]
     L = _chol(kernel.K(Z) + jitter * np.eye(m))  # [m, m]
@@ -61,12 +61,12 @@ def sgpr_upper_bound(kernel, X, y, Z, noise, mean=0.0, jitter=1e-6):
 
 
 def gaussian_variational_expectations(y, mu, var, noise):
-    """E_{N(f; mu, var)} log N(y; f, noise), elementwise (MATH.md section 5)."""
+    """E_{N(f; mu, var)} log N(y; f, noise), elementwise (docs/math.md section 7)."""
     return -0.5 * (_LOG2PI + np.log(noise)) - 0.5 * ((y - mu) ** 2 + var) / noise
 
 
 def svgp_predict_f(kernel, Z, q_mu, q_sqrt, X, whiten=True, mean=0.0, jitter=1e-6):
-    """Latent mean and variance [B] of the SVGP at X (Hensman et al. 2013; MATH.md section 5).
+    """Latent mean and variance [B] of the SVGP at X (Hensman et al. 2013; docs/math.md section 7).
     q_sqrt is [m, m] lower triangular or [m] (diagonal)."""
     m = Z.shape[0]
     Lq = np.diag(q_sqrt) if q_sqrt.ndim == 1 else np.tril(q_sqrt)  # [m, m]
@@ -79,7 +79,7 @@ def svgp_predict_f(kernel, Z, q_mu, q_sqrt, X, whiten=True, mean=0.0, jitter=1e-
 
 
 def svgp_kl(kernel, Z, q_mu, q_sqrt, whiten=True, jitter=1e-6):
-    """KL[N(q_mu, S) || N(0, I or Kuu)] with S = Lq Lq^T (MATH.md section 5)."""
+    """KL[N(q_mu, S) || N(0, I or Kuu)] with S = Lq Lq^T (docs/math.md section 7)."""
     m = Z.shape[0]
     Lq = np.diag(q_sqrt) if q_sqrt.ndim == 1 else np.tril(q_sqrt)  # [m, m]
     logdet_S = 2 * np.log(np.abs(np.diag(Lq))).sum()
@@ -104,7 +104,7 @@ def svgp_elbo(kernel, Z, q_mu, q_sqrt, X, y, num_data, noise=None, whiten=True, 
 
 def sgpr_optimal_qu_whitened(kernel, X, y, Z, noise, mean=0.0, jitter=1e-6):
     """The optimal q(v) = N(q_mu, Lq Lq^T) of the whitened SVGP with a Gaussian likelihood
-    (MATH.md section 5): Sigma = (I + A A^T / s2)^-1, q_mu = Sigma A (y - mean) / s2."""
+    (docs/math.md section 7): Sigma = (I + A A^T / s2)^-1, q_mu = Sigma A (y - mean) / s2."""
     m = Z.shape[0]
     L = _chol(kernel.K(Z) + jitter * np.eye(m))  # [m, m]
     A = _solve(L, kernel.K(Z, X))  # [m, n]
@@ -123,7 +123,7 @@ def fitc_lml(kernel, X, y, Z, noise, mean=0.0, jitter=1e-6):
 
 
 def _se(A, B, variance, lengthscales):
-    """variance * exp(-|a - b|^2 / (2 l^2)) [len(A), len(B)] (MATH.md section 1)."""
+    """variance * exp(-|a - b|^2 / (2 l^2)) [len(A), len(B)] (docs/math.md section 1)."""
     As, Bs = A / lengthscales, B / lengthscales
     r2 = (As ** 2).sum(1)[:, None] + (Bs ** 2).sum(1)[None, :] - 2 * As @ Bs.T
     return variance * np.exp(-0.5 * np.maximum(r2, 0.0))
@@ -143,7 +143,7 @@ def svgp_elbo_grad_se(Z, q_mu, q_sqrt, variance, lengthscales, noise, X, y, num_
     """The whitened SVGP ELBO with a squared-exponential (ARD) kernel, a Gaussian likelihood and
     a full lower-triangular q_sqrt on the batch (X, y), and its gradient with respect to every
     value: the numpy baseline of the benchmarks. The reverse pass is the one in svgp.cpp
-    (MATH.md sections 2 and 5), written with dense numpy products."""
+    (docs/math.md sections 3 and 7), written with dense numpy products."""
     m, B = Z.shape[0], X.shape[0]
     scale = num_data / B
     Lq = np.tril(q_sqrt)  # [m, m]

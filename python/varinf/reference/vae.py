@@ -1,6 +1,6 @@
 """Pure-numpy VAE: the readable reference of varinf's C++ ELBO / IWAE forward and backward.
 
-Kingma & Welling (2013), Burda, Grosse & Salakhutdinov (2015); MATH.md section 6. Used by the
+Kingma & Welling (2013), Burda, Grosse & Salakhutdinov (2015); docs/math.md section 8. Used by the
 tests as an independent oracle and by ``bench/bench_vae.py`` as the numpy baseline. Same
 conventions as the C++ core: Dense layers ``y = act(x W^T + b)`` with ``W`` [out, in]; the
 encoder ends in 2J outputs ``[mu, logvar]``; rows of ``eps`` are datum-major (row ``i k + s`` is
