@@ -5,6 +5,7 @@ import pytest
 
 import varinf as vi
 from varinf import kernels as K
+from _grad import check_grad
 
 # Naive per-pair formulas (docs/math.md section 1), written independently of the C++ code.
 def _r2(x, y, l):
@@ -88,34 +89,24 @@ def test_kernel_matrix_is_symmetric_psd(kind, ard, rng):
     assert np.linalg.eigvalsh(Kxx).min() > -1e-10 * max(1.0, np.abs(Kxx).max())
 
 
-def _fd(f, x, eps=1e-6):
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        xp, xm = x.copy(), x.copy()
-        xp[i] += eps
-        xm[i] -= eps
-        g[i] = (f(xp) - f(xm)) / (2 * eps)
-    return g
-
-
 def check_grads(k, X1, X2, rng):
     """grad, grad_sym and grad_diag against central differences of sum(W * K)."""
     c, theta = k.core(), k.theta()
     W = rng.normal(size=(X1.shape[0], X2.shape[0]))
     dth, dX = c.grad(theta, X1, X2, W, True)
-    np.testing.assert_allclose(dth, _fd(lambda t: np.sum(W * c.K(t, X1, X2)), theta), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(dX, _fd(lambda x: np.sum(W * c.K(theta, x, X2)), X1), rtol=1e-6, atol=1e-7)
+    check_grad(lambda t: np.sum(W * c.K(t, X1, X2)), theta, dth)
+    check_grad(lambda x: np.sum(W * c.K(theta, x, X2)), X1, dX)
 
     Ws = rng.normal(size=(X1.shape[0],) * 2)
     Ws = Ws + Ws.T
     dth, dX = c.grad_sym(theta, X1, Ws, True)
-    np.testing.assert_allclose(dth, _fd(lambda t: np.sum(Ws * c.K_sym(t, X1)), theta), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(dX, _fd(lambda x: np.sum(Ws * c.K_sym(theta, x)), X1), rtol=1e-6, atol=1e-7)
+    check_grad(lambda t: np.sum(Ws * c.K_sym(t, X1)), theta, dth)
+    check_grad(lambda x: np.sum(Ws * c.K_sym(theta, x)), X1, dX)
 
     w = rng.normal(size=X1.shape[0])
     dth, dX = c.grad_diag(theta, X1, w, True)
-    np.testing.assert_allclose(dth, _fd(lambda t: w @ c.K_diag(t, X1), theta), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(dX, _fd(lambda x: w @ c.K_diag(theta, x), X1), rtol=1e-6, atol=1e-7)
+    check_grad(lambda t: w @ c.K_diag(t, X1), theta, dth)
+    check_grad(lambda x: w @ c.K_diag(theta, x), X1, dX)
 
 
 @pytest.mark.parametrize("kind,ard", CASES)

@@ -10,6 +10,7 @@ from varinf import kernels as K
 from varinf._loader import core
 from varinf.reference import sparse as ref
 from _gil import assert_releases_gil
+from _grad import central_differences
 
 VARIANTS = [(True, False), (True, True), (False, False), (False, True)]
 IDS = ["whiten-full", "whiten-diag", "unwhiten-full", "unwhiten-diag"]
@@ -28,16 +29,6 @@ def variational(rng, m, q_diag):
     if q_diag:
         return q_mu, np.abs(rng.normal(size=m)) + 0.3  # [m]
     return q_mu, np.tril(0.3 * rng.normal(size=(m, m))) + np.eye(m)  # [m, m]
-
-
-def central_fd(f, x, h=1e-5):
-    x = np.array(x, dtype=float)
-    g = np.zeros(x.size)
-    for i in range(x.size):
-        e = np.zeros(x.size)
-        e[i] = h
-        g[i] = (f(x + e.reshape(x.shape)) - f(x - e.reshape(x.shape))) / (2 * h)
-    return g.reshape(x.shape)
 
 
 def likelihood_cases():
@@ -78,7 +69,7 @@ def test_cpp_elbo_and_gradient(data, rng, whiten, q_diag, lik, targets, ve):
     assert kl == pytest.approx(ref.svgp_kl(kernel, Z, q_mu, q_sqrt, whiten), rel=1e-10)
     for name, key in [("theta", "theta"), ("lik", "lik_theta"), ("Z", "Z"), ("q_mu", "q_mu"),
                       ("q_sqrt", "q_sqrt"), ("mean", "mean")]:
-        fd = central_fd(lambda v: evaluate(**{name: v})[0], start[name])
+        fd = central_differences(lambda v: evaluate(**{name: v})[0], start[name], h=1e-5)
         if name == "q_sqrt" and not q_diag:
             fd = np.tril(fd)  # the strict upper triangle is not read
         got = np.atleast_1d(grads[key])
@@ -94,7 +85,6 @@ def test_model_gradient_is_with_respect_to_unconstrained_parameters(data, whiten
     # A tied parameter (one variance in two kernels) and a fixed one.
     shared = K.SquaredExponential(1.2, [0.8, 1.3])
     kernel = shared + K.Matern32(0.5, 2.0)
-    kernel.kernels[1].lengthscales  # noqa: B018 (exists)
     kernel.kernels[1]._variance = shared._variance
     kernel.kernels[1]._lengthscales.trainable = False
     model = vi.SVGP(kernel, vi.likelihoods.Gaussian(0.1), Z, num_data=300, whiten=whiten, q_diag=q_diag,
@@ -109,7 +99,7 @@ def test_model_gradient_is_with_respect_to_unconstrained_parameters(data, whiten
         params.set(x)
         return model.elbo(X, y)
 
-    fd = central_fd(f, x0)
+    fd = central_differences(f, x0, h=1e-5)
     np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
 
 

@@ -9,6 +9,7 @@ import varinf as vi
 from varinf import _core as core
 from varinf.reference import vae as ref
 from _peers import import_peer
+from _grad import central_differences
 
 
 def reference_params(model):
@@ -54,19 +55,19 @@ def test_gradient_matches_central_differences(hidden, activation, likelihood, le
     loss, grads, _ = model.loss_and_grad(X, eps, k=k, beta=beta, objective=objective)
     flat = np.concatenate([g.ravel() for g in grads.values()])
     theta0 = theta.copy()
-    fd = np.empty_like(theta0)
-    h = 1e-6
-    for i in range(theta0.size):
-        theta[:] = theta0
-        theta[i] += h
-        up = model.loss_and_grad(X, eps, k=k, beta=beta, objective=objective)[0]
-        theta[i] -= 2 * h
-        down = model.loss_and_grad(X, eps, k=k, beta=beta, objective=objective)[0]
-        fd[i] = (up - down) / (2 * h)
+    fd = central_differences(loss_at(model, X, eps, k=k, beta=beta, objective=objective), theta0)
     theta[:] = theta0
     # Every weight and bias gets a gradient, and each matches its finite difference.
     assert flat.size == theta0.size
     np.testing.assert_allclose(flat, fd, rtol=1e-6, atol=1e-7 * max(1.0, np.abs(fd).max()))
+
+
+def loss_at(model, X, eps, **options):
+    """theta -> the minibatch loss with the model's weights set to theta (in place)."""
+    def loss(t):
+        model.theta[:] = t
+        return model.loss_and_grad(X, eps, **options)[0]
+    return loss
 
 
 def hidden_preactivations(layers, x):
@@ -93,15 +94,7 @@ def test_relu_gradient_away_from_kinks():
     flat = np.concatenate([g.ravel() for g in grads.values()])
     theta = model.theta
     theta0 = theta.copy()
-    h = 1e-7
-    fd = np.empty_like(theta0)
-    for i in range(theta0.size):
-        theta[:] = theta0
-        theta[i] += h
-        up = model.loss_and_grad(X, eps, k=2, objective="iwae")[0]
-        theta[i] -= 2 * h
-        down = model.loss_and_grad(X, eps, k=2, objective="iwae")[0]
-        fd[i] = (up - down) / (2 * h)
+    fd = central_differences(loss_at(model, X, eps, k=2, objective="iwae"), theta0, h=1e-7)
     theta[:] = theta0
     np.testing.assert_allclose(flat, fd, rtol=1e-5, atol=1e-6)
 
