@@ -5,6 +5,7 @@ The invariant of every public entry point: any input gives either a clear Python
 finite result of the right shape; never a crash, never a silent NaN.
 """
 
+import os
 import re
 import warnings
 
@@ -24,8 +25,11 @@ ERRORS = (ValueError, TypeError, vi.LinAlgError)
 
 
 def settings_for(max_examples):
-    """Hypothesis settings of these tests: no deadline (a shared 2-core machine), no health checks."""
-    return settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
+    """Hypothesis settings of these tests: no deadline (a shared 2-core machine), no health checks.
+    Under CI (CI set) the examples are derandomised, so that a run is repeatable; elsewhere each
+    run explores new ones."""
+    return settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck),
+                    derandomize=bool(os.environ.get("CI")))
 
 
 @st.composite

@@ -177,3 +177,23 @@ def test_predictions_do_not_depend_on_memory_alignment(rng, lik):
 def test_quadrature_points_are_capped_before_building_the_rule(make):
     with pytest.raises(ValueError, match="^quadrature_points must be <= 1000"):
         make(10 ** 5)
+
+
+@pytest.mark.parametrize("call", [
+    lambda c, t, v: c.predict_mean_and_var(t, v[:5], v[:4]),
+    lambda c, t, v: c.predict_log_density(t, v[:5], v[:5], v[:3]),
+    lambda c, t, v: c.predict_log_density(t, v[:2], v[:5], v[:5]),
+    lambda c, t, v: c.variational_expectations(t, v[:5], v[:4], v[:5]),
+    lambda c, t, v: c.predict_mean_and_var(np.zeros(3), v[:5], v[:5]),
+], ids=["moments-var", "density-var", "density-y", "ve-mu", "theta"])
+def test_core_likelihood_calls_check_their_lengths(call):
+    """The C++ entry points themselves refuse mismatched lengths (no out-of-bounds read)."""
+    lik = vi.likelihoods.Gaussian(0.3)
+    with pytest.raises(ValueError, match="inconsistent likelihood arguments"):
+        call(lik.core(), lik.theta(), np.ones(5))
+
+
+def test_variational_expectation_that_overflows_raises_naming_the_inputs():
+    """(y - mu)^2 / s2^2 beyond float64: a clear error, not an infinite gradient."""
+    with pytest.raises(ValueError, match="overflows for these y, mu and var"):
+        vi.likelihoods.Gaussian(0.1).variational_expectations(np.zeros(2), np.full(2, 1.8e153), np.zeros(2))

@@ -10,7 +10,8 @@
 # Only the baseline variant is built (half the compile time; the loader falls back to it).
 # Python is not instrumented, so libasan is preloaded; leak detection is off (CPython keeps
 # interned objects alive at exit by design). Any ASan or UBSan report aborts the process, and
-# the script fails. Needs gcc (libasan and libubsan ship with it).
+# the script fails. A malloc too large to serve returns NULL, as it does without ASan, so that
+# Python raises MemoryError (allocator_may_return_null). Needs gcc (libasan and libubsan ship with it).
 # Cost on the 2-core dev machine (shared, load 5-14): first build ~16 CPU-minutes (38 min wall
 # under that load), then the whole suite ~3-4.5 min (4m22s wall with a no-op rebuild).
 set -euo pipefail
@@ -40,6 +41,6 @@ STDCXX_LIB=$(gcc -print-file-name=libstdc++.so)
 # just before the abort) reaches the terminal.
 if [ $# -eq 0 ]; then set -- tests; fi
 LD_PRELOAD="$ASAN_LIB $STDCXX_LIB" \
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   "$VENV/bin/python" -m pytest -q -p no:cacheprovider --capture=sys "$@"

@@ -15,8 +15,11 @@ import time
 
 import numpy as np
 
+from . import kernels
 from ._atomic import replacing
 from ._tables import BLOCK_ROWS, Table, TableError, npz_vector, open_table
+from ._threads import get_num_threads
+from .inducing import inducing_points
 from .likelihoods import Bernoulli, Gaussian
 from .models import GPR, SGPR, SVGP
 from .serialization import (
@@ -26,7 +29,6 @@ from .serialization import (
     dump_component,
     load,
     load_component,
-    model_input_dim,
     register,
     save,
 )
@@ -44,14 +46,13 @@ _NOISE_INIT = 0.1
 
 # The model class each kind of TableModel holds.
 _MODEL_CLASSES = {"gpr": GPR, "sgpr": SGPR, "svgp": SVGP, "svgp-classifier": SVGP}
+# The kernel class of each --kernel.
+_KERNEL_CLASSES = {"rbf": kernels.SquaredExponential, "matern32": kernels.Matern32, "matern52": kernels.Matern52}
 
 
 def _kernel(name: str, d: int):
     """A kernel with one lengthscale per input (ARD), unit variance and lengthscales."""
-    from . import kernels as K
-
-    cls = {"rbf": K.SquaredExponential, "matern32": K.Matern32, "matern52": K.Matern52}[name]
-    return cls(variance=1.0, lengthscales=np.ones(d))
+    return _KERNEL_CLASSES[name](variance=1.0, lengthscales=np.ones(d))
 
 
 @register
@@ -92,11 +93,13 @@ class TableModel:
         Xs = (np.asarray(X, dtype=float) - self.x_mean) / self.x_scale  # [n, d]
         mean, var = self.model.predict_y(Xs)
         if self.is_classifier:
-            return np.column_stack([mean, np.where(mean > 0.5, self.classes[1], self.classes[0])])
-        return np.column_stack([self.y_mean + self.y_scale * mean, self.y_scale * np.sqrt(var)])
+            return np.column_stack([mean, np.where(mean > 0.5, self.classes[1], self.classes[0])])  # [n, 2]
+        return np.column_stack([self.y_mean + self.y_scale * mean, self.y_scale * np.sqrt(var)])  # [n, 2]
 
     # --- saving (varinf.serialization) -----------------------------------------------------------------
     def _save_state(self):
+        """config ``{"kind", "features", "columns", "y_mean", "y_scale", "model": spec}``; arrays:
+        the model's under ``model/``, ``x_mean`` [d], ``x_scale`` [d], ``classes`` [2] (classifier)."""
         spec, arrays = dump_component(self.model, "model/")
         config = {"kind": self.kind, "features": self.features, "columns": self.columns, "y_mean": self.y_mean,
                   "y_scale": self.y_scale, "model": spec}
@@ -117,7 +120,7 @@ class TableModel:
         columns = config_number(config, "columns", int, minimum=d)
         model = load_component(config_value(config, "model", dict), arrays, "model/", _MODEL_CLASSES[kind])
         likelihood = {"svgp": Gaussian, "svgp-classifier": Bernoulli}.get(kind)
-        if model_input_dim(model) != d or (likelihood and not isinstance(model.likelihood, likelihood)):
+        if model.input_dim != d or (likelihood and not isinstance(model.likelihood, likelihood)):
             raise FormatError(f"the saved model does not fit a {kind} model over {d} features: {model!r:.200}")
         y_mean, y_scale = config_number(config, "y_mean"), config_number(config, "y_scale", minimum=0, above=True)
         classes = arrays.take("classes", (2,)) if kind == "svgp-classifier" else None
@@ -195,8 +198,6 @@ def _standardise(A):
 
 def _build_and_fit(args, X, y):
     """The fitted GP on standardised X and targets y; a summary line of its objective."""
-    import varinf as vi
-
     n, d = X.shape
     kernel = _kernel(args.kernel, d)
     m = min(args.inducing, n)
@@ -205,24 +206,22 @@ def _build_and_fit(args, X, y):
         if n > _GPR_MAX_ROWS:
             raise TableError(f"gpr on {n} rows needs a {n} x {n} matrix ({8 * n * n / 1e9:.0f} GB); "
                              "use --model sgpr or svgp")
-        model = vi.GPR(X, y, kernel, noise_variance=_NOISE_INIT).fit(max_iter=args.iterations or 1000,
-                                                                      progress=progress)
+        model = GPR(X, y, kernel, noise_variance=_NOISE_INIT).fit(max_iter=args.iterations or 1000,
+                                                                  progress=progress)
         return model, f"log marginal likelihood / n = {model.log_marginal_likelihood() / n:.4f}"
-    Z = vi.models.sgpr.inducing_points(X, m, seed=args.seed)  # [m, d]
+    Z = inducing_points(X, m, seed=args.seed)  # [m, d]
     if args.model == "sgpr":
-        model = vi.SGPR(X, y, kernel, Z=Z, noise_variance=_NOISE_INIT).fit(max_iter=args.iterations or 1000,
-                                                                          progress=progress)
+        model = SGPR(X, y, kernel, Z=Z, noise_variance=_NOISE_INIT).fit(max_iter=args.iterations or 1000,
+                                                                      progress=progress)
         return model, f"ELBO / n = {model.elbo() / n:.4f} (m = {m})"
-    likelihood = vi.likelihoods.Bernoulli() if args.model == "svgp-classifier" else vi.likelihoods.Gaussian(_NOISE_INIT)
-    model = vi.SVGP(kernel, likelihood, Z=Z, num_data=n)
+    likelihood = Bernoulli() if args.model == "svgp-classifier" else Gaussian(_NOISE_INIT)
+    model = SVGP(kernel, likelihood, Z=Z, num_data=n)
     model.fit(X, y, iterations=args.iterations or 2000, batch_size=min(args.batch_size, n),
               learning_rate=args.learning_rate, seed=args.seed, progress=progress)
     return model, f"ELBO / n = {model.elbo(X, y) / n:.4f} (m = {m}, all rows)"
 
 
 def fit_command(args) -> int:
-    import varinf as vi
-
     _check_output(args.output)
     X, y, features, columns = _training_data(args.data, args.target, _split_list(args.features))
     x_mean, x_scale = _standardise(X)
@@ -242,7 +241,7 @@ def fit_command(args) -> int:
     fitted = TableModel(args.model, model, features, columns, x_mean, x_scale, y_mean, y_scale, classes)
     save(fitted, args.output)
     print(f"fitted {args.model} to {X.shape[0]} rows x {X.shape[1]} features of {args.data} in {seconds:.1f} s "
-          f"({vi.get_num_threads()} threads); {summary}; saved {args.output}")
+          f"({get_num_threads()} threads); {summary}; saved {args.output}")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["LinAlgError"]
+__all__ = ["FormatError", "LinAlgError"]
 
 
 class LinAlgError(np.linalg.LinAlgError):
@@ -11,3 +11,7 @@ class LinAlgError(np.linalg.LinAlgError):
     The message names the matrix and suggests a fix: more noise, fewer or de-duplicated
     inducing points, or rescaled inputs.
     """
+
+
+class FormatError(ValueError):
+    """A file is not a valid varinf file (corrupt, truncated, foreign or from a newer varinf)."""

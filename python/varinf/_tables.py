@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._npz import Member
+
 __all__ = ["Table", "TableError", "open_table"]
 
 # Rows per block when streaming.
@@ -156,15 +158,16 @@ def _load_npy(path) -> np.ndarray:
 
 
 def _npz_matrix(path, name) -> np.ndarray:
-    """Array ``name`` of a .npz file, read whole, as a matrix."""
+    """Array ``name`` of a .npz file, read whole, as a matrix. Its header is checked against the
+    file before memory is allocated for it (varinf._npz)."""
     with _reading(path, ".npz file"):
-        arrays = np.load(path, allow_pickle=False)
-        if not isinstance(arrays, np.lib.npyio.NpzFile):
-            raise TableError(f"{path}: not a .npz archive (it holds a single array)")
-        with arrays:
-            if name not in arrays.files:
-                raise TableError(f"{path}: no array {name!r} (arrays: {', '.join(arrays.files)})")
-            data = arrays[name]
+        with zipfile.ZipFile(path) as archive:
+            names = [n[:-4] for n in archive.namelist() if n.endswith(".npy")]
+            if name not in names:
+                raise TableError(f"{path}: no array {name!r} (arrays: {', '.join(names)})")
+            member = Member(archive, archive.getinfo(name + ".npy"))
+            _check_matrix(member.shape, member.dtype, f"{path}: array {name!r}")
+            data = member.read()
     return _numeric_matrix(data, f"{path}: array {name!r}")
 
 
@@ -172,11 +175,14 @@ def _numeric_matrix(data, what: str) -> np.ndarray:
     """``data`` as a 2-D numeric array (a 1-D one as a column); TableError naming ``what`` otherwise."""
     if not isinstance(data, np.ndarray):
         raise TableError(f"{what}: expected a 2-D numeric array, got {type(data).__name__}")
-    if data.ndim == 1:
-        data = data[:, None]
-    if data.ndim != 2 or data.dtype.kind not in "fiub":
-        raise TableError(f"{what}: expected a 2-D numeric array, got shape {data.shape} and dtype {data.dtype}")
-    return data
+    _check_matrix(data.shape, data.dtype, what)
+    return data[:, None] if data.ndim == 1 else data
+
+
+def _check_matrix(shape, dtype, what: str) -> None:
+    """TableError naming ``what`` unless ``shape`` and ``dtype`` are a 1-D or 2-D numeric array's."""
+    if len(shape) not in (1, 2) or dtype.kind not in "fiub":
+        raise TableError(f"{what}: expected a 2-D numeric array, got shape {shape} and dtype {dtype}")
 
 
 def npz_vector(path, name: str) -> np.ndarray:

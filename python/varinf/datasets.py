@@ -20,7 +20,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ._validation import as_float
+from ._validation import as_choice, as_float
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_APT = "dataset-fashion-mnist"
@@ -69,9 +69,7 @@ def load_fashion_mnist(kind: str = "train", directory: Optional[str] = None,
     kind: "train" (60000 images) or "test" (10000). directory defaults to the Debian
     package's location.
     """
-    prefix = {"train": "train", "test": "t10k"}.get(kind)
-    if prefix is None:
-        raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
+    prefix = {"train": "train", "test": "t10k"}[as_choice(kind, "kind", ("train", "test"))]
     directory = FASHION_MNIST_DIR if directory is None else directory
     images = load_idx(_find(directory, f"{prefix}-images-idx3-ubyte"))  # [n, 28, 28]
     labels = load_idx(_find(directory, f"{prefix}-labels-idx1-ubyte"))  # [n]
@@ -102,8 +100,6 @@ def load_digits_scaled(dtype=np.float32) -> Tuple[np.ndarray, np.ndarray]:
     Shipped with varinf (data/digits.csv.gz, the copy scikit-learn ships: the test part of the
     UCI "Optical Recognition of Handwritten Digits" data, Alpaydin & Kaynak 1998, CC BY 4.0):
     one row per image, 64 pixel counts then the label."""
-    import gzip
-
     with resources.files("varinf").joinpath("data/digits.csv.gz").open("rb") as raw:
         with gzip.open(raw, "rt") as f:
             table = np.loadtxt(f, delimiter=",")  # [1797, 65]

@@ -10,7 +10,7 @@ Each estimator follows scikit-learn's contract: ``__init__`` only stores its par
 ``fit`` validates the data with ``validate_data``, builds and trains a fresh varinf model
 (``model_``) and returns self; fitted attributes end in ``_``. The user's kernel is never
 changed: ``fit`` trains a copy, ``kernel_``. ``vi.save(estimator, path)`` / ``vi.load(path)`` store
-an estimator (fitted or not) with its model; pickle works too.
+an estimator (fitted or not) with its model (varinf._estimator_state); pickle works too.
 
 Regressors predict noisy targets y*: ``predict(X, return_std=True)`` gives the standard
 deviation of y* (latent variance plus the learned noise variance), as scikit-learn's
@@ -40,20 +40,14 @@ try:
 except ImportError as exc:  # scikit-learn is an optional dependency
     raise ImportError('varinf.estimators needs scikit-learn >= 1.6: pip install "varinf[sklearn]"') from exc
 
+from ._estimator_state import SaveableEstimator
+from ._validation import as_choice, as_positive_int
+from .inducing import inducing_points
 from .kernels import Kernel, SquaredExponential
 from .likelihoods import Bernoulli, Gaussian
 from .models import GPR, SGPR, SVGP, VAE
 from .models._regression import sample_joint
-from .models.sgpr import inducing_points
-from .serialization import (
-    FormatError,
-    config_number,
-    config_value,
-    dump_component,
-    load_component,
-    model_input_dim,
-    register,
-)
+from .serialization import FormatError, register
 
 __all__ = ["GPRegressor", "SGPRRegressor", "SVGPClassifier", "SVGPRegressor", "VAETransformer"]
 
@@ -65,7 +59,8 @@ def _seed(random_state) -> int:
 
 def _location_scale(values):
     """Means and standard deviations of the columns of ``values`` [n, ...] (1 where a column is
-    constant), computed on values / max|values| so that squaring cannot overflow."""
+    constant), computed on values / max|values| so that squaring cannot overflow (docs/math.md
+    section 4.4)."""
     peak = np.max(np.abs(values), axis=0)
     peak = np.where(peak > 0, peak, 1.0)
     unit = values / peak
@@ -98,194 +93,14 @@ def copy_kernel(kernel: Kernel) -> Kernel:
     return copy.deepcopy(kernel, memo)
 
 
-def _positive_int_param(value, name: str, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1{' or None' if allow_none else ''}, got {value!r}")
-    return int(value)
-
-
 def _optimize(model, max_iter) -> int:
     """Fit ``model`` with L-BFGS-B for at most max_iter iterations (0: not at all); the iterations run."""
     if max_iter == 0:
         return 0
-    return int(model.fit(max_iter=_positive_int_param(max_iter, "max_iter")).optimizer_result_.nit)
+    return int(model.fit(max_iter=as_positive_int(max_iter, "max_iter")).optimizer_result_.nit)
 
 
-def _json_value(name: str, value):
-    """A parameter or fitted scalar as a JSON value (tuples as lists); ValueError otherwise."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, tuple):
-        return [_json_value(name, v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise ValueError(f"cannot save {name}={value!r}: only None, numbers, strings and tuples of them "
-                     "(an int random_state, not a RandomState) can be saved")
-
-
-class _Saveable:
-    """``vi.save`` / ``vi.load`` of an estimator (varinf.serialization's protocol): its
-    parameters (the kernel as a component), its varinf model and every fitted attribute."""
-
-    def _save_state(self):
-        config = {"params": {}, "kernel": None, "model": None, "fitted": {}, "arrays": {}, "labels": {},
-                  "lists": []}
-        arrays = {}
-        for name, value in self.get_params(deep=False).items():
-            if name == "kernel" and value is not None:
-                config["kernel"], kernel_arrays = dump_component(value, "kernel/")
-                arrays.update(kernel_arrays)
-            elif name != "kernel":
-                config["params"][name] = _json_value(name, value)
-        for name, value in vars(self).items():
-            if not name.endswith("_") or name.startswith("_"):
-                continue
-            if name == "model_":
-                config["model"], model_arrays = dump_component(value, "model/")
-                arrays.update(model_arrays)
-            elif isinstance(value, list):  # a training history (NaN allowed)
-                arrays[f"history/{name}"] = np.asarray(value, dtype=np.float64)
-                config["lists"].append(name)
-            elif isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
-                arrays[f"fitted/{name}"] = value
-                config["arrays"][name] = value.dtype.str
-            elif isinstance(value, np.ndarray):  # class labels or feature names: strings
-                config["labels"][name] = [value.tolist(), value.dtype.str]
-            else:
-                config["fitted"][name] = _json_value(name, value)
-        return config, arrays
-
-    # Fitted numbers beyond those every estimator has: name -> (int or float, minimum or None).
-    _FITTED_NUMBERS: dict = {}
-
-    @classmethod
-    def _from_state(cls, config, arrays):
-        est = cls(**_saved_params(cls, config, arrays))
-        fitted = _FittedState(est, _saved_fitted(config, arrays))
-        model = config_value(config, "model", (dict, type(None)))
-        if model is not None:
-            est.model_ = load_component(model, arrays, "model/", cls._MODEL)
-            est._restore_fitted(fitted)
-        fitted.finish()
-        return est
-
-    def _restore_fitted(self, fitted) -> int:
-        """Set the fitted attributes from ``fitted`` (a _FittedState), each checked against the
-        model and the parameters; the number of features."""
-        d = fitted.number("n_features_in_", int, minimum=1)
-        if d != model_input_dim(self.model_):
-            raise FormatError(f"n_features_in_ is {d}, but the model takes {model_input_dim(self.model_)} inputs")
-        if "feature_names_in_" in fitted:
-            names = fitted.labels("feature_names_in_", d)
-            if not all(isinstance(name, str) for name in names.tolist()):
-                raise FormatError("feature_names_in_ must hold strings")
-        for name, (kind, minimum) in self._FITTED_NUMBERS.items():
-            fitted.number(name, kind, minimum)
-        return d
-
-
-def _saved_params(cls, config, arrays) -> dict:
-    """The constructor arguments in ``config`` (lists back to tuples): exactly the estimator's
-    parameters, flags as bools, the kernel as a component."""
-    params = {k: tuple(v) if isinstance(v, list) else v for k, v in config_value(config, "params", dict).items()}
-    names = set(cls._get_param_names()) - {"kernel"}
-    if set(params) != names:
-        raise FormatError(f"params {sorted(params)} are not {cls.__name__}'s {sorted(names)}")
-    for name, default in cls().get_params(deep=False).items():
-        if isinstance(default, bool):
-            config_value(params, name, bool)
-    kernel = config_value(config, "kernel", (dict, type(None)))
-    if kernel is not None:
-        params["kernel"] = load_component(kernel, arrays, "kernel/", allowed=Kernel)
-    return params
-
-
-def _saved_fitted(config, arrays) -> dict:
-    """name -> value of every fitted attribute in the file (not yet checked)."""
-    fitted = dict(config_value(config, "fitted", dict))
-    dtypes = config_value(config, "arrays", dict)
-    labels = config_value(config, "labels", dict)
-    sources = ({name: arrays.take(f"fitted/{name}", dtype=config_value(dtypes, name, str)) for name in dtypes},
-               {name: _label_array(name, values) for name, values in labels.items()},
-               {name: arrays.take(f"history/{name}", (None,)).tolist() for name in config_value(config, "lists", list)})
-    for source in sources:
-        if set(source) & set(fitted):
-            raise FormatError(f"fitted attributes {sorted(set(source) & set(fitted))} are saved twice")
-        fitted.update(source)
-    return fitted
-
-
-def _label_array(name: str, saved) -> np.ndarray:
-    """A saved 1-D array of labels: [values (strings, or numbers in an object array), dtype]."""
-    error = FormatError(f"labels {name!r} must be [a list of strings or numbers, a str or object dtype], "
-                        f"got {saved!r:.200}")
-    if not (isinstance(saved, list) and len(saved) == 2 and isinstance(saved[0], list) and isinstance(saved[1], str)
-            and all(isinstance(v, (str, int, float)) for v in saved[0])):
-        raise error
-    values, dtype = saved[0], np.dtype(saved[1])
-    # A str dtype no wider than the longest label (or 64 characters): nothing large is allocated.
-    width = max([64, *(len(str(v)) for v in values)])
-    if not (dtype.kind == "O" or (dtype.kind == "U" and dtype.itemsize <= 4 * width)):
-        raise error
-    array = np.array(values, dtype=dtype)
-    if array.tolist() != values:
-        raise error
-    return array
-
-
-class _FittedState:
-    """Fitted attributes read from a file: each is checked, then set on the estimator; ``finish``
-    refuses those no check asked for."""
-
-    def __init__(self, est, values: dict):
-        self._est, self._values = est, values
-
-    def __contains__(self, name):
-        return name in self._values
-
-    def _pop(self, name):
-        if name not in self._values:
-            raise FormatError(f"fitted attribute {name!r} is missing")
-        return self._values.pop(name)
-
-    def _set(self, name, value):
-        setattr(self._est, name, value)
-        return value
-
-    def number(self, name, kind=float, minimum=None, above=False):
-        value = config_number(self._values, name, kind, minimum, above)
-        del self._values[name]
-        return self._set(name, value)
-
-    def array(self, name, shape, positive=False) -> np.ndarray:
-        value = self._pop(name)
-        if not (isinstance(value, np.ndarray) and value.dtype == np.float64 and value.shape == shape
-                and (not positive or np.all(value > 0))):
-            raise FormatError(f"fitted attribute {name!r} must be a float64 array of shape {shape}"
-                              + (" with positive entries" if positive else ""))
-        return self._set(name, value)
-
-    def labels(self, name, size) -> np.ndarray:
-        value = self._pop(name)
-        if not (isinstance(value, np.ndarray) and value.shape == (size,)):
-            raise FormatError(f"fitted attribute {name!r} must be an array of {size} labels")
-        return self._set(name, value)
-
-    def history(self, name) -> list:
-        value = self._pop(name)
-        if not isinstance(value, list):
-            raise FormatError(f"fitted attribute {name!r} must be a training history")
-        return self._set(name, value)
-
-    def finish(self) -> None:
-        if self._values:
-            raise FormatError(f"unexpected fitted attributes {sorted(self._values)}"
-                              + ("" if hasattr(self._est, "model_") else " in an unfitted estimator"))
-
-
-class _GPEstimator(_Saveable, BaseEstimator):
+class _GPEstimator(SaveableEstimator, BaseEstimator):
     """What the GP estimators share: the kernel (default or a copy of the user's) and the
     optional standardisation of the inputs."""
 
@@ -379,9 +194,9 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
 
     def sample_y(self, X, n_samples: int = 1, random_state=0) -> np.ndarray:
         """Joint samples of y* at X, [n*, n_samples] (as GaussianProcessRegressor.sample_y)."""
-        n_samples = _positive_int_param(n_samples, "n_samples")
+        n_samples = as_positive_int(n_samples, "n_samples")
         mean, cov = self.predict(X, return_cov=True)
-        return sample_joint(mean, cov, n_samples, _seed(random_state)).T
+        return sample_joint(mean, cov, n_samples, _seed(random_state)).T  # [n*, n_samples]
 
 
 @register
@@ -449,7 +264,7 @@ class SGPRRegressor(_GaussianGPRegressor):
     _FITTED_NUMBERS = {"n_iter_": (int, 0), "elbo_": (float, None)}
 
     def _build(self, X, y, kernel):
-        m = min(_positive_int_param(self.n_inducing, "n_inducing"), X.shape[0])
+        m = min(as_positive_int(self.n_inducing, "n_inducing"), X.shape[0])
         Z = inducing_points(X, m, seed=_seed(self.random_state))  # [m, d]
         model = SGPR(X, y, kernel, Z, noise_variance=self.noise_variance)
         self.n_iter_ = _optimize(model, self.max_iter)
@@ -472,10 +287,10 @@ class _SVGPEstimator(_GPEstimator):
 
     def _train_svgp(self, X, y, kernel, likelihood) -> SVGP:
         n = X.shape[0]
-        m = min(_positive_int_param(self.n_inducing, "n_inducing"), n)
-        batch = min(_positive_int_param(self.batch_size, "batch_size"), n)
-        epochs = _positive_int_param(self.epochs, "epochs", allow_none=True)
-        iterations = None if epochs is not None else _positive_int_param(self.iterations, "iterations")
+        m = min(as_positive_int(self.n_inducing, "n_inducing"), n)
+        batch = min(as_positive_int(self.batch_size, "batch_size"), n)
+        epochs = as_positive_int(self.epochs, "epochs", allow_none=True)
+        iterations = None if epochs is not None else as_positive_int(self.iterations, "iterations")
         model = SVGP(kernel, likelihood, m, num_data=n)
         model.fit(X, y, iterations=iterations, epochs=epochs, batch_size=batch, learning_rate=self.learning_rate,
                   natgrad=self.natgrad, seed=_seed(self.random_state), progress=self.progress)
@@ -588,12 +403,12 @@ class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities [n*, 2], columns in the order of ``classes_``."""
         p = scipy.special.ndtr(self.decision_function(X))  # [n*]
-        return np.column_stack([1.0 - p, p])
+        return np.column_stack([1.0 - p, p])  # [n*, 2]
 
     def predict_log_proba(self, X) -> np.ndarray:
         """log predict_proba [n*, 2], computed without cancellation."""
         z = self.decision_function(X)  # [n*]
-        return np.column_stack([scipy.special.log_ndtr(-z), scipy.special.log_ndtr(z)])
+        return np.column_stack([scipy.special.log_ndtr(-z), scipy.special.log_ndtr(z)])  # [n*, 2]
 
     def predict(self, X) -> np.ndarray:
         """The more probable class of each row [n*]."""
@@ -607,7 +422,7 @@ class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
 
 
 @register
-class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Saveable, BaseEstimator):
+class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, SaveableEstimator, BaseEstimator):
     """A variational auto-encoder (varinf.VAE, float64) as a transformer: ``transform`` gives
     the means of q(z | x) [n, n_components], ``inverse_transform`` the decoder's means in the
     original scale.
@@ -639,16 +454,14 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, _Saveabl
     def fit(self, X, y=None):
         """Train on X [n, n_features]; returns self."""
         X = validate_data(self, X, dtype=np.float64)
-        if self.likelihood not in ("gaussian", "bernoulli"):
-            raise ValueError(f"likelihood must be 'gaussian' or 'bernoulli', got {self.likelihood!r}")
-        gaussian = self.likelihood == "gaussian"
+        gaussian = as_choice(self.likelihood, "likelihood", ("gaussian", "bernoulli")) == "gaussian"
         d = X.shape[1]
         self.mean_, self.scale_ = _location_scale(X) if gaussian else (np.zeros(d), np.ones(d))  # [d], [d]
-        self.model_ = VAE(d, _positive_int_param(self.n_components, "n_components"), hidden=self.hidden,
+        self.model_ = VAE(d, as_positive_int(self.n_components, "n_components"), hidden=self.hidden,
                           likelihood=self.likelihood, dtype=np.float64, seed=_seed(self.random_state),
                           learn_obs_logvar=gaussian)
-        self.model_.fit((X - self.mean_) / self.scale_, epochs=_positive_int_param(self.epochs, "epochs"),
-                        batch_size=min(_positive_int_param(self.batch_size, "batch_size"), X.shape[0]),
+        self.model_.fit((X - self.mean_) / self.scale_, epochs=as_positive_int(self.epochs, "epochs"),
+                        batch_size=min(as_positive_int(self.batch_size, "batch_size"), X.shape[0]),
                         learning_rate=self.learning_rate, progress=False)
         self.loss_curve_ = list(self.model_.history_["loss"])
         return self

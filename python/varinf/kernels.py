@@ -3,7 +3,9 @@
 Every kernel here is a thin description over the C++ core: it holds its parameters (positive
 values with a softplus transform, docs/math.md section 2.1) and, on demand, an immutable C++ kernel
 structure. The C++ side computes ``K(X1, X2)``, ``K_diag(X)`` and the fused gradient
-contractions; parameter values travel to it as one flat array ``theta``.
+contractions (docs/math.md section 1); parameter values travel to it as one flat array ``theta``
+(section 1.1). Each kernel saves and loads itself (``_save_state`` / ``_from_state``, registered
+with varinf.serialization).
 
     k = vi.kernels.SquaredExponential(lengthscales=[1.0, 2.0]) + vi.kernels.White(0.1)
     K = k.K(X)          # [n, n]
@@ -19,6 +21,16 @@ import numpy as np
 from ._loader import core as _core
 from ._validation import as_matrix
 from .parameters import Parameter
+from .serialization import (
+    FormatError,
+    config_value,
+    dump_component,
+    load_component,
+    parameter_arrays,
+    register,
+    restore_trainable,
+    save_parameters,
+)
 
 __all__ = [
     "Kernel", "SquaredExponential", "RBF", "Matern12", "Matern32", "Matern52",
@@ -34,6 +46,9 @@ class Kernel(abc.ABC):
 
     # numpy defers to Kernel's operators: kernel * array is a TypeError, not an array of kernels.
     __array_ufunc__ = None
+
+    # The constructor's parameter arguments, which are also the Parameter names (for loading).
+    _param_names: tuple = ()
 
     def __init__(self, active_dims=None):
         if active_dims is None:
@@ -98,6 +113,23 @@ class Kernel(abc.ABC):
             d = len(self.active_dims)
         self._check_width(d, name)
 
+    # --- saving (varinf.serialization) ------------------------------------------------------
+    def _save_state(self):
+        """config ``{"active_dims": [...] or null, "trainable": {name: bool}}``; arrays: each
+        parameter's value under its name (``variance``, ``lengthscales``, ...)."""
+        trainable, values = save_parameters(self.parameters)
+        return {"active_dims": self.active_dims, "trainable": trainable}, values
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        active = config.get("active_dims")
+        if active is not None and not (isinstance(active, list) and all(
+                isinstance(i, int) and not isinstance(i, bool) for i in active)):
+            raise FormatError(f"active_dims must be a list of integers, got {active!r}")
+        kernel = cls(**parameter_arrays(arrays, cls._param_names), active_dims=active)
+        restore_trainable(kernel.parameters, config_value(config, "trainable", dict))
+        return kernel
+
     def K(self, X, X2=None) -> np.ndarray:
         """K(X, X2) [n1, n2]; with X2 None, the symmetric K(X, X) (White noise included)."""
         X = as_matrix(X, "X")
@@ -134,27 +166,36 @@ class Kernel(abc.ABC):
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
-def _positive(name, value, trainable=True):
-    return Parameter(name, value, lower=POSITIVE_LOWER, trainable=trainable)
+def _positive(name: str, value, scalar: bool = False) -> Parameter:
+    """A positive kernel parameter (docs/math.md section 2.1); with ``scalar``, one value only."""
+    param = Parameter(name, value, lower=POSITIVE_LOWER)
+    if scalar and param.size != 1:
+        raise ValueError(f"{name} must be a scalar")
+    return param
+
+
+def _value_of(attr: str) -> property:
+    """A property that reads and sets the value of the Parameter ``self.<attr>``."""
+    return property(lambda self: getattr(self, attr).value,
+                    lambda self, value: setattr(getattr(self, attr), "value", value))
 
 
 class _Stationary(Kernel):
-    """k = variance * f(r2), r2 = sum_k (x_k - x'_k)^2 / l_k^2. One lengthscale or one per
-    input dimension (ARD)."""
+    """A kernel of x - x' with a variance and lengthscales: one lengthscale, or one per input
+    dimension (ARD). The subclasses other than Periodic are ``variance * f(r2)`` with
+    r2 = sum_k (x_k - x'_k)^2 / l_k^2 (docs/math.md section 1.2); Periodic has the same
+    parameters (and a period) but a function of sin^2(pi (x_k - x'_k) / period) (section 1.3)."""
 
     _factory = None  # the C++ constructor
+    _param_names = ("variance", "lengthscales")
 
     def __init__(self, variance=1.0, lengthscales=1.0, active_dims=None):
         super().__init__(active_dims)
-        self._variance = _positive("variance", variance)
+        self._variance = _positive("variance", variance, scalar=True)
         self._lengthscales = _positive("lengthscales", lengthscales)
-        if self._variance.size != 1:
-            raise ValueError("variance must be a scalar")
 
-    variance = property(lambda self: self._variance.value,
-                        lambda self, v: setattr(self._variance, "value", v))
-    lengthscales = property(lambda self: self._lengthscales.value,
-                            lambda self, v: setattr(self._lengthscales, "value", v))
+    variance = _value_of("_variance")
+    lengthscales = _value_of("_lengthscales")
 
     def _own_parameters(self):
         return [self._variance, self._lengthscales]
@@ -168,70 +209,78 @@ class _Stationary(Kernel):
             raise ValueError(f"{name} has {d} (active) columns but the kernel has {L} lengthscales")
 
 
+@register
 class SquaredExponential(_Stationary):
-    """Squared exponential (RBF): variance * exp(-r2 / 2)."""
+    """Squared exponential (RBF): variance * exp(-r2 / 2) (GPML eq. 4.9)."""
     _factory = staticmethod(_core.squared_exponential)
 
 
 RBF = SquaredExponential
 
 
+@register
 class Matern12(_Stationary):
-    """Matern 1/2 (exponential): variance * exp(-r)."""
+    """Matern 1/2 (exponential): variance * exp(-r) (GPML section 4.2.1)."""
     _factory = staticmethod(_core.matern12)
 
 
+@register
 class Matern32(_Stationary):
-    """Matern 3/2: variance * (1 + sqrt3 r) exp(-sqrt3 r)."""
+    """Matern 3/2: variance * (1 + sqrt3 r) exp(-sqrt3 r) (GPML eq. 4.17)."""
     _factory = staticmethod(_core.matern32)
 
 
+@register
 class Matern52(_Stationary):
-    """Matern 5/2: variance * (1 + sqrt5 r + 5 r^2 / 3) exp(-sqrt5 r)."""
+    """Matern 5/2: variance * (1 + sqrt5 r + 5 r^2 / 3) exp(-sqrt5 r) (GPML eq. 4.17)."""
     _factory = staticmethod(_core.matern52)
 
 
+@register
 class RationalQuadratic(_Stationary):
-    """Rational quadratic: variance * (1 + r2 / (2 alpha))^-alpha."""
+    """Rational quadratic: variance * (1 + r2 / (2 alpha))^-alpha (GPML eq. 4.19)."""
     _factory = staticmethod(_core.rational_quadratic)
+    _param_names = ("variance", "lengthscales", "alpha")
 
     def __init__(self, variance=1.0, lengthscales=1.0, alpha=1.0, active_dims=None):
         super().__init__(variance, lengthscales, active_dims)
-        self._alpha = _positive("alpha", alpha)
-        if self._alpha.size != 1:
-            raise ValueError("alpha must be a scalar")
+        self._alpha = _positive("alpha", alpha, scalar=True)
 
-    alpha = property(lambda self: self._alpha.value, lambda self, v: setattr(self._alpha, "value", v))
+    alpha = _value_of("_alpha")
 
     def _own_parameters(self):
-        return [self._variance, self._lengthscales, self._alpha]
+        return super()._own_parameters() + [self._alpha]
 
 
+@register
 class Periodic(_Stationary):
-    """Periodic (exp-sine-squared): variance * exp(-2 sum_k sin^2(pi (x_k - x'_k) / period) / l_k^2)."""
+    """Periodic (exp-sine-squared; MacKay 1998): variance * exp(-2 sum_k sin^2(pi (x_k - x'_k) / period) / l_k^2)
+    (docs/math.md section 1.3). Not a function of r2: it shares only the parameters of _Stationary."""
     _factory = staticmethod(_core.periodic)
+    _param_names = ("variance", "lengthscales", "period")
 
     def __init__(self, variance=1.0, lengthscales=1.0, period=1.0, active_dims=None):
         super().__init__(variance, lengthscales, active_dims)
-        self._period = _positive("period", period)
-        if self._period.size != 1:
-            raise ValueError("period must be a scalar")
+        self._period = _positive("period", period, scalar=True)
 
-    period = property(lambda self: self._period.value, lambda self, v: setattr(self._period, "value", v))
+    period = _value_of("_period")
 
     def _own_parameters(self):
-        return [self._variance, self._lengthscales, self._period]
+        return super()._own_parameters() + [self._period]
 
 
+@register
 class Linear(Kernel):
-    """Linear: sum_k variance_k x_k x'_k (one shared variance or one per input dimension)."""
+    """Linear: sum_k variance_k x_k x'_k (one shared variance or one per input dimension;
+    docs/math.md section 1.3)."""
+
+    _param_names = ("variance",)
 
     def __init__(self, variance=1.0, active_dims=None):
         super().__init__(active_dims)
         self._variance = _positive("variance", variance)
 
-    variance = property(lambda self: self._variance.value,
-                        lambda self, v: setattr(self._variance, "value", v))
+    variance = _value_of("_variance")
 
     def _own_parameters(self):
         return [self._variance]
@@ -249,15 +298,13 @@ class _Scalar(Kernel):
     """A kernel with one positive variance."""
 
     _factory = None
+    _param_names = ("variance",)
 
     def __init__(self, variance=1.0, active_dims=None):
         super().__init__(active_dims)
-        self._variance = _positive("variance", variance)
-        if self._variance.size != 1:
-            raise ValueError("variance must be a scalar")
+        self._variance = _positive("variance", variance, scalar=True)
 
-    variance = property(lambda self: self._variance.value,
-                        lambda self, v: setattr(self._variance, "value", v))
+    variance = _value_of("_variance")
 
     def _own_parameters(self):
         return [self._variance]
@@ -266,17 +313,21 @@ class _Scalar(Kernel):
         return type(self)._factory()
 
 
+@register
 class Constant(_Scalar):
     """Constant: variance everywhere."""
     _factory = staticmethod(_core.constant)
 
 
+@register
 class White(_Scalar):
     """White noise: variance on the diagonal of K(X, X); zero between different inputs."""
     _factory = staticmethod(_core.white)
 
 
 class _Combination(Kernel):
+    """A sum or product of kernels (docs/math.md section 1.4)."""
+
     _factory = None
 
     def __init__(self, kernels):
@@ -302,12 +353,30 @@ class _Combination(Kernel):
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(repr(k) for k in self.kernels)})"
 
+    def _save_state(self):
+        """config ``{"children": [{"class", "config"}, ...]}``; the arrays of child i under ``i/``."""
+        arrays, children = {}, []
+        for i, child in enumerate(self.kernels):
+            spec, child_arrays = dump_component(child, f"{i}/")
+            children.append(spec)
+            arrays.update(child_arrays)
+        return {"children": children}, arrays
 
+    @classmethod
+    def _from_state(cls, config, arrays):
+        children = config_value(config, "children", list)
+        if len(children) < 1:
+            raise FormatError(f"a {cls.__name__} needs children")
+        return cls([load_component(c, arrays, f"{i}/", Kernel) for i, c in enumerate(children)])
+
+
+@register
 class Sum(_Combination):
     """k1 + k2 + ..."""
     _factory = staticmethod(_core.sum)
 
 
+@register
 class Product(_Combination):
     """k1 * k2 * ... (elementwise)."""
     _factory = staticmethod(_core.product)

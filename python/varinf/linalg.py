@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 
 from ._loader import core
-from ._validation import as_float
+from ._validation import as_dense_matrix, as_finite_float
 
 __all__ = ["JitterWarning", "cholesky", "cholesky_reverse", "solve_lower"]
 
@@ -25,31 +25,9 @@ class JitterWarning(RuntimeWarning):
     """A Cholesky factorisation needed more jitter on the diagonal than was asked for."""
 
 
-def _matrix(a, name: str, square: bool = True) -> np.ndarray:
-    """``a`` as a finite, non-empty 2-D float64 array (no copy when it already is one)."""
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric 2-D array: {exc}") from None
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array, got {arr.ndim} dimension(s)")
-    if arr.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
-    if square and arr.shape[0] != arr.shape[1]:
-        raise ValueError(f"{name} must be square, got shape {arr.shape}")
-    # A finite sum implies finite entries (NaN and Inf propagate) and needs no temporary;
-    # only when it is not finite (bad entries or overflow) look at every entry.
-    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if not (arr.flags.c_contiguous or arr.flags.f_contiguous) or min(arr.strides) < 0:
-        # e.g. negative strides (numpy calls a reversed [n, 1] view contiguous), which the
-        # core cannot view
-        arr = np.array(arr, order="F")  # a copy (asfortranarray would keep a [1, 1] view)
-    return arr
-
-
 def cholesky(A, jitter: float = 0.0, name: str = "matrix") -> np.ndarray:
-    """Lower Cholesky factor L of ``A + jitter * I`` for a symmetric A.
+    """Lower Cholesky factor L of ``A + jitter * I`` for a symmetric A (docs/math.md sections
+    3.1 and 3.2).
 
     Like ``numpy.linalg.cholesky``, the lower triangle is factorised; jitter retries restore
     it from the upper triangle, so both triangles must hold A.
@@ -72,10 +50,8 @@ def cholesky(A, jitter: float = 0.0, name: str = "matrix") -> np.ndarray:
     -------
     L : ndarray [n, n], F-ordered, lower triangular with a zero strict upper triangle.
     """
-    jitter = as_float(jitter, "jitter")
-    if not (np.isfinite(jitter) and jitter >= 0.0):
-        raise ValueError(f"jitter must be a finite number >= 0, got {jitter}")
-    A = _matrix(A, "A")
+    jitter = as_finite_float(jitter, "jitter", lower=0.0, strict=False)
+    A = as_dense_matrix(A, "A")
     L, used = core.cholesky(A, jitter, str(name))  # L [n, n]
     if used > jitter:
         warnings.warn(
@@ -88,7 +64,8 @@ def cholesky(A, jitter: float = 0.0, name: str = "matrix") -> np.ndarray:
 
 
 def cholesky_reverse(L, Lbar) -> np.ndarray:
-    """Reverse mode of A = L L^T (I. Murray 2016, arXiv 1602.07527, eq. 10).
+    """Reverse mode of A = L L^T (I. Murray 2016, arXiv 1602.07527, eq. 10; docs/math.md
+    section 3.6).
 
     Parameters
     ----------
@@ -101,25 +78,26 @@ def cholesky_reverse(L, Lbar) -> np.ndarray:
     -------
     Abar : ndarray [n, n], symmetric: dF = sum(Abar * dA) for any symmetric perturbation dA.
     """
-    L = _matrix(L, "L")
-    Lbar = _matrix(Lbar, "Lbar")
+    L = as_dense_matrix(L, "L")
+    Lbar = as_dense_matrix(Lbar, "Lbar")
     if Lbar.shape != L.shape:
         raise ValueError(f"Lbar must have the shape of L {L.shape}, got {Lbar.shape}")
     return core.cholesky_reverse(L, Lbar)
 
 
 def solve_lower(L, B, transpose: bool = False) -> np.ndarray:
-    """``L^-1 B`` (or ``L^-T B`` when ``transpose``) for lower-triangular L [n, n].
+    """``L^-1 B`` (or ``L^-T B`` when ``transpose``) for lower-triangular L [n, n] (docs/math.md
+    section 3.4).
 
     B may be [n] or [n, k]; the result has B's shape.
     """
-    L = _matrix(L, "L")
+    L = as_dense_matrix(L, "L")
     try:
         B_arr = np.asarray(B)
     except ValueError as exc:  # ragged sequences
         raise ValueError(f"B must be a numeric array: {exc}") from None
     vector = B_arr.ndim == 1
-    B_mat = _matrix(B_arr[:, None] if vector else B_arr, "B", square=False)  # [n, k]
+    B_mat = as_dense_matrix(B_arr[:, None] if vector else B_arr, "B", square=False)  # [n, k]
     if B_mat.shape[0] != L.shape[0]:
         raise ValueError(f"B must have {L.shape[0]} rows to match L, got shape {B_arr.shape}")
     X = core.solve_lower(L, B_mat, bool(transpose))  # [n, k]

@@ -4,7 +4,7 @@ A positive parameter is stored by its value and optimised through an unconstrain
 ``value = softplus(raw) + lower`` (docs/math.md section 2.1; GPflow's default transform), so
 ``d value / d raw = sigmoid(raw)``.
 
-Optimisers keep ``raw >= RAW_MIN``. Far below it the sigmoid underflows and a parameter that
+Optimisers keep ``raw >= RAW_MIN`` (docs/math.md section 2.2). Far below it the sigmoid underflows and a parameter that
 got there (a start on its lower bound, a step that was too long) could never move again; at
 ``RAW_MIN`` a value sits ``softplus(RAW_MIN) ~ 1e-6`` above its bound and still responds.
 """

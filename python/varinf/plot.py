@@ -21,6 +21,10 @@ import sys
 
 import numpy as np
 
+from .likelihoods import Gaussian
+from .models import SVGP
+from .models._regression import GaussianRegression
+
 # Series longer than this get a running mean drawn over them.
 _SMOOTH_ABOVE = 200
 
@@ -51,9 +55,6 @@ def _axes(ax, figsize=(7.0, 4.0)):
 # --- 1-D predictions -----------------------------------------------------------------------------
 
 def _check_gp(model):
-    from .models import SVGP
-    from .models._regression import GaussianRegression
-
     if not isinstance(model, (GaussianRegression, SVGP)):
         raise ValueError(f"model must be a varinf GPR, SGPR, FITC or SVGP, got {type(model).__name__}")
 
@@ -63,15 +64,8 @@ def _training_data(model):
     return getattr(model, "X", None), getattr(model, "y", None)
 
 
-def _input_dim(model) -> int:
-    X, _ = _training_data(model)
-    return (X if X is not None else model.Z).shape[1]
-
-
 def _gaussian_noise(model) -> bool:
     """Whether predict_y is f plus Gaussian noise (GPR, SGPR, FITC, SVGP + Gaussian likelihood)."""
-    from .likelihoods import Gaussian
-
     likelihood = getattr(model, "likelihood", None)
     return likelihood is None or isinstance(likelihood, Gaussian)
 
@@ -100,8 +94,8 @@ def plot_predictive(model, X=None, y=None, ax=None, xlim=None, num_points: int =
     Returns the Axes.
     """
     _check_gp(model)
-    if _input_dim(model) != 1:
-        raise ValueError(f"model must have 1-D inputs for plot_predictive, got {_input_dim(model)} input dimensions")
+    if model.input_dim != 1:
+        raise ValueError(f"model must have 1-D inputs for plot_predictive, got {model.input_dim} input dimensions")
     X_data, y_data = _training_data(model)
     if X is not None:
         X_data, y_data = _as_1d_inputs(X, "X"), None

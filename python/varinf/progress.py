@@ -1,15 +1,10 @@
-"""Progress display for long loops: a tqdm bar when tqdm is installed and stderr is a terminal;
-otherwise (logs, no tqdm) the notes a loop writes at its milestones, one line each on stderr.
-``enabled=False`` silences both."""
+"""Progress display for long loops: a tqdm bar when stderr is a terminal; otherwise (logs)
+the notes a loop writes at its milestones, one line each on stderr. ``enabled=False`` silences
+both."""
 
 from __future__ import annotations
 
 import sys
-
-try:
-    from tqdm.auto import tqdm as _tqdm
-except ImportError:  # tqdm is optional
-    _tqdm = None
 
 __all__ = ["Progress"]
 
@@ -22,8 +17,10 @@ class Progress:
         self.enabled = bool(enabled)
         self.label = label
         self._bar = None
-        if self.enabled and _tqdm is not None and interactive:
-            self._bar = _tqdm(total=total, leave=False, dynamic_ncols=True)
+        if self.enabled and interactive:
+            from tqdm.auto import tqdm  # on first use: tqdm.auto takes long to import
+
+            self._bar = tqdm(total=total, leave=False, dynamic_ncols=True)
 
     def update(self, steps: int = 1, value: float | None = None) -> None:
         if self._bar is not None:

@@ -1,20 +1,18 @@
-"""What GP regression models share: the noise and mean parameters, and predictive densities."""
+"""What GP models share: the mean parameter, saving, and Gaussian predictive densities."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..parameters import Parameter
+from ..serialization import config_value, save
 
-__all__ = ["ConstantMean", "Persistent", "make_mean", "gaussian_log_density", "NOISE_LOWER"]
-
-# Lower bound of the Gaussian noise variance (docs/math.md section 2.1; GPflow's default).
-NOISE_LOWER = 1e-6
+__all__ = ["ConstantMean", "Persistent", "make_mean", "gaussian_log_density"]
 
 
 class ConstantMean:
     """The ``mean`` property of a model whose prior mean is zero (``self._mean`` is None) or a
-    learned constant (a Parameter)."""
+    learned constant (a Parameter), and how the mean is saved."""
 
     @property
     def mean(self) -> float:
@@ -26,6 +24,16 @@ class ConstantMean:
             raise ValueError("this model has a zero mean; create it with mean='constant'")
         self._mean.value = value
 
+    def _own_parameters(self) -> list:
+        """The model's own parameters (not the kernel's or the likelihood's) that are saved
+        beside its settings: the mean, if any."""
+        return [] if self._mean is None else [self._mean]
+
+    @staticmethod
+    def _saved_mean(config, arrays) -> float | None:
+        """The ``mean`` argument of a saved model: the array ``mean`` when ``has_mean``."""
+        return float(arrays.take("mean", ())) if config_value(config, "has_mean", bool) else None
+
 
 class Persistent:
     """``save(path)`` (varinf.serialization) and pickling without the cached C++ objects named
@@ -36,7 +44,6 @@ class Persistent:
     def save(self, path) -> None:
         """Write the model to ``path`` (see varinf.serialization for the format); ``vi.load``
         reads it back."""
-        from ..serialization import save
         save(self, path)
 
     def __getstate__(self):
@@ -58,5 +65,5 @@ def make_mean(mean, y) -> Parameter | None:
 
 
 def gaussian_log_density(y, mean, var) -> np.ndarray:
-    """log N(y; mean, var) elementwise."""
+    """log N(y; mean, var) elementwise [n] (docs/math.md section 4.3)."""
     return -0.5 * (np.log(2 * np.pi * var) + (y - mean) ** 2 / var)

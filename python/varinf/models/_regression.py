@@ -1,36 +1,47 @@
 """What GP regression models with Gaussian noise share (GPR, SGPR, FITC): the data, the
-noise-variance and mean parameters, and everything predictions derive from ``predict_f``."""
+noise-variance and mean parameters, the cached C++ factorisation, L-BFGS-B, the predictions,
+saving and loading."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from .._constants import NOISE_LOWER
 from .._errors import LinAlgError
 from .._validation import as_matrix, as_positive_int, as_vector, owned
 from ..kernels import Kernel
 from ..linalg import cholesky
+from ..optimize import maximize
 from ..parameters import Parameter, ParameterVector
-from ._common import ConstantMean, NOISE_LOWER, Persistent, gaussian_log_density, make_mean
+from ..serialization import config_value, dump_component, load_component, restore_trainable, save_parameters
+from ._common import ConstantMean, Persistent, gaussian_log_density, make_mean
 
 __all__ = ["GaussianRegression", "sample_joint"]
 
 
 def sample_joint(mean, cov, num_samples, seed) -> np.ndarray:
-    """Joint samples [num_samples, n*] of N(mean [n*], cov [n*, n*])."""
+    """Joint samples [num_samples, n*] of N(mean [n*], cov [n*, n*]) (docs/math.md section 4.3)."""
     if not np.all(np.isfinite(cov)):
         raise LinAlgError("Cholesky of the predictive covariance failed: it is not finite at Xnew "
                           "(the kernel overflows there); rescale the inputs")
     L = cholesky(cov, jitter=1e-10 * max(1.0, float(np.mean(np.diag(cov)))),
                  name="the predictive covariance")  # [n*, n*]
-    eps = np.random.default_rng(seed).standard_normal((num_samples, mean.size))
-    return mean + eps @ L.T
+    eps = np.random.default_rng(seed).standard_normal((num_samples, mean.size))  # [num_samples, n*]
+    return mean + eps @ L.T  # [num_samples, n*]
 
 
 class GaussianRegression(ConstantMean, Persistent):
-    """Base of the Gaussian-noise regression models. Subclasses define ``parameters`` and
-    ``predict_f(Xnew, full_cov)``."""
+    """Base of the Gaussian-noise regression models. Subclasses define ``parameters``,
+    ``_args()`` (the C++ functions' leading arguments), ``_objective_and_value_grad()`` and the
+    class attributes below."""
 
     _caches = ("_factor", "_factor_key")  # the C++ factorisation, recomputed when needed
+
+    # Set by subclasses: the C++ factorisation and prediction, the factorisation's objective field
+    # and the objective's name.
+    _core_factor = _core_predict = None
+    _objective_field = ""
+    _label = ""
 
     def _init_data(self, X, y, kernel, noise_variance, mean):
         if not isinstance(kernel, Kernel):
@@ -44,22 +55,85 @@ class GaussianRegression(ConstantMean, Persistent):
         if self._noise.size != 1:
             raise ValueError("noise_variance must be a scalar")
         self._mean = make_mean(mean, self.y)
+        self._factor = None
+        self._factor_key = None
 
     # --- parameters ------------------------------------------------------------------------
     noise_variance = property(lambda self: float(self._noise.value),
                               lambda self, v: setattr(self._noise, "value", v))
 
     @property
+    def input_dim(self) -> int:
+        """The number of input columns d."""
+        return self.X.shape[1]
+
+    @property
     def trainable_parameters(self) -> list:
         return ParameterVector(self.parameters).unique
+
+    def _own_parameters(self) -> list:
+        return [self._noise] + super()._own_parameters()
 
     def _new_inputs(self, Xnew):
         return as_matrix(Xnew, "Xnew", d=self.X.shape[1])
 
-    # --- predictions derived from predict_f ------------------------------------------------------
+    def _sizes(self) -> str:
+        return f"n={self.X.shape[0]}, d={self.X.shape[1]}"
+
+    def __repr__(self):
+        mean = f", mean={self.mean:.4g}" if self._mean is not None else ""
+        return (f"{type(self).__name__}({self._sizes()}, kernel={self.kernel!r}, "
+                f"noise_variance={self.noise_variance:.4g}{mean})")
+
+    # --- objective ---------------------------------------------------------------------------
+    def _factor_depends_on(self) -> tuple:
+        """The parameter values the factorisation is computed from."""
+        return self.kernel.theta().tobytes(), self.noise_variance, self.mean
+
+    def _posterior(self):
+        """The C++ factorisation at the current parameters (recomputed when they change)."""
+        key = self._factor_depends_on()
+        if self._factor_key != key:
+            self._factor = self._core_factor(*self._args())
+            self._factor_key = key
+            self._warn_jitter(self._factor.jitter)
+        return self._factor
+
+    def _objective(self, return_grad: bool):
+        """The objective; with ``return_grad`` also its gradient with respect to the unconstrained
+        values of ``trainable_parameters``."""
+        if not return_grad:
+            return float(getattr(self._posterior(), self._objective_field))
+        value, grad_values = self._objective_and_value_grad()
+        return value, ParameterVector(self.parameters).chain(grad_values)
+
+    def fit(self, max_iter: int = 1000, progress: bool = False):
+        """Maximise the objective over the trainable parameters with L-BFGS-B and the analytic
+        gradient (docs/math.md section 2.3)."""
+        max_iter = as_positive_int(max_iter, "max_iter")
+        self.optimizer_result_ = maximize(self._objective_and_value_grad, ParameterVector(self.parameters),
+                                          max_iter=max_iter, progress=progress, label=self._label,
+                                          per_datum=len(self.y))
+        return self
+
+    # --- predictions -------------------------------------------------------------------------------
+    def predict_f(self, Xnew, full_cov: bool = False):
+        """Latent predictive mean [n*] and variance [n*] (or covariance [n*, n*])."""
+        return self._predict_f(self._new_inputs(Xnew), full_cov)
+
+    def _predict_f(self, Xnew, full_cov: bool = False):
+        """predict_f at validated Xnew [n*, d]."""
+        mean, var = self._core_predict(*self._args(), self._posterior(), Xnew, bool(full_cov))
+        if not full_cov:
+            np.maximum(var, 0.0, out=var)  # rounding can make a near-zero variance negative
+        return mean, var
+
     def predict_y(self, Xnew, full_cov: bool = False):
-        """Predictive mean and variance of noisy observations y*."""
-        mean, var = self.predict_f(Xnew, full_cov)
+        """Predictive mean and variance of noisy observations y* (docs/math.md section 4.3)."""
+        return self._predict_y(self._new_inputs(Xnew), full_cov)
+
+    def _predict_y(self, Xnew, full_cov: bool = False):
+        mean, var = self._predict_f(Xnew, full_cov)
         if full_cov:
             var[np.diag_indices_from(var)] += self.noise_variance
         else:
@@ -70,7 +144,7 @@ class GaussianRegression(ConstantMean, Persistent):
         """log N(y*; mean, var + noise) for each test point [n*]."""
         Xnew = self._new_inputs(Xnew)
         ynew = as_vector(ynew, "ynew", n=Xnew.shape[0])
-        mean, var = self.predict_y(Xnew)
+        mean, var = self._predict_y(Xnew)
         return gaussian_log_density(ynew, mean, var)
 
     def predict_f_samples(self, Xnew, num_samples: int = 1, seed=None) -> np.ndarray:
@@ -78,3 +152,30 @@ class GaussianRegression(ConstantMean, Persistent):
         num_samples = as_positive_int(num_samples, "num_samples")
         mean, cov = self.predict_f(Xnew, full_cov=True)
         return sample_joint(mean, cov, num_samples, seed)
+
+    # --- saving (varinf.serialization) ------------------------------------------------------------
+    def _save_state(self):
+        """config ``{"kernel": spec, "has_mean", "trainable": {"noise_variance", "mean"}}`` (and
+        ``train_Z`` for SGPR and FITC); arrays: the kernel's under ``kernel/``, ``X`` [n, d],
+        ``y`` [n], ``noise_variance``, ``mean`` (if any) and ``Z`` [m, d] (SGPR, FITC)."""
+        kernel, arrays = dump_component(self.kernel, "kernel/")
+        trainable, values = save_parameters(self._own_parameters())
+        arrays.update(values, X=self.X, y=self.y)
+        return {"kernel": kernel, "has_mean": self._mean is not None, "trainable": trainable}, arrays
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        kernel = load_component(config_value(config, "kernel", dict), arrays, "kernel/", Kernel)
+        n, d = arrays.shape("X", (None, None))  # every shape is checked before any data are read
+        y = arrays.take("y", (n,))
+        inducing = cls._saved_inducing(config, arrays, d)
+        X = arrays.take("X")
+        model = cls(X, y, kernel, **inducing, noise_variance=arrays.take("noise_variance", ()),
+                    mean=cls._saved_mean(config, arrays))
+        restore_trainable(model._own_parameters(), config_value(config, "trainable", dict))
+        return model
+
+    @classmethod
+    def _saved_inducing(cls, config, arrays, d: int) -> dict:
+        """The constructor's arguments for the inducing inputs (none for GPR)."""
+        return {}

@@ -1,4 +1,5 @@
-"""Stochastic variational GP (Hensman, Fusi & Lawrence 2013) with any likelihood."""
+"""Stochastic variational GP (Hensman, Fusi & Lawrence 2013) with any likelihood; docs/math.md
+section 7."""
 
 from __future__ import annotations
 
@@ -7,25 +8,37 @@ import warnings
 
 import numpy as np
 
+from .._constants import KUU_JITTER
 from .._loader import core as _core
-from .._validation import as_float, as_matrix, as_positive_int
+from .._validation import as_finite_float, as_float, as_matrix, as_positive_int, is_integer
+from ..inducing import kmeans_centres, warn_kuu_jitter
 from ..kernels import Kernel
 from ..likelihoods import Likelihood
-from ..linalg import JitterWarning
 from ..parameters import RAW_MIN, Parameter, ParameterVector
 from ..progress import Progress
+from ..serialization import (
+    config_number,
+    config_value,
+    dump_component,
+    load_component,
+    register,
+    restore_trainable,
+    save_parameters,
+)
 from ._common import ConstantMean, Persistent, make_mean
 from ._regression import sample_joint
-from .sgpr import KUU_JITTER, inducing_points
 
-__all__ = ["SVGP"]
+# KUU_JITTER is read from this module at call time (tests patch it here).
+__all__ = ["SVGP", "KUU_JITTER"]
 
 # Seconds of training between returns to Python (progress, callback, early stop).
 _REPORT_SECONDS = 0.25
 
 
+@register
 class SVGP(ConstantMean, Persistent):
-    """Sparse variational GP: q(u) = N(q_mu, q_sqrt q_sqrt^T) at m inducing inputs Z.
+    """Sparse variational GP: q(u) = N(q_mu, q_sqrt q_sqrt^T) at m inducing inputs Z
+    (docs/math.md section 7.1).
 
     Parameters
     ----------
@@ -58,7 +71,7 @@ class SVGP(ConstantMean, Persistent):
         self._train_Z = bool(train_Z)
         self._mean = make_mean(mean, np.zeros(1))  # "constant" starts at 0
         self.elbo_history_ = np.zeros(0)
-        if isinstance(Z, (int, np.integer)) and not isinstance(Z, (bool, np.bool_)):
+        if is_integer(Z):
             self._num_inducing = as_positive_int(Z, "Z")
             self._Z = None
         else:
@@ -68,11 +81,12 @@ class SVGP(ConstantMean, Persistent):
         """Creates Z and q(u) = N(0, I) (the prior, in the whitened frame)."""
         self.kernel.check_input(Z, "Z")
         m = Z.shape[0]
-        self._Z = Parameter("Z", Z.ravel(), lower=None, trainable=self._train_Z)
+        self._Z = Parameter("Z", Z.ravel(), lower=None, trainable=self._train_Z)  # Z [m, d], flat
         self._Z_shape = Z.shape
-        self._q_mu = Parameter("q_mu", np.zeros(m), lower=None)
-        eye = np.eye(m)
-        self._q_sqrt = Parameter("q_sqrt", np.ones(m) if self.q_diag else eye[np.tril_indices(m)], lower=None)
+        self._q_mu = Parameter("q_mu", np.zeros(m), lower=None)  # [m]
+        # q_sqrt: [m] when q_diag, else the lower triangle of [m, m] row by row [m (m + 1) / 2]
+        q_sqrt = np.ones(m) if self.q_diag else np.eye(m)[np.tril_indices(m)]
+        self._q_sqrt = Parameter("q_sqrt", q_sqrt, lower=None)
 
     def _require_inducing(self):
         if self._Z is None:
@@ -80,6 +94,12 @@ class SVGP(ConstantMean, Persistent):
                              "which places the inducing inputs by k-means on X")
 
     # --- parameters ------------------------------------------------------------------------
+    @property
+    def input_dim(self) -> int:
+        """The number of input columns d (known once Z is)."""
+        self._require_inducing()
+        return self._Z_shape[1]
+
     @property
     def Z(self) -> np.ndarray:
         """The inducing inputs [m, d] (a copy)."""
@@ -111,7 +131,7 @@ class SVGP(ConstantMean, Persistent):
         if self.q_diag:
             return self._q_sqrt.value.copy()
         m = self._Z_shape[0]
-        out = np.zeros((m, m))
+        out = np.zeros((m, m))  # [m, m]
         out[np.tril_indices(m)] = self._q_sqrt.value
         return out
 
@@ -143,7 +163,10 @@ class SVGP(ConstantMean, Persistent):
 
     # --- the C++ views ---------------------------------------------------------------------------
     def _layout(self):
-        """The C++ layout of the values over the unconstrained vector x, and the vector."""
+        """The C++ layout of the values over the unconstrained vector x (docs/math.md section
+        7.12), and the vector. Each value (every parameter's entries, in gradient order) is either
+        entry ``index`` of x (trainable; tied parameters share entries) or fixed at ``fixed``;
+        ``lower`` [x size] is the softplus bound of each entry of x (NaN: untransformed)."""
         params = self.parameters
         pv = ParameterVector(params)
         offsets, start = {}, 0
@@ -173,8 +196,8 @@ class SVGP(ConstantMean, Persistent):
                               self.whiten, self.q_diag, self.mean, float(self.num_data), KUU_JITTER)
 
     def _data(self, X, y):
-        self._require_inducing()
-        X = as_matrix(X, "X", d=self._Z_shape[1])
+        """X [n, d] and y [n] of a batch, validated once."""
+        X = as_matrix(X, "X", d=self.input_dim)
         self.kernel.check_input(X, "X")
         return X, self.likelihood.check_targets(y, "y", n=X.shape[0])
 
@@ -182,11 +205,12 @@ class SVGP(ConstantMean, Persistent):
     def elbo(self, X, y, return_grad: bool = False):
         """The ELBO with the likelihood terms of the batch (X, y) scaled by num_data / batch size
         (the full-data ELBO when the batch is all the data); with ``return_grad`` also its
-        gradient with respect to the unconstrained values of ``trainable_parameters``."""
+        gradient with respect to the unconstrained values of ``trainable_parameters`` (docs/math.md
+        sections 7.4 and 7.5)."""
         X, y = self._data(X, y)
         layout, pv = self._layout()
         value, grad, jitter = _core.svgp_elbo_grad_x(layout, pv.get(), X, y)
-        _warn_jitter(jitter)
+        warn_kuu_jitter(jitter, KUU_JITTER)
         return (value, grad) if return_grad else value
 
     # --- training ------------------------------------------------------------------------------
@@ -206,12 +230,13 @@ class SVGP(ConstantMean, Persistent):
         more than ten times its starting magnitude plus ten nats per datum) stops with a
         RuntimeWarning naming the step and the remedy, and the parameters are those of the last
         good step. Raw (unconstrained) values of positive parameters stay at or above
-        ``varinf.parameters.RAW_MIN``, where they can still move.
+        ``varinf.parameters.RAW_MIN``, where they can still move (docs/math.md sections 7.10-7.12).
         """
-        X = as_matrix(X, "X")
+        X = as_matrix(X, "X", d=None if self._Z is None else self._Z_shape[1])  # [n, d]
         if self._Z is None:
-            self._set_inducing(inducing_points(X, self._num_inducing, seed))
-        X, y = self._data(X, y)
+            self._set_inducing(kmeans_centres(X, self._num_inducing, seed))
+        self.kernel.check_input(X, "X")
+        y = self.likelihood.check_targets(y, "y", n=X.shape[0])  # [n]
         n = X.shape[0]
         batch_size = min(n, 256) if batch_size is None else as_positive_int(batch_size, "batch_size")
         if batch_size > n:
@@ -221,12 +246,8 @@ class SVGP(ConstantMean, Persistent):
         if epochs is not None:
             iterations = as_positive_int(epochs, "epochs") * max(1, n // batch_size)
         iterations = 1000 if iterations is None else as_positive_int(iterations, "iterations")
-        learning_rate = as_float(learning_rate, "learning_rate")
-        if not (np.isfinite(learning_rate) and learning_rate > 0):
-            raise ValueError(f"learning_rate must be positive, got {learning_rate}")
-        gamma = as_float(gamma, "gamma")
-        if natgrad and not (np.isfinite(gamma) and 0 < gamma <= 1):
-            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
+        learning_rate = as_finite_float(learning_rate, "learning_rate", lower=0.0)
+        gamma = as_finite_float(gamma, "gamma", lower=0.0, upper=1.0) if natgrad else as_float(gamma, "gamma")
         layout, pv = self._layout()
         seed64 = int(np.random.default_rng(seed).integers(2 ** 63))
         trainer = _core.SVGPTrainer(layout, pv.get(), learning_rate, 0.9, 0.999, 1e-8, seed64,
@@ -259,14 +280,16 @@ class SVGP(ConstantMean, Persistent):
 
     # --- predictions ---------------------------------------------------------------------------
     def _new_inputs(self, Xnew):
-        self._require_inducing()
-        Xnew = as_matrix(Xnew, "Xnew", d=self._Z_shape[1])
+        Xnew = as_matrix(Xnew, "Xnew", d=self.input_dim)
         self.kernel.check_input(Xnew, "Xnew")
         return Xnew
 
     def predict_f(self, Xnew, full_cov: bool = False):
-        """Latent predictive mean [n*] and variance [n*] (or covariance [n*, n*])."""
-        Xnew = self._new_inputs(Xnew)
+        """Latent predictive mean [n*] and variance [n*] (or covariance [n*, n*]) (docs/math.md
+        section 7.9)."""
+        return self._predict_f(self._new_inputs(Xnew), full_cov)
+
+    def _predict_f(self, Xnew, full_cov: bool = False):
         mean, var = _core.svgp_predict(self._args(), Xnew, bool(full_cov))
         if not full_cov:
             np.maximum(var, 0.0, out=var)  # rounding can make a near-zero variance negative
@@ -282,7 +305,7 @@ class SVGP(ConstantMean, Persistent):
         """log p(y* | data) for each test point [n*]."""
         Xnew = self._new_inputs(Xnew)
         ynew = self.likelihood.check_targets(ynew, "ynew", n=Xnew.shape[0])
-        mean, var = self.predict_f(Xnew)
+        mean, var = self._predict_f(Xnew)
         return self.likelihood._predict_log_density(ynew, mean, var)
 
     def predict_f_samples(self, Xnew, num_samples: int = 1, seed=None) -> np.ndarray:
@@ -291,8 +314,52 @@ class SVGP(ConstantMean, Persistent):
         mean, cov = self.predict_f(Xnew, full_cov=True)
         return sample_joint(mean, cov, num_samples, seed)
 
+    # --- saving (varinf.serialization) ------------------------------------------------------------
+    def _save_state(self):
+        """config ``{"kernel": spec, "likelihood": spec, "num_data", "whiten", "q_diag", "train_Z",
+        "has_mean", "trainable": {"mean", "q_mu", "q_sqrt"}, "num_inducing"}`` (``num_inducing``
+        is null once Z is placed, the number m before); arrays: the kernel's under ``kernel/``, the
+        likelihood's under ``likelihood/``, ``elbo_history`` [steps], ``mean`` (if any) and, once Z
+        is placed, ``Z`` [m, d], ``q_mu`` [m], ``q_sqrt`` ([m] when q_diag, else [m, m])."""
+        kernel, arrays = dump_component(self.kernel, "kernel/")
+        likelihood, likelihood_arrays = dump_component(self.likelihood, "likelihood/")
+        arrays.update(likelihood_arrays, elbo_history=self.elbo_history_)
+        trainable, values = save_parameters(self._own_parameters())
+        arrays.update(values)
+        config = {"kernel": kernel, "likelihood": likelihood, "num_data": self.num_data, "whiten": self.whiten,
+                  "q_diag": self.q_diag, "train_Z": self._train_Z if self._Z is None else self._Z.trainable,
+                  "has_mean": self._mean is not None, "trainable": trainable, "num_inducing": None}
+        if self._Z is None:
+            config["num_inducing"] = self._num_inducing
+        else:
+            arrays.update(Z=self.Z, q_mu=self.q_mu, q_sqrt=self.q_sqrt)
+            trainable.update(q_mu=self._q_mu.trainable, q_sqrt=self._q_sqrt.trainable)
+        return config, arrays
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        kernel = load_component(config_value(config, "kernel", dict), arrays, "kernel/", Kernel)
+        likelihood = load_component(config_value(config, "likelihood", dict), arrays, "likelihood/", Likelihood)
+        q_diag = config_value(config, "q_diag", bool)
+        fitted = config.get("num_inducing") is None
+        if fitted:  # every shape is checked before any data are read
+            m, _ = arrays.shape("Z", (None, None))
+            q_mu, q_sqrt = arrays.take("q_mu", (m,)), arrays.take("q_sqrt", (m,) if q_diag else (m, m))
+        Z = arrays.take("Z") if fitted else config_number(config, "num_inducing", int, minimum=1)
+        model = cls(kernel, likelihood, Z, config_number(config, "num_data", int, minimum=1),
+                    whiten=config_value(config, "whiten", bool), q_diag=q_diag, mean=cls._saved_mean(config, arrays),
+                    train_Z=config_value(config, "train_Z", bool))
+        params = model._own_parameters()
+        if fitted:
+            model.q_mu, model.q_sqrt = q_mu, q_sqrt
+            params += [model._q_mu, model._q_sqrt]
+        restore_trainable(params, config_value(config, "trainable", dict))
+        model.elbo_history_ = arrays.take("elbo_history", (None,)).copy()
+        return model
+
 
 def _warn_diverged(trainer, learning_rate, gamma):
+    """The warning when the C++ trainer stopped at a divergence (docs/math.md section 7.12)."""
     what = ("collapsed far below its starting value" if trainer.collapsed else "was not finite")
     remedy = f"a smaller learning_rate (it was {learning_rate:g})"
     if gamma is not None:
@@ -300,9 +367,3 @@ def _warn_diverged(trainer, learning_rate, gamma):
     warnings.warn(f"training diverged: the ELBO {what} at step {trainer.failed_step} of this fit; training "
                   f"stopped and the parameters are those of the last good step. Try {remedy}.",
                   RuntimeWarning, stacklevel=3)
-
-
-def _warn_jitter(jitter):
-    if jitter > KUU_JITTER:
-        warnings.warn(f"K(Z, Z) needed jitter {jitter:.3g} to factorise; the inducing inputs "
-                      "may be (nearly) duplicated", JitterWarning, stacklevel=3)

@@ -18,9 +18,18 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..progress import Progress
 from .._loader import core
-from .._validation import as_float
+from .._validation import (
+    as_choice,
+    as_finite_float,
+    as_float,
+    as_positive_int,
+    as_real_array,
+    as_seed,
+    as_sizes,
+)
+from ..progress import Progress
+from ..serialization import FormatError, config_number, config_value, register
 from ._common import Persistent
 
 _ACTIVATIONS = ("relu", "tanh", "softplus")
@@ -28,36 +37,10 @@ _LIKELIHOODS = ("bernoulli", "gaussian")
 _OBJECTIVES = ("elbo", "iwae")
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _sizes(value, name: str) -> list:
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (value,)
-    try:
-        items = list(value)
-    except TypeError:
-        raise ValueError(f"{name} must be a sequence of layer sizes, got {value!r}") from None
-    return [_positive_int(h, f"{name}[{i}]") for i, h in enumerate(items)]
-
-
-def _check_seed(seed) -> Optional[int]:
-    """None, or a non-negative integer (numpy integers too) as an int."""
-    if seed is None:
-        return None
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
-    return int(seed)
-
-
 def _param_count(input_dim: int, latent_dim: int, hidden, decoder_hidden, learn_obs_logvar: bool) -> int:
     """Weights and biases of the encoder D -> hidden -> 2J and the decoder J -> decoder_hidden -> D,
-    plus the learned log variance [D] (the layout of varinf/vae.hpp), in exact integers."""
+    plus the learned log variance [D] (the layout of varinf/vae.hpp, docs/math.md section 8.1), in
+    exact integers."""
     def mlp(sizes):
         return sum((n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:]))
 
@@ -66,11 +49,13 @@ def _param_count(input_dim: int, latent_dim: int, hidden, decoder_hidden, learn_
 
 
 def _seed_from(seed: Optional[int], *path: int) -> int:
-    """A 64-bit seed for the C++ generators, derived from the user's seed and a path."""
+    """A 64-bit seed for the C++ generators, derived from the user's seed and a path (docs/math.md
+    section 8.7)."""
     entropy = None if seed is None else int(seed)
     return int(np.random.SeedSequence(entropy, spawn_key=path).generate_state(1, np.uint64)[0])
 
 
+@register
 class VAE(Persistent):
     """A VAE with MLP encoder x -> (mu, logvar) and decoder z -> likelihood parameters.
 
@@ -95,25 +80,21 @@ class VAE(Persistent):
     def __init__(self, input_dim: int, latent_dim: int, hidden=(400,), activation: str = "relu",
                  likelihood: str = "bernoulli", dtype=np.float32, seed: Optional[int] = None, *,
                  decoder_hidden=None, obs_logvar: float = 0.0, learn_obs_logvar: bool = False):
-        self.input_dim = _positive_int(input_dim, "input_dim")
-        self.latent_dim = _positive_int(latent_dim, "latent_dim")
-        self.hidden = tuple(_sizes(hidden, "hidden"))
+        self.input_dim = as_positive_int(input_dim, "input_dim")
+        self.latent_dim = as_positive_int(latent_dim, "latent_dim")
+        self.hidden = tuple(as_sizes(hidden, "hidden"))
         self.decoder_hidden = (self.hidden[::-1] if decoder_hidden is None
-                               else tuple(_sizes(decoder_hidden, "decoder_hidden")))
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {activation!r}")
-        if likelihood not in _LIKELIHOODS:
-            raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
-        if not np.isfinite(as_float(obs_logvar, "obs_logvar")):
-            raise ValueError(f"obs_logvar must be finite, got {obs_logvar!r}")
+                               else tuple(as_sizes(decoder_hidden, "decoder_hidden")))
+        self.activation = as_choice(activation, "activation", _ACTIVATIONS)
+        self.likelihood = as_choice(likelihood, "likelihood", _LIKELIHOODS)
+        self.obs_logvar = as_finite_float(obs_logvar, "obs_logvar")
         dt = np.dtype(dtype)
         if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be np.float32 or np.float64, got {dtype!r}")
-        self.activation, self.likelihood, self.dtype = activation, likelihood, dt
-        self.obs_logvar = float(obs_logvar)
+        self.dtype = dt
         self.learn_obs_logvar = bool(learn_obs_logvar) and likelihood == "gaussian"
         self._check_size()
-        seed = _check_seed(seed)
+        seed = as_seed(seed)
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
         self.seed = seed
@@ -195,7 +176,7 @@ class VAE(Persistent):
             value = np.asarray(value)
             if value.shape != current[name].shape:
                 raise ValueError(f"weight {name!r} must have shape {current[name].shape}, got {value.shape}")
-            checked[name] = self._finite(value, f"weight {name!r}")
+            checked[name] = as_real_array(value, f"weight {name!r}", self.dtype)
         for name, value in checked.items():
             current[name][...] = value
         return self
@@ -211,7 +192,7 @@ class VAE(Persistent):
             raise ValueError(f"{name} is empty")
         if X.shape[1] != self.input_dim:
             raise ValueError(f"{name} must have {self.input_dim} columns (input_dim), got {X.shape[1]}")
-        X = self._finite(X, name)
+        X = as_real_array(X, name, self.dtype)
         if self.likelihood == "bernoulli" and (X.min() < 0.0 or X.max() > 1.0):
             raise ValueError(f"{name} must lie in [0, 1] for the Bernoulli likelihood")
         return X
@@ -220,27 +201,7 @@ class VAE(Persistent):
         Z = np.asarray(Z)
         if Z.ndim != 2 or Z.shape[1] != self.latent_dim:
             raise ValueError(f"Z must be a 2-D array [n, {self.latent_dim}] (latent_dim), got shape {Z.shape}")
-        return self._finite(Z, "Z")
-
-    def _finite(self, A, name: str) -> np.ndarray:
-        """A real array A as a C-contiguous array of self.dtype; ValueError naming it otherwise."""
-        if not (np.issubdtype(A.dtype, np.floating) or np.issubdtype(A.dtype, np.integer)
-                or A.dtype == np.bool_):
-            raise ValueError(f"{name} must be numeric, got dtype {A.dtype}")
-        with np.errstate(over="ignore"):  # reported below
-            cast = np.ascontiguousarray(A, dtype=self.dtype)
-        if not np.isfinite(cast).all():
-            if np.isfinite(A).all():
-                raise ValueError(f"{name} has values too large for {self.dtype.name} "
-                                 f"(largest {np.finfo(self.dtype).max:.4g})")
-            raise ValueError(f"{name} contains NaN or Inf")
-        return cast
-
-    @staticmethod
-    def _check_objective(objective: str) -> str:
-        if objective not in _OBJECTIVES:
-            raise ValueError(f"objective must be one of {_OBJECTIVES}, got {objective!r}")
-        return objective
+        return as_real_array(Z, "Z", self.dtype)
 
     # ------------------------------------------------------------------ objective
 
@@ -249,28 +210,32 @@ class VAE(Persistent):
 
         X [B, D]; eps [B, k, J] (or [B k, J], datum-major). Returns (loss, grads, values) with
         grads a dict named like ``weights`` and values [B] the per-datum objective L_i (the
-        ELBO with beta-weighted analytic KL, or the IWAE bound).
+        ELBO with beta-weighted analytic KL, or the IWAE bound; docs/math.md sections 8.2, 8.4
+        and 8.5).
         """
         X = self._check_X(X)
-        k = _positive_int(k, "k")
+        k = as_positive_int(k, "k")
         eps = np.asarray(eps)
         if eps.shape not in ((X.shape[0], k, self.latent_dim), (X.shape[0] * k, self.latent_dim)):
             raise ValueError(f"eps must have shape {(X.shape[0], k, self.latent_dim)}, got {eps.shape}")
-        eps = self._finite(eps.reshape(X.shape[0] * k, self.latent_dim), "eps")
-        loss, grad, values = self._core.loss_grad(X, eps, k, as_float(beta, "beta"), self._check_objective(objective))
+        eps = as_real_array(eps.reshape(X.shape[0] * k, self.latent_dim), "eps", self.dtype)  # [B k, J]
+        loss, grad, values = self._core.loss_grad(X, eps, k, as_float(beta, "beta"),
+                                                  as_choice(objective, "objective", _OBJECTIVES))
         return float(loss), self._named(grad), values
 
     # ------------------------------------------------------------------ evaluation
 
     def elbo(self, X, k: int = 1, seed: Optional[int] = None) -> np.ndarray:
-        """Per-datum ELBO [n]: analytic KL and a k-sample estimate of E_q log p(x | z)."""
+        """Per-datum ELBO [n]: analytic KL and a k-sample estimate of E_q log p(x | z)
+        (Kingma & Welling 2013, section 2.4; docs/math.md section 8.2)."""
         X = self._check_X(X)
-        return self._core.bound(X, _positive_int(k, "k"), "elbo", self._stream(_check_seed(seed), 1))
+        return self._core.bound(X, as_positive_int(k, "k"), "elbo", self._stream(as_seed(seed), 1))
 
     def iwae_bound(self, X, k: int = 5000, seed: Optional[int] = None) -> np.ndarray:
-        """Per-datum importance-weighted bound IWAE_k [n] (Burda et al. 2015, eq. 8)."""
+        """Per-datum importance-weighted bound IWAE_k [n] (Burda et al. 2015, eq. 8; docs/math.md
+        section 8.4)."""
         X = self._check_X(X)
-        return self._core.bound(X, _positive_int(k, "k"), "iwae", self._stream(_check_seed(seed), 2))
+        return self._core.bound(X, as_positive_int(k, "k"), "iwae", self._stream(as_seed(seed), 2))
 
     def _stream(self, seed: Optional[int], *path: int) -> int:
         """The C++ seed of random stream ``path``: from ``seed``, or the model's seed when None."""
@@ -291,8 +256,8 @@ class VAE(Persistent):
 
     def sample(self, n: int, seed: Optional[int] = None, mean: bool = True) -> np.ndarray:
         """n draws from the model [n, D]: decoder means of z ~ N(0, I), or x ~ p(x | z)."""
-        n = _positive_int(n, "n")
-        rng = np.random.default_rng(_check_seed(seed))
+        n = as_positive_int(n, "n")
+        rng = np.random.default_rng(as_seed(seed))
         Z = rng.standard_normal((n, self.latent_dim)).astype(self.dtype)
         means = self._core.decode(Z, True)
         if mean:
@@ -330,28 +295,26 @@ class VAE(Persistent):
         Xc = self._check_X(X)
         Xv = None if validation_data is None else self._check_X(validation_data, "validation_data")
         n = Xc.shape[0]
-        epochs, n_samples = _positive_int(epochs, "epochs"), _positive_int(n_samples, "n_samples")
-        batch_size = min(n, 128) if batch_size is None else _positive_int(batch_size, "batch_size")
+        epochs, n_samples = as_positive_int(epochs, "epochs"), as_positive_int(n_samples, "n_samples")
+        batch_size = min(n, 128) if batch_size is None else as_positive_int(batch_size, "batch_size")
         if batch_size > n:
             raise ValueError(f"batch_size must be at most the number of rows of X ({n}), got {batch_size}")
-        self._check_objective(objective)
-        for value, name, low in ((learning_rate, "learning_rate", 0.0), (beta, "beta", None),
-                                 (warmup_epochs, "warmup_epochs", None)):
-            if not (np.isfinite(as_float(value, name)) and (value > low if low is not None else value >= 0)):
-                raise ValueError(f"{name} must be {'> 0' if low is not None else '>= 0'}, got {value!r}")
-        if patience is not None:
-            patience = _positive_int(patience, "patience")
-            if Xv is None:
-                raise ValueError("patience needs validation_data")
-        seed = _check_seed(seed)
+        as_choice(objective, "objective", _OBJECTIVES)
+        learning_rate = as_finite_float(learning_rate, "learning_rate", lower=0.0)
+        beta = as_finite_float(beta, "beta", lower=0.0, strict=False)
+        warmup_epochs = as_finite_float(warmup_epochs, "warmup_epochs", lower=0.0, strict=False)
+        patience = as_positive_int(patience, "patience", allow_none=True)
+        if patience is not None and Xv is None:
+            raise ValueError("patience needs validation_data")
+        seed = as_seed(seed)
         steps_per_epoch = math.ceil(n / batch_size)
         # Return to Python at least every 50 steps for the progress bar (and Ctrl-C).
         chunk = (min(steps_per_epoch, 50) if steps_per_callback is None
-                 else _positive_int(steps_per_callback, "steps_per_callback"))
+                 else as_positive_int(steps_per_callback, "steps_per_callback"))
         self._fits += 1
         trainer_cls = core.VaeTrainerF32 if self.dtype == np.float32 else core.VaeTrainerF64
-        trainer = trainer_cls(self._core, Xc, batch_size, n_samples, objective, float(beta),
-                              float(warmup_epochs) * steps_per_epoch, float(learning_rate),
+        trainer = trainer_cls(self._core, Xc, batch_size, n_samples, objective, beta,
+                              warmup_epochs * steps_per_epoch, learning_rate,
                               self._stream(seed, 3, self._fits))
         self.threads_ = trainer.threads  # threads the C++ loop used for each step
         bar = Progress(epochs * steps_per_epoch, progress, label="loss")
@@ -376,6 +339,51 @@ class VAE(Persistent):
             bar.close()
         return self
 
+    # ------------------------------------------------------------------ saving (varinf.serialization)
+
+    # The constructor's arguments in a saved config, with their JSON types.
+    _SETTINGS = {"input_dim": int, "latent_dim": int, "hidden": list, "decoder_hidden": list, "activation": str,
+                 "likelihood": str, "dtype": str, "seed": int, "obs_logvar": (int, float),
+                 "learn_obs_logvar": bool}
+
+    def _save_state(self):
+        """config: the constructor's arguments (``_SETTINGS``) and ``fits`` (the number of fit
+        calls, which seeds the next one); arrays: ``weights/{name}`` for each of ``weights`` (in the
+        model's dtype), ``history/loss`` and ``history/val_elbo`` [epochs] (NaN: no validation)."""
+        config = {key: getattr(self, key) for key in self._SETTINGS}
+        config.update(hidden=list(self.hidden), decoder_hidden=list(self.decoder_hidden), dtype=self.dtype.name,
+                      fits=self._fits)
+        arrays = {f"weights/{name}": w for name, w in self.weights.items()}
+        val = [np.nan if v is None else v for v in self.history_["val_elbo"]]
+        arrays.update({"history/loss": np.asarray(self.history_["loss"], dtype=np.float64),
+                       "history/val_elbo": np.asarray(val, dtype=np.float64)})
+        return config, arrays
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        kwargs = {key: config_value(config, key, kind) for key, kind in cls._SETTINGS.items()}
+        if kwargs["dtype"] not in ("float32", "float64"):
+            raise FormatError(f"dtype must be 'float32' or 'float64', got {kwargs['dtype']!r}")
+        sizes = [kwargs["input_dim"], kwargs["latent_dim"], *kwargs["hidden"], *kwargs["decoder_hidden"]]
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes):
+            raise FormatError(f"layer sizes must be integers >= 1, got {sizes!r:.200}")
+        # The file must hold every weight the config describes before the network is allocated.
+        described = _param_count(kwargs["input_dim"], kwargs["latent_dim"], kwargs["hidden"], kwargs["decoder_hidden"],
+                                 kwargs["learn_obs_logvar"] and kwargs["likelihood"] == "gaussian")
+        stored = sum(math.prod(arrays.shape(name, dtype=kwargs["dtype"])) for name in arrays.names("weights/"))
+        if described != stored:
+            raise FormatError(f"the VAE's config describes {described} weights; the file holds {stored}")
+        vae = cls(**kwargs)
+        vae._fits = config_number(config, "fits", int, minimum=0)
+        for name, w in vae.weights.items():
+            w[...] = arrays.take(f"weights/{name}", w.shape, vae.dtype)
+        loss = arrays.take("history/loss", (None,))
+        val = arrays.take("history/val_elbo", loss.shape)
+        vae.history_ = {"loss": loss.tolist(), "val_elbo": [None if np.isnan(v) else v for v in val.tolist()]}
+        return vae
+
+    # ------------------------------------------------------------------ training internals
+
     @staticmethod
     def _run_epoch(trainer, chunk: int, bar, epoch: int, learning_rate: float) -> tuple:
         """Steps until the epoch ends; (minibatch losses, whether training diverged). At a
@@ -394,7 +402,8 @@ class VAE(Persistent):
 
 
 class _EarlyStopping:
-    """Stop after `patience` epochs without a better validation ELBO; restore the best theta."""
+    """Stop after `patience` epochs without a better validation ELBO; restore the best theta
+    (docs/math.md section 8.6)."""
 
     def __init__(self, patience: Optional[int]):
         self.patience = patience
