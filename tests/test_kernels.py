@@ -186,3 +186,17 @@ def test_large_kernel_matches_numpy_with_threads(rng):
             np.testing.assert_allclose(k.K(X1, X2), expected, rtol=1e-12)
     finally:
         vi.set_num_threads(before)
+
+
+@pytest.mark.parametrize("gap", [1e-6, 1e-9, 1e-12])
+def test_matern12_gradient_of_nearly_coincident_points(gap):
+    """k = v exp(-r), r = |x1 - x2| / l: dk/dl = v exp(-r) r / l, dk/dx1 = -v exp(-r) sign / l,
+    exact however close the points (the expanded distance cancels; direct differences do not)."""
+    x1, x2, v, l = 5.0, 5.0 + gap, 1.3, 0.7
+    k = K.Matern12(v, l)
+    # A second point at -5 (weight 0) centres the inputs on 0, far from the pair: |a| ~ 7.
+    X2, Kbar = np.array([[x2], [-5.0]]), np.array([[1.0, 0.0]])
+    dth, dX = k.core().grad(k.theta(), np.array([[x1]]), X2, Kbar, True)
+    r = abs(x1 - x2) / l
+    assert dth[1] == pytest.approx(v * np.exp(-r) * r / l, rel=1e-9)
+    assert dX[0, 0] == pytest.approx(v * np.exp(-r) * np.sign(x2 - x1) / l, rel=1e-9)

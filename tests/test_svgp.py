@@ -340,16 +340,21 @@ def test_natural_gradients_in_training(data):
     bound = vi.SGPR(X, y, kernel, Z, noise_variance=0.05).elbo()
     assert model.elbo_history_[1] == pytest.approx(bound, rel=1e-8)
     # Minibatches, gamma = 0.1, every parameter learned: near the SGPR optimum, and ahead of Adam
-    # alone after the same steps (full q_sqrt).
+    # alone after the same steps (full q_sqrt), on average over minibatch orders (one order can
+    # favour either).
     best = vi.SGPR(X, y, K.SquaredExponential(), Z, noise_variance=0.5).fit().elbo()
     reached = {}
     for natgrad, q_diag in [(True, False), (True, True), (False, False)]:
-        model = vi.SVGP(K.SquaredExponential(), vi.likelihoods.Gaussian(0.5), Z, num_data=len(y), q_diag=q_diag)
-        model.fit(X, y, iterations=800, batch_size=40, learning_rate=0.02, natgrad=natgrad, gamma=0.1, seed=0,
-                  progress=False)
-        reached[natgrad, q_diag] = model.elbo(X, y)
-    assert reached[True, False] > best - 0.05 * len(y) and reached[True, True] > best - 0.05 * len(y)
-    assert reached[True, False] > reached[False, False]
+        for seed in range(3):
+            model = vi.SVGP(K.SquaredExponential(), vi.likelihoods.Gaussian(0.5), Z, num_data=len(y),
+                            q_diag=q_diag)
+            model.fit(X, y, iterations=800, batch_size=40, learning_rate=0.02, natgrad=natgrad, gamma=0.1,
+                      seed=seed, progress=False)
+            reached[natgrad, q_diag, seed] = model.elbo(X, y)
+    for seed in range(3):
+        assert reached[True, False, seed] > best - 0.05 * len(y) and reached[True, True, seed] > best - 0.05 * len(y)
+    assert (np.mean([reached[True, False, seed] for seed in range(3)])
+            > np.mean([reached[False, False, seed] for seed in range(3)]))
     with pytest.raises(ValueError, match="gamma must be in"):
         model.fit(X, y, natgrad=True, gamma=1.5, progress=False)
 

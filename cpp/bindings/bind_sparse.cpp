@@ -1,4 +1,7 @@
 // Sparse GP models: SGPR (and FITC) collapsed bounds, SVGP ELBO and training loop.
+#include <functional>
+#include <initializer_list>
+
 #include "common.hpp"
 #include "varinf/likelihoods.hpp"
 #include "varinf/sgpr.hpp"
@@ -96,15 +99,23 @@ CArray copy_out(const RowMatrixXd& M) {
 
 CArray copy_out(const VectorXd& v) { return CArray(v.size(), v.data()); }
 
+// Checks theta [num_params] and the per-point vectors (y, mu, var: [k] each); returns k.
+Index likelihood_points(const Likelihood& l, const CArray& theta,
+                        std::initializer_list<std::reference_wrapper<const CArray>> vectors) {
+  const CArray& first = *vectors.begin();
+  const Index k = first.ndim() == 1 ? first.shape(0) : -1;
+  bool ok = theta.ndim() == 1 && theta.shape(0) == l.num_params();
+  for (const CArray& v : vectors) ok = ok && v.ndim() == 1 && v.shape(0) == k;
+  if (!ok) throw py::value_error("inconsistent likelihood arguments (theta [num_params], y [k], mu [k], var [k])");
+  return k;
+}
+
 void bind_likelihoods(py::module_& m) {
   py::class_<Likelihood, LikelihoodPtr>(m, "Likelihood", "An immutable likelihood; values come in theta.")
       .def_property_readonly("num_params", &Likelihood::num_params)
       .def("variational_expectations", [](const Likelihood& l, const CArray& theta, const CArray& y,
                                           const CArray& mu, const CArray& var) {
-        const Index k = y.shape(0);
-        if (theta.ndim() != 1 || theta.shape(0) != l.num_params() || y.ndim() != 1 ||
-            mu.ndim() != 1 || var.ndim() != 1 || mu.shape(0) != k || var.shape(0) != k)
-          throw py::value_error("inconsistent likelihood arguments (theta, y [k], mu [k], var [k])");
+        const Index k = likelihood_points(l, theta, {y, mu, var});
         VectorXd dmu(k), dvar(k), dtheta = VectorXd::Zero(l.num_params());
         double ell;
         {
@@ -116,7 +127,8 @@ void bind_likelihoods(py::module_& m) {
       }, "(sum of E[log p(y|f)], d/dmu [k], d/dvar [k], d/dtheta summed)")
       .def("predict_mean_and_var", [](const Likelihood& l, const CArray& theta, const CArray& mu,
                                       const CArray& var) {
-        CArray ym = new_vector(mu.shape(0)), yv = new_vector(mu.shape(0));
+        const Index k = likelihood_points(l, theta, {mu, var});
+        CArray ym = new_vector(k), yv = new_vector(k);
         auto ym_v = as_vector(ym);
         auto yv_v = as_vector(yv);
         {
@@ -127,7 +139,7 @@ void bind_likelihoods(py::module_& m) {
       })
       .def("predict_log_density", [](const Likelihood& l, const CArray& theta, const CArray& y,
                                      const CArray& mu, const CArray& var) {
-        CArray out = new_vector(y.shape(0));
+        CArray out = new_vector(likelihood_points(l, theta, {y, mu, var}));
         auto o = as_vector(out);
         {
           NoGil nogil;
@@ -255,8 +267,7 @@ py::array_t<double> as_array(const std::vector<double>& v) {
 
 void bind_svgp_training(py::module_& m) {
   py::class_<SVGPLayout>(m, "SVGPLayout", "How the unconstrained vector x maps onto the SVGP's values.")
-      .def(py::init(&make_layout))
-      .def_property_readonly("num_values", &SVGPLayout::num_values);
+      .def(py::init(&make_layout));
 
   m.def("svgp_elbo_grad_x", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y) {
     const VectorXd xv = vview(x);
@@ -270,7 +281,6 @@ void bind_svgp_training(py::module_& m) {
     return py::make_tuple(elbo, copy_out(grad), jitter);
   }, "(elbo, d elbo / dx, jitter)");
 
-  m.def("svgp_natgrad_supported", &svgp_natgrad_supported);
   m.def("svgp_natgrad_step", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y,
                                 double gamma) {
     VectorXd xv = vview(x);
@@ -319,7 +329,6 @@ void bind_svgp_training(py::module_& m) {
         return as_array(elbos);
       }, "ELBO of each step taken, on the given batches of row indices [steps, batch_size]")
       .def_property_readonly("x", [](const SVGPTrainer& t) { return copy_out(t.x()); })
-      .def_property_readonly("steps_done", &SVGPTrainer::steps_done)
       .def_property_readonly("failed", &SVGPTrainer::failed)
       .def_property_readonly("collapsed",
                              [](const SVGPTrainer& t) { return t.failure() == SVGPTrainer::Failure::kCollapsed; })

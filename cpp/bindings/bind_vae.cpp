@@ -1,7 +1,8 @@
-// pybind11 glue for the VAE (varinf/vae.hpp): VaeF32/VaeF64 and their trainers.
+// pybind11 glue for the VAE (varinf/vae.hpp, varinf/vae_trainer.hpp): VaeF32/VaeF64 and their trainers.
 #include "common.hpp"
 #include "varinf/errors.hpp"
 #include "varinf/vae.hpp"
+#include "varinf/vae_trainer.hpp"
 
 namespace varinf::bindings {
 
@@ -17,9 +18,9 @@ Activation parse_activation(const std::string& s) {
   throw InvalidArgument("activation must be 'relu', 'tanh' or 'softplus', got '" + s + "'");
 }
 
-Likelihood parse_likelihood(const std::string& s) {
-  if (s == "bernoulli") return Likelihood::kBernoulli;
-  if (s == "gaussian") return Likelihood::kGaussian;
+ObservationModel parse_likelihood(const std::string& s) {
+  if (s == "bernoulli") return ObservationModel::kBernoulli;
+  if (s == "gaussian") return ObservationModel::kGaussian;
   throw InvalidArgument("likelihood must be 'bernoulli' or 'gaussian', got '" + s + "'");
 }
 
@@ -84,7 +85,7 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
              c.encoder_hidden = std::move(encoder_hidden);
              c.decoder_hidden = std::move(decoder_hidden);
              c.activation = parse_activation(activation);
-             c.likelihood = parse_likelihood(likelihood);
+             c.observation = parse_likelihood(likelihood);
              c.learn_obs_logvar = learn_obs_logvar;
              c.obs_logvar = obs_logvar;
              return std::make_unique<V>(std::move(c));
@@ -204,7 +205,7 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
             return out;
           },
           py::arg("steps"),
-          "Run up to `steps` Adam steps; stops at an epoch's end or at a divergence (varinf/vae.hpp), "
+          "Run up to `steps` Adam steps; stops at an epoch's end or at a divergence (varinf/vae_trainer.hpp), "
           "after which theta holds the last good parameters and no further step is taken.")
       .def_property_readonly("first_loss", &Trainer::first_loss)
       .def_property_readonly("loss_limit", &Trainer::loss_limit)

@@ -7,6 +7,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "varinf/parallel.hpp"
+#include "varinf/threads.hpp"
 #include "varinf/types.hpp"
 
 namespace varinf::bindings {
@@ -33,15 +35,8 @@ inline Eigen::Map<MatrixXd> as_fmatrix(FArray& a) {
 
 // While alive, Eigen's GEMM (which follows the calling thread's OpenMP limit) uses the same
 // thread count as varinf's own parallel regions; the previous limit is restored afterwards.
-class ThreadScope {
- public:
-  ThreadScope();
-  ~ThreadScope();
-  ThreadScope(const ThreadScope&) = delete;
-  ThreadScope& operator=(const ThreadScope&) = delete;
-
- private:
-  int saved_;
+struct ThreadScope : OmpLimit {
+  ThreadScope() : OmpLimit(num_threads()) {}
 };
 
 // The computation releases the GIL and syncs the thread count. Safe because the C++ core

@@ -1,7 +1,7 @@
-// FITC (Snelson & Ghahramani 2006), in the whitened frame of the SGPR code. Notation:
-// Kuu = L L^T, A = L^-1 Kuf [m, n] (a_i its columns), lambda_i = kff_i - |a_i|^2 + s2 (the
-// diagonal of Kff - Qff + s2 I), r = y - mean, W = A Lambda^-1 A^T, Bm = I + W = LB LB^T,
-// e = A Lambda^-1 r, c = LB^-1 e. By Woodbury and the matrix determinant lemma,
+// FITC (Snelson & Ghahramani 2006; docs/math.md section 6), in the whitened frame of the SGPR
+// code. Notation: Kuu = L L^T, A = L^-1 Kuf [m, n] (a_i its columns), lambda_i = kff_i -
+// |a_i|^2 + s2 (the diagonal of Kff - Qff + s2 I), r = y - mean, W = A Lambda^-1 A^T [m, m],
+// Bm = I + W = LB LB^T, e = A Lambda^-1 r [m], c = LB^-1 e [m]. By Woodbury and the matrix determinant lemma,
 //   log N(y; mean, Qff + Lambda) = -n/2 log 2pi - 1/2 sum log lambda - sum log diag LB
 //                                  - 1/2 r^T Lambda^-1 r + 1/2 c^T c.
 // Gradient, with g = LB^-T c and H = dF/dBm = -(Bm^-1 + g g^T) / 2, w = r / lambda:
@@ -12,16 +12,17 @@
 // Both passes recompute A block by block: memory O(m^2 + block m).
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "sparse_common.hpp"
+#include "varinf/constants.hpp"
 #include "varinf/linalg.hpp"
+#include "varinf/parallel.hpp"
 #include "varinf/sgpr.hpp"
 
 namespace varinf {
 
 namespace {
-
-constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 
 struct Block {
   MatrixXd A;    // [m, k] L^-1 Kuf
@@ -43,10 +44,12 @@ void block(const SGPRProblem& p, const MatrixXd& L, Index s, Index k, Block& b) 
   b.r = p.y.segment(s, k).array() - p.mean;
 }
 
+// Sums over the data (docs/math.md section 6.2), block by block.
 struct Stats {
   MatrixXd W;  // [m, m] A Lambda^-1 A^T (lower while accumulating)
   VectorXd e;  // [m] A Lambda^-1 r
-  double rr = 0.0, logdet_lam = 0.0;
+  double rr = 0.0, logdet_lam = 0.0;  // r^T Lambda^-1 r, sum log lambda
+  auto fields() { return std::tie(W, e, rr, logdet_lam); }
 };
 
 struct Forward {
@@ -68,14 +71,7 @@ Forward forward(const SGPRProblem& p) {
     acc.rr += (b.r.array().square() / b.lam.array()).sum();
     acc.logdet_lam += b.lam.array().log().sum();
   };
-  auto accs = detail::over_row_blocks<Stats>(n, detail::rows_per_block(m), 2.0 * n * m * m, make, body);
-  o.st = std::move(accs[0]);
-  for (size_t t = 1; t < accs.size(); ++t) {
-    o.st.W += accs[t].W;
-    o.st.e += accs[t].e;
-    o.st.rr += accs[t].rr;
-    o.st.logdet_lam += accs[t].logdet_lam;
-  }
+  o.st = reduce_row_blocks<Stats>(n, rows_per_block(m), 2.0 * n * m * m, make, body);
   MatrixXd& LB = o.f.LB;
   LB = o.st.W.selfadjointView<Eigen::Lower>();
   LB.diagonal().array() += 1.0;
@@ -88,11 +84,13 @@ Forward forward(const SGPRProblem& p) {
   return o;
 }
 
+// Sums of the reverse pass (docs/math.md section 6.3), block by block.
 struct GradAcc {
   VectorXd dtheta;  // [p]
   RowMatrixXd dZ;   // [m, d]
   MatrixXd Lbar;    // [m, m] lower
   double dnoise = 0.0, dmean = 0.0;
+  auto fields() { return std::tie(dtheta, dZ, Lbar, dnoise, dmean); }
 };
 
 }  // namespace
@@ -130,15 +128,7 @@ SGPRGradient fitc_lml_grad(const SGPRProblem& p) {
     const RowMatrixXd Kbar = Abar;  // [m, k]
     p.kernel.grad(p.theta, p.Z, p.X.middleRows(s, k), Kbar, acc.dtheta.data(), acc.dZ);
   };
-  auto accs = detail::over_row_blocks<GradAcc>(n, detail::rows_per_block(m), 5.0 * n * m * m, make, body);
-  GradAcc acc = std::move(accs[0]);
-  for (size_t t = 1; t < accs.size(); ++t) {
-    acc.dtheta += accs[t].dtheta;
-    acc.dZ += accs[t].dZ;
-    acc.Lbar += accs[t].Lbar;
-    acc.dnoise += accs[t].dnoise;
-    acc.dmean += accs[t].dmean;
-  }
+  GradAcc acc = reduce_row_blocks<GradAcc>(n, rows_per_block(m), 5.0 * n * m * m, make, body);
   cholesky_reverse(L, acc.Lbar);  // now Kuubar
   p.kernel.grad_sym(p.theta, p.Z, Eigen::Map<const RowMatrixXd>(acc.Lbar.data(), m, m), acc.dtheta.data(),
                     acc.dZ);

@@ -3,13 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "varinf/constants.hpp"
 #include "varinf/linalg.hpp"
 
 namespace varinf {
 
 namespace {
-
-constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 
 // K(X, X) + s2n I into a column-major buffer [n, n] (symmetric, so the row-major kernel
 // output is the same matrix).
@@ -24,7 +23,7 @@ MatrixXd noisy_covariance(const GPRProblem& p) {
 
 }  // namespace
 
-// GPML Alg. 2.1 lines 2-3 and 5: L = chol(Ky), alpha = L^T \ (L \ (y - m)),
+// GPML Alg. 2.1 lines 2-3 and 5 (docs/math.md section 4.1): L = chol(Ky), alpha = L^T \ (L \ (y - m)),
 // log p(y|X) = -1/2 r^T alpha - sum_i log L_ii - n/2 log 2 pi.
 GPRFactor gpr_factor(const GPRProblem& p) {
   const Index n = p.X.rows();

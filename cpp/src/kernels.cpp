@@ -11,6 +11,7 @@
 #include <cmath>
 #include <utility>
 
+#include "varinf/parallel.hpp"
 #include "varinf/threads.hpp"
 
 namespace varinf {
@@ -51,17 +52,10 @@ template <class Make, class Body>
 ArrayXd parallel_rows(Index n, double work, Index num_acc, Make make, Body body) {
   const Index chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
   RowMatrixXd acc = RowMatrixXd::Zero(chunks, num_acc);  // [chunks, num_acc]
-  const int nt = threads_for(work);
-#pragma omp parallel num_threads(nt)
-  {
-    auto workspace = make();
-#pragma omp for schedule(dynamic, 1)
-    for (Index c = 0; c < chunks; ++c) {
-      double* a = acc.row(c).data();
-      for (Index i = c * kRowsPerChunk; i < std::min(n, (c + 1) * kRowsPerChunk); ++i)
-        body(i, workspace, a);
-    }
-  }
+  parallel_for(chunks, threads_for(work), make, [&](Index c, auto& workspace) {
+    double* a = acc.row(c).data();
+    for (Index i = c * kRowsPerChunk; i < std::min(n, (c + 1) * kRowsPerChunk); ++i) body(i, workspace, a);
+  });
   ArrayXd total = ArrayXd::Zero(num_acc);
   for (Index c = 0; c < chunks; ++c) total += acc.row(c).transpose().array();
   return total;
@@ -69,6 +63,10 @@ ArrayXd parallel_rows(Index n, double work, Index num_acc, Make make, Body body)
 
 // Scaled input differences beyond this give r2 > 1e300 (capped) and k = 0 for stationary kernels.
 constexpr double kCap = 1e150;
+// Pairs closer than this (r2 in lengthscale units) are near-coincident for kernels whose df/dr2
+// is singular at 0: there, per pair, the expanded gradient sums keep about eps |a|^2 / r2 of
+// relative accuracy, 1e-8 for |a| <= 100 at this r2 (docs/math.md section 1.6).
+constexpr double kNearR2 = 1e-4;
 
 // Lengthscales broadcast to one per input dimension: [d].
 ArrayXd per_dim(const double* values, Index count, Index d) {
@@ -87,6 +85,7 @@ RowMatrixXd scaled(MatRef X, const ArrayXd& l) {
 // SE: f = exp(-r2 / 2).
 struct SEShape {
   static constexpr int num_extra = 0;
+  static constexpr bool kSingularAtZero = false;
   static void value(const double*, const ArrayXd& r2, ArrayXd& f) { f = (-0.5 * r2).exp(); }
   static void derivs(const double*, const ArrayXd& r2, ArrayXd& f, ArrayXd& df, ArrayXd*) {
     f = (-0.5 * r2).exp();
@@ -98,6 +97,7 @@ struct SEShape {
 // it multiplies vanishes faster ((x - x')^2 for lengthscales); there we take 0.
 struct Matern12Shape {
   static constexpr int num_extra = 0;
+  static constexpr bool kSingularAtZero = true;
   static void value(const double*, const ArrayXd& r2, ArrayXd& f) { f = (-r2.sqrt()).exp(); }
   static void derivs(const double*, const ArrayXd& r2, ArrayXd& f, ArrayXd& df, ArrayXd*) {
     const ArrayXd r = r2.sqrt();
@@ -109,6 +109,7 @@ struct Matern12Shape {
 // Matern 3/2: f = (1 + sqrt3 r) exp(-sqrt3 r); df/dr2 = -3/2 exp(-sqrt3 r) (no 1/r).
 struct Matern32Shape {
   static constexpr int num_extra = 0;
+  static constexpr bool kSingularAtZero = false;
   static void value(const double*, const ArrayXd& r2, ArrayXd& f) {
     const ArrayXd s = (3.0 * r2).sqrt();
     f = (1.0 + s) * (-s).exp();
@@ -124,6 +125,7 @@ struct Matern32Shape {
 // Matern 5/2: f = (1 + sqrt5 r + 5 r2 / 3) exp(-sqrt5 r); df/dr2 = -5/6 (1 + sqrt5 r) exp(-sqrt5 r).
 struct Matern52Shape {
   static constexpr int num_extra = 0;
+  static constexpr bool kSingularAtZero = false;
   static void value(const double*, const ArrayXd& r2, ArrayXd& f) {
     const ArrayXd s = (5.0 * r2).sqrt();
     f = (1.0 + s + (5.0 / 3.0) * r2) * (-s).exp();
@@ -140,6 +142,7 @@ struct Matern52Shape {
 // df/dr2 = -f / (2 b); df/dalpha = f (1 - 1/b - log b).
 struct RQShape {
   static constexpr int num_extra = 1;
+  static constexpr bool kSingularAtZero = false;
   static void value(const double* extra, const ArrayXd& r2, ArrayXd& f) {
     const double alpha = extra[0];
     f = (-alpha * (1.0 + r2 / (2.0 * alpha)).log()).exp();
@@ -206,6 +209,20 @@ class Stationary final : public Kernel {
           a[0] += (kbar * st.f).sum();
           for (int e = 0; e < Shape::num_extra; ++e) a[1 + d + e] += (kbar * st.dextra[e]).sum();
           st.G = kbar * (s.variance * st.df);
+          if constexpr (Shape::kSingularAtZero) {
+            // Nearly coincident pairs take direct differences: the expanded sums below carry an
+            // absolute error eps (a^2 + b^2) |G|, and here |G| ~ 1/r grows without bound
+            // (docs/math.md section 1.6).
+            for (Index j = 0; j < n2; ++j) {
+              if (!(st.r2[j] < kNearR2) || st.G[j] == 0.0) continue;
+              for (Index k = 0; k < d; ++k) {
+                const double diff = std::clamp(s.A(i, k), -kCap, kCap) - BTc(k, j);
+                a[1 + k] += st.G[j] * diff * diff;
+                if (want_dX) dX1(i, k) += 2.0 / s.l[k] * st.G[j] * diff;
+              }
+              st.G[j] = 0.0;
+            }
+          }
           const double g1 = st.G.sum();
           st.gb.noalias() = BTc * st.G.matrix();   // [d]
           st.gb2.noalias() = BT2 * st.G.matrix();  // [d]

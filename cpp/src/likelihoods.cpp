@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "varinf/constants.hpp"
+
 namespace varinf {
 
 // Golub & Welsch (1969): the nodes of the n-point Gauss-Hermite rule (weight e^-t^2) are the
@@ -22,7 +24,6 @@ void gauss_hermite_normal(int points, VectorXd& nodes, VectorXd& weights) {
 namespace {
 
 constexpr double kSqrtHalf = 0.70710678118654752440;
-constexpr double kLogSqrt2Pi = 0.91893853320467274178;
 
 // Phi(z) = phi(z) / (-z) * (1 - 1/z^2 + 3/z^4 - 15/z^6 + ...) for z -> -inf (Abramowitz &
 // Stegun 26.2.12); below z = -30 eight terms are exact to double precision.
@@ -56,8 +57,6 @@ double inverse_mills(double z) {
 }
 
 namespace {
-
-constexpr double kLog2Pi = 1.8378770664093454835606594728112;
 
 // p(y | f) = N(y; f, s2), theta = [s2]. With f ~ N(mu, v):
 //   ell = -1/2 log 2pi - 1/2 log s2 - ((y - mu)^2 + v) / (2 s2)          (docs/math.md section 7)
@@ -147,7 +146,8 @@ class Quadrature : public Likelihood {
       for (Index k = 0; k < px_.size(); ++k)
         terms[k] = std::log(pw_[k]) + log_density(theta, y[i], mu[i] + sd * px_[k]).lp;
       const double top = terms.maxCoeff();
-      out[i] = top + std::log((terms.array() - top).exp().sum());
+      // Every term -inf (y* impossible under every node): the density is 0, its log -inf.
+      out[i] = std::isinf(top) ? top : top + std::log((terms.array() - top).exp().sum());
     }
   }
 
@@ -216,7 +216,8 @@ class PoissonExp final : public Quadrature {
                             VecOut yvar) const override {
     for (Index i = 0; i < mu.size(); ++i) {
       ymean[i] = std::exp(mu[i] + 0.5 * var[i]);
-      yvar[i] = ymean[i] + std::expm1(var[i]) * std::exp(2.0 * mu[i] + var[i]);
+      // The second term is 0 for var = 0, also where exp(2 mu) overflows (no 0 * inf = NaN).
+      yvar[i] = ymean[i] + (var[i] > 0.0 ? std::expm1(var[i]) * std::exp(2.0 * mu[i] + var[i]) : 0.0);
     }
   }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "varinf/errors.hpp"
+#include "varinf/parallel.hpp"
 #include "varinf/threads.hpp"
 
 namespace varinf {
@@ -51,11 +52,10 @@ void parallel_ranges(Index total, int threads, const F& f) {
     return;
   }
   const int pieces = kPiecesPerThread * threads;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int t = 0; t < pieces; ++t) {
+  parallel_for(pieces, threads, [&](Index t) {
     const Index begin = total * t / pieces, end = total * (t + 1) / pieces;
     if (end > begin) f(begin, end - begin);
-  }
+  });
 }
 
 // Panel of the blocked algorithm: A21 <- A21 L11^-T, parallel over ranges of rows
@@ -92,13 +92,12 @@ void update_trailing(const ConstMatRefF& L21, Ref<MatrixXd> A22) {  // L21 [m, b
   }
   const int pieces = kPiecesPerThread * threads;
   const std::vector<Index> c = equal_area_columns(m, pieces);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (int t = 0; t < pieces; ++t) {
+  parallel_for(pieces, threads, [&](Index t) {
     const Index c0 = c[t], w = c[t + 1] - c0, below = m - c0 - w;
     const auto Lc = L21.middleRows(c0, w);  // [w, b]
-    A22.block(c0, c0, w, w).selfadjointView<Lower>().rankUpdate(Lc, -1.0);
-    A22.block(c0 + w, c0, below, w).noalias() -= L21.middleRows(c0 + w, below) * Lc.transpose();
-  }
+    A22.block(c0, c0, w, w).selfadjointView<Lower>().rankUpdate(Lc, -1.0);                        // [w, w]
+    A22.block(c0 + w, c0, below, w).noalias() -= L21.middleRows(c0 + w, below) * Lc.transpose();  // [below, w]
+  });
 }
 
 // Blocked right-looking Cholesky (Golub & Van Loan, Matrix Computations 4th ed., Alg. 4.2.2

@@ -21,22 +21,24 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "sparse_common.hpp"
+#include "varinf/constants.hpp"
 #include "varinf/linalg.hpp"
+#include "varinf/parallel.hpp"
 
 namespace varinf {
 
 namespace {
 
-constexpr double kLog2Pi = 1.8378770664093454835606594728112;
-
-// The data's sufficient statistics.
+// The data's sufficient statistics (docs/math.md section 5.1), summed over blocks of rows.
 struct Stats {
   MatrixXd P;    // [m, m] Kuf Kfu (lower triangle while accumulating)
   VectorXd b;    // [m] Kuf r
   VectorXd ku1;  // [m] Kuf 1 (for the mean's gradient)
   double rr = 0.0, rsum = 0.0, tk = 0.0;  // r^T r, sum r, tr Kff
+  auto fields() { return std::tie(P, b, ku1, rr, rsum, tk); }
 };
 
 Stats data_stats(const SGPRProblem& p) {
@@ -57,21 +59,12 @@ Stats data_stats(const SGPRProblem& p) {
     p.kernel.K_diag(p.theta, p.X.middleRows(s, k), kd);
     acc.tk += kd.sum();
   };
-  auto accs = detail::over_row_blocks<Stats>(n, detail::rows_per_block(m), double(n) * m * m, make, body);
-  Stats total = std::move(accs[0]);
-  for (size_t t = 1; t < accs.size(); ++t) {
-    total.P += accs[t].P;
-    total.b += accs[t].b;
-    total.ku1 += accs[t].ku1;
-    total.rr += accs[t].rr;
-    total.rsum += accs[t].rsum;
-    total.tk += accs[t].tk;
-  }
+  Stats total = reduce_row_blocks<Stats>(n, rows_per_block(m), double(n) * m * m, make, body);
   total.P.triangularView<Eigen::StrictlyUpper>() = total.P.transpose();
   return total;
 }
 
-// Lower Cholesky factor of I + W / s [m, m].
+// Lower Cholesky factor LB of Bm = I + W / s [m, m] (docs/math.md section 5.2).
 MatrixXd inner_cholesky(const MatrixXd& W, double s, const char* what) {
   MatrixXd B = W / s;  // [m, m]
   B.diagonal().array() += 1.0;
@@ -90,8 +83,9 @@ struct Collapsed {
   double trW;
 };
 
-// The bound and everything its gradient shares; the upper bound only when asked (predictions
-// and reports need it, the optimiser's evaluations do not).
+// The bound (docs/math.md section 5.2) and everything its gradient shares; the upper bound
+// (section 5.4) only when asked (predictions and reports need it, the optimiser's evaluations
+// do not).
 Collapsed collapse(const SGPRProblem& p, bool with_upper_bound) {
   const Index n = p.X.rows(), m = p.Z.rows();
   const double s2 = p.noise;
@@ -127,9 +121,11 @@ Collapsed collapse(const SGPRProblem& p, bool with_upper_bound) {
 struct GradAcc {
   VectorXd dtheta;  // [p]
   RowMatrixXd dZ;   // [m, d]
+  auto fields() { return std::tie(dtheta, dZ); }
 };
 
-// dF/dtheta and dF/dZ through Kuf and diag Kff: Kbar = 2 Pbar Kuf + bbar r^T block by block.
+// dF/dtheta and dF/dZ through Kuf and diag Kff: Kbar = 2 Pbar Kuf + bbar r^T [m, k] block by
+// block (docs/math.md section 5.3).
 GradAcc data_grad(const SGPRProblem& p, const MatrixXd& Pbar, const VectorXd& bbar, double tkbar) {
   const Index n = p.X.rows(), m = p.Z.rows(), np = p.kernel.num_params();
   const MatrixXd Pbar2 = 2.0 * Pbar;  // [m, m]
@@ -145,13 +141,7 @@ GradAcc data_grad(const SGPRProblem& p, const MatrixXd& Pbar, const VectorXd& bb
     p.kernel.grad(p.theta, p.Z, Xb, Kbar, acc.dtheta.data(), acc.dZ);
     p.kernel.grad_diag(p.theta, Xb, VectorXd::Constant(k, tkbar), acc.dtheta.data(), no_input_grad());
   };
-  auto accs = detail::over_row_blocks<GradAcc>(n, detail::rows_per_block(m), 2.0 * n * m * m, make, body);
-  GradAcc total = std::move(accs[0]);
-  for (size_t t = 1; t < accs.size(); ++t) {
-    total.dtheta += accs[t].dtheta;
-    total.dZ += accs[t].dZ;
-  }
-  return total;
+  return reduce_row_blocks<GradAcc>(n, rows_per_block(m), 2.0 * n * m * m, make, body);
 }
 
 }  // namespace
@@ -191,11 +181,10 @@ SGPRGradient sgpr_bound_grad(const SGPRProblem& p) {
 }
 
 // t1 = L^-1 Kus, t2 = LB^-1 t1: mean = t2^T c + mean, var = kss - colsum(t1^2) + colsum(t2^2)
-// (docs/math.md section 5; GPflow SGPR.predict_f).
+// (docs/math.md section 5.6; GPflow SGPR.predict_f).
 void sgpr_predict(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, VecOut mean, VecOut var) {
   const Index ns = Xnew.rows(), m = p.Z.rows();
-  struct None {};
-  auto body = [&](Index s, Index k, None&) {
+  for_row_blocks(ns, rows_per_block(m), 2.0 * ns * m * m, [&](Index s, Index k) {
     const auto Xb = Xnew.middleRows(s, k);
     RowMatrixXd Ksu(k, m);  // [k, m]; its buffer read column-major is Kus [m, k]
     p.kernel.K(p.theta, Xb, p.Z, Ksu);
@@ -207,8 +196,7 @@ void sgpr_predict(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, VecOut
     var.segment(s, k) += T.colwise().squaredNorm().transpose();
     mean.segment(s, k).noalias() = T.transpose() * f.c;
     mean.segment(s, k).array() += p.mean;
-  };
-  detail::over_row_blocks<None>(ns, detail::rows_per_block(m), 2.0 * ns * m * m, [] { return None{}; }, body);
+  });
 }
 
 void sgpr_predict_cov(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, VecOut mean,
@@ -226,8 +214,8 @@ void sgpr_predict_cov(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, Ve
   mean.array() += p.mean;
 }
 
-// Titsias (2009) eq. 10: mu = Kuu M^-1 Kuf r / s2 + mean = L g + mean with g = LB^-T c, and
-// S = Kuu M^-1 Kuu = L Bm^-1 L^T = V^T V with V = LB^-1 L^T.
+// Titsias (2009) eq. 10 (docs/math.md section 5.5): mu = Kuu M^-1 Kuf r / s2 + mean =
+// L g + mean with g = LB^-T c, and S = Kuu M^-1 Kuu = L Bm^-1 L^T = V^T V with V = LB^-1 L^T.
 void sgpr_qu(const SGPRProblem& p, const SGPRFactor& f, VecOut mu, MatOut S) {
   const VectorXd g = f.LB.triangularView<Eigen::Lower>().transpose().solve(f.c);  // [m]
   mu.noalias() = f.L.triangularView<Eigen::Lower>() * g;

@@ -17,9 +17,11 @@
 #include "varinf/svgp.hpp"
 
 #include <cmath>
+#include <tuple>
 
 #include "sparse_common.hpp"
 #include "varinf/linalg.hpp"
+#include "varinf/parallel.hpp"
 
 namespace varinf {
 
@@ -53,7 +55,7 @@ struct Factors {
   auto LiT() const { return Linv.transpose().triangularView<Eigen::Upper>(); }  // L^-T
 };
 
-// Forward quantities of one block of rows.
+// Forward quantities of one block of rows: the marginals of f (docs/math.md section 7.2).
 struct Block {
   MatrixXd A;   // [m, k] L^-1 Kuf
   MatrixXd Gu;  // [m, k] L^-T A (unwhitened only)
@@ -92,9 +94,11 @@ struct Acc {
   MatrixXd dLq;                  // [m, m] (lower) or [m, 1] (q_diag)
   MatrixXd Lbar;                 // [m, m] lower: dELBO/dL
   RowMatrixXd dZ;                // [m, d]
+  auto fields() { return std::tie(ell, dmean, dtheta, dlik, dq_mu, dLq, Lbar, dZ); }
 };
 
-// Adds block b's likelihood terms (rows [s, s + k)) and their reverse pass into acc.
+// Adds the likelihood terms of block b (the k rows Xb [k, d], yb [k]) and their reverse pass
+// (docs/math.md section 7.5) into acc.
 void reverse(const SVGPProblem& p, const Factors& F, MatRef Xb, VecRef yb, double scale, const Block& b,
              Acc& acc) {
   const Index k = Xb.rows();
@@ -129,8 +133,8 @@ void reverse(const SVGPProblem& p, const Factors& F, MatRef Xb, VecRef yb, doubl
   p.kernel.grad_diag(p.theta, Xb, gv, acc.dtheta.data(), no_input_grad());
 }
 
-// Adds -KL[q(u) || p(u)] and its gradient; returns KL. With V = L^-1 Lq, a = L^-1 q_mu
-// (unwhitened) or V = Lq, a = q_mu (whitened):
+// Adds -KL[q(u) || p(u)] and its gradient (docs/math.md section 7.3); returns KL. With
+// V = L^-1 Lq [m, m], a = L^-1 q_mu [m] (unwhitened) or V = Lq, a = q_mu (whitened):
 //   KL = 1/2 (||V||_F^2 + ||a||^2 - m - 2 sum log|diag Lq| [+ 2 sum log diag L])
 //   d(-KL)/dLq = -L^-T V + diag(1 / diag Lq),  d(-KL)/dq_mu = -L^-T a,
 //   d(-KL)/dL = L^-T (V V^T + a a^T) - diag(1 / diag L)        (unwhitened only)
@@ -191,18 +195,7 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y) {
     forward(p, F, X.middleRows(s, k), b);
     reverse(p, F, X.middleRows(s, k), y.segment(s, k), scale, b, acc);
   };
-  auto accs = detail::over_row_blocks<Acc>(B, detail::rows_per_block(m), 12.0 * B * m * m, make, body);
-  Acc acc = std::move(accs[0]);
-  for (size_t t = 1; t < accs.size(); ++t) {
-    acc.ell += accs[t].ell;
-    acc.dmean += accs[t].dmean;
-    acc.dtheta += accs[t].dtheta;
-    acc.dlik += accs[t].dlik;
-    acc.dq_mu += accs[t].dq_mu;
-    acc.dLq += accs[t].dLq;
-    acc.Lbar += accs[t].Lbar;
-    acc.dZ += accs[t].dZ;
-  }
+  Acc acc = reduce_row_blocks<Acc>(B, rows_per_block(m), 12.0 * B * m * m, make, body);
   out.kl = add_kl(p, F, acc);
   out.elbo = acc.ell - out.kl;
   // Through Kuu = L L^T into Z and the kernel parameters.
@@ -222,18 +215,15 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y) {
 void svgp_predict(const SVGPProblem& p, MatRef Xnew, VecOut mean, VecOut var) {
   const Index m = p.Z.rows();
   const Factors F(p);
-  struct None {};
-  auto body = [&](Index s, Index k, None&) {
+  for_row_blocks(Xnew.rows(), rows_per_block(m), 4.0 * Xnew.rows() * m * m, [&](Index s, Index k) {
     Block b;
     forward(p, F, Xnew.middleRows(s, k), b);
     mean.segment(s, k) = b.mu;
     var.segment(s, k) = b.var;
-  };
-  detail::over_row_blocks<None>(Xnew.rows(), detail::rows_per_block(m), 4.0 * Xnew.rows() * m * m,
-                                [] { return None{}; }, body);
+  });
 }
 
-// Full covariance: K** - A^T A + T^T T over all of Xnew at once.
+// Full covariance [n*, n*]: K** - A^T A + T^T T over all of Xnew at once (docs/math.md section 7.9).
 void svgp_predict_cov(const SVGPProblem& p, MatRef Xnew, VecOut mean, MatOut cov) {
   const Factors F(p);
   Block b;

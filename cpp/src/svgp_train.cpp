@@ -1,5 +1,6 @@
-// SVGP training loop: values from the unconstrained vector x, the ELBO gradient chained back to
-// x, Adam (Kingma & Ba 2015, Algorithm 1) and minibatch sampling.
+// SVGP training loop (docs/math.md section 7.12): values from the unconstrained vector x, the
+// ELBO gradient chained back to x, Adam (Kingma & Ba 2015, Algorithm 1; section 7.11) and
+// minibatch sampling (varinf's Rng, random.hpp).
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -7,13 +8,15 @@
 
 #include "varinf/errors.hpp"
 #include "varinf/linalg.hpp"
+#include "varinf/random.hpp"
 #include "varinf/svgp.hpp"
 
 namespace varinf {
 
 namespace {
 
-// softplus(x) = log(1 + e^x) and its derivative sigmoid(x), stable for large |x|.
+// softplus(x) = log(1 + e^x) and its derivative sigmoid(x), stable for large |x| (the
+// Parameter transform, docs/math.md section 2.1).
 double softplus(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
 double sigmoid(double x) { return 0.5 * (1.0 + std::tanh(0.5 * x)); }
 
@@ -91,8 +94,8 @@ Index q_mu_offset(const SVGPLayout& l) {
 }
 
 // Natural-gradient step on q(u) (Salimbeni, Eleftheriadis & Hensman 2018, eq. 6 and section
-// 3): with natural parameters theta1 = S^-1 m, theta2 = -S^-1 / 2 and expectation parameters
-// eta1 = m, eta2 = S + m m^T, theta <- theta + gamma dL/deta, where
+// 3; docs/math.md section 7.10): with natural parameters theta1 = S^-1 m, theta2 = -S^-1 / 2
+// and expectation parameters eta1 = m, eta2 = S + m m^T, theta <- theta + gamma dL/deta, where
 //   dL/deta2 = dL/dS,  dL/deta1 = dL/dm - 2 (dL/dS) m.
 // dL/dS comes from dL/dLq by the Cholesky reverse mode (S = Lq Lq^T; docs/math.md section 3).
 // So S'^-1 = S^-1 - 2 gamma dL/dS and m' = S' (S^-1 m + gamma (dL/dm - 2 dL/dS m)).
@@ -200,7 +203,7 @@ void SVGPTrainer::next_batch(Index n, Index batch_size, std::vector<Index>& rows
   if (Index(order_.size()) != n || cursor_ + batch_size > n) {
     order_.resize(n);
     std::iota(order_.begin(), order_.end(), Index(0));
-    std::shuffle(order_.begin(), order_.end(), rng_);
+    shuffle(order_, rng_);
     cursor_ = 0;
   }
   rows.assign(order_.begin() + cursor_, order_.begin() + cursor_ + batch_size);

@@ -9,12 +9,12 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
-#include <random>
 #include <vector>
 
 #include "varinf/kernels.hpp"
 #include "varinf/likelihoods.hpp"
 #include "varinf/optim.hpp"
+#include "varinf/random.hpp"
 #include "varinf/types.hpp"
 
 namespace varinf {
@@ -94,9 +94,10 @@ bool svgp_natgrad_supported(const SVGPLayout& layout);
 bool svgp_natgrad_step(const SVGPLayout& layout, VectorXd& x, MatRef X, VecRef y, double gamma,
                        double& elbo);
 
-// Adam (optim.hpp, PyTorch's rule) ascending the ELBO over x, with minibatches drawn
-// without replacement (a fresh permutation of the rows each epoch; a last partial batch is
-// dropped). State persists between calls to run(), so a Python loop can call back every k
+// Adam (optim.hpp, PyTorch's rule; docs/math.md sections 7.11-7.12) ascending the ELBO over
+// x, with minibatches drawn without replacement (a fresh permutation of the rows each epoch,
+// Fisher-Yates on varinf's Rng, so a seed gives the same batches on every platform; a last
+// partial batch is dropped). State persists between calls to run(), so a Python loop can call back every k
 // steps. Each Adam step keeps the transformed entries of x at or above layout.raw_min.
 // A step that diverges stops the run and x is restored to the last good point (failed()
 // tells; failed_step() is the step's number, failure() why):
@@ -120,7 +121,6 @@ class SVGPTrainer {
 
   const VectorXd& x() const { return x_; }
   const SVGPLayout& layout() const { return layout_; }
-  Index steps_done() const { return adam_.t(); }
   enum class Failure { kNone, kNotFinite, kCollapsed };
   static constexpr double kCollapseFactor = 10.0;
 
@@ -144,7 +144,7 @@ class SVGPTrainer {
   Failure failure_ = Failure::kNone;
   Index failed_step_ = -1;
   double first_elbo_ = std::numeric_limits<double>::quiet_NaN();  // e0, of the first step
-  std::mt19937_64 rng_;
+  Rng rng_;  // draws the minibatch order (random.hpp: the same on every platform)
   std::vector<Index> order_;  // the current epoch's permutation
   Index cursor_ = 0;
 };
