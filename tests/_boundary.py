@@ -1,4 +1,4 @@
-"""Shared strategies and checks of the property-based boundary tests (tests/test_boundary_*.py).
+"""Shared strategies and checks of the property-based boundary tests (tests/boundary/test_boundary_*.py).
 
 The invariant of every public entry point: any input gives either a clear Python exception
 (ValueError / TypeError naming the argument, or varinf.LinAlgError naming the matrix) or a

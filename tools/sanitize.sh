@@ -2,7 +2,7 @@
 # Build varinf with AddressSanitizer + UndefinedBehaviorSanitizer and run the test suite on it.
 #
 #   tools/sanitize.sh                     # whole suite
-#   tools/sanitize.sh tests/test_gpr.py   # any pytest arguments
+#   tools/sanitize.sh tests/models/test_gpr.py   # any pytest arguments
 #
 # The instrumented extension (-fsanitize=address,undefined -fno-sanitize-recover=undefined
 # -fno-omit-frame-pointer -O1 -g, CMake option VARINF_SANITIZE=ON) goes into its own venv

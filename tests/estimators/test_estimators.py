@@ -18,7 +18,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from test_io import _edit_meta, _rewrite
+from _files import _edit_meta, _rewrite
 from varinf.estimators import (
     GPRegressor,
     SGPRRegressor,

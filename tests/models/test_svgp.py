@@ -2,6 +2,8 @@
 finite differences, the identities of docs/math.md section 7.13, the C++ training loop, bad input."""
 
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from varinf.reference import sparse as ref
 from _gil import assert_releases_gil
 from _grad import central_differences
 
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data"  # tests/data
 VARIANTS = [(True, False), (True, True), (False, False), (False, True)]
 IDS = ["whiten-full", "whiten-diag", "unwhiten-full", "unwhiten-diag"]
 
@@ -277,7 +280,7 @@ def test_bad_construction_raises_naming_the_argument(kwargs, match):
 
 
 def load(name):
-    table = np.loadtxt(f"{__file__.rsplit('/', 1)[0]}/data/{name}.csv.gz", delimiter=",", skiprows=2)
+    table = np.loadtxt(DATA / f"{name}.csv.gz", delimiter=",", skiprows=2)
     return table[:, 1:], table[:, 0]  # X [n, d], y [n]
 
 

@@ -13,7 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 import varinf as vi
-from test_io import _data, _edit_meta, _kernel, _load_fails, _rewrite, saved  # noqa: F401 (a fixture)
+from _files import _edit_meta, _rewrite
+from test_io import _data, _load_fails, saved  # noqa: F401 (a fixture)
 from varinf import kernels as K
 from varinf import likelihoods as L
 from varinf import serialization

@@ -2,7 +2,6 @@
 
 import copy
 import io
-import json
 import pickle
 import re
 import warnings
@@ -14,6 +13,7 @@ import varinf as vi
 from varinf import kernels as K
 from varinf import likelihoods as L
 from varinf import serialization
+from _files import _edit_meta, _rewrite
 
 pytestmark = pytest.mark.filterwarnings("ignore:L-BFGS-B stopped")
 
@@ -288,24 +288,6 @@ def saved(tmp_path):
     path = tmp_path / "model.vi"
     vi.save(vi.SGPR(X, y, _kernel(), Z=X[:3], mean=0.1), path)
     return path
-
-
-def _rewrite(path, change):
-    """Rewrite the npz at path with change(entries) applied (entries: name -> array)."""
-    with np.load(path, allow_pickle=False) as npz:
-        entries = {k: npz[k] for k in npz.files}
-    change(entries)
-    with open(path, "wb") as f:
-        np.savez(f, **entries)
-
-
-def _edit_meta(path, edit):
-    """Apply edit(meta) to the JSON of the file at path (json.dumps writes NaN as NaN)."""
-    def change(entries):
-        meta = json.loads(str(entries["__varinf__"]))
-        edit(meta)
-        entries["__varinf__"] = np.array(json.dumps(meta))
-    _rewrite(path, change)
 
 
 def _load_fails(path, pattern):
