@@ -26,7 +26,7 @@ void bind_gp(py::module_ m) {
     const GPRProblem p = problem(k, theta, X, y, noise, mean);
     NoGil nogil;
     return gpr_factor(p);
-  });
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("noise"), py::arg("mean"));
 
   m.def("gpr_lml_grad", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                            double noise, double mean) {
@@ -37,7 +37,8 @@ void bind_gp(py::module_ m) {
       g = gpr_lml_grad(p);
     }
     return py::make_tuple(g.lml, copy_out(g.dtheta), g.dnoise, g.dmean, g.jitter);
-  }, "(lml, dlml/dtheta, dlml/dnoise, dlml/dmean, jitter)");
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("noise"), py::arg("mean"),
+  "(lml, dlml/dtheta, dlml/dnoise, dlml/dmean, jitter)");
 
   m.def("gpr_predict", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                           double noise, double mean, const GPRFactor& f, const CArray& Xnew,
@@ -48,7 +49,8 @@ void bind_gp(py::module_ m) {
         Xnew.shape(0), full_cov,
         [&](VecOut mu, VecOut var) { gpr_predict(p, f, view(Xnew), mu, var); },
         [&](VecOut mu, MatOut cov) { gpr_predict_cov(p, f, view(Xnew), mu, cov); });
-  }, "latent (mean [n*], variance [n*] or covariance [n*, n*])");
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("noise"), py::arg("mean"), py::arg("factor"), py::arg("Xnew"),
+  py::arg("full_cov"), "latent (mean [n*], variance [n*] or covariance [n*, n*])");
 }
 
 }  // namespace varinf::bindings

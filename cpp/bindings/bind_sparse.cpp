@@ -39,7 +39,8 @@ void bind_sgpr(py::module_ m) {
       const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
       NoGil nogil;
       return fn(p);
-    });
+    }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"));
   }
   for (const auto& [name, fn] : grads) {
     m.def(name, [fn = fn](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
@@ -51,7 +52,8 @@ void bind_sgpr(py::module_ m) {
         g = fn(p);
       }
       return py::make_tuple(g.bound, copy_out(g.dtheta), copy_out(g.dZ), g.dnoise, g.dmean, g.jitter);
-    }, "(objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)");
+    }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"), "(objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)");
   }
 
   m.def("sgpr_predict", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
@@ -63,7 +65,9 @@ void bind_sgpr(py::module_ m) {
         Xnew.shape(0), full_cov,
         [&](VecOut mu, VecOut var) { sgpr_predict(p, f, view(Xnew), mu, var); },
         [&](VecOut mu, MatOut cov) { sgpr_predict_cov(p, f, view(Xnew), mu, cov); });
-  }, "latent (mean [n*], variance [n*] or covariance [n*, n*])");
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"), py::arg("factor"), py::arg("Xnew"), py::arg("full_cov"),
+  "latent (mean [n*], variance [n*] or covariance [n*, n*])");
 
   m.def("sgpr_qu", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                       const CArray& Z, double noise, double mean, double jitter, const SGPRFactor& f) {
@@ -77,7 +81,8 @@ void bind_sgpr(py::module_ m) {
       sgpr_qu(p, f, mu_v, S_m);
     }
     return py::make_tuple(mu, S);
-  }, "optimal q(u): (mean [m], covariance [m, m])");
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"), py::arg("factor"), "optimal q(u): (mean [m], covariance [m, m])");
 }
 
 // Checks theta [num_params] and the per-point vectors (y, mu, var: [k] each); returns k.
@@ -105,7 +110,8 @@ void bind_likelihoods(py::module_ m) {
                                            dtheta.data());
         }
         return py::make_tuple(ell, copy_out(dmu), copy_out(dvar), copy_out(dtheta));
-      }, "(sum of E[log p(y|f)], d/dmu [k], d/dvar [k], d/dtheta summed)")
+      }, py::arg("theta"), py::arg("y"), py::arg("mu"), py::arg("var"),
+      "(sum of E[log p(y|f)], d/dmu [k], d/dvar [k], d/dtheta summed)")
       .def("predict_mean_and_var", [](const Likelihood& l, const CArray& theta, const CArray& mu,
                                       const CArray& var) {
         const Index k = likelihood_points(l, theta, {mu, var});
@@ -117,7 +123,7 @@ void bind_likelihoods(py::module_ m) {
           l.predict_mean_and_var(theta.data(), vview(mu), vview(var), ym_v, yv_v);
         }
         return py::make_tuple(ym, yv);
-      })
+      }, py::arg("theta"), py::arg("mu"), py::arg("var"), "(mean [k], variance [k]) of y")
       .def("predict_log_density", [](const Likelihood& l, const CArray& theta, const CArray& y,
                                      const CArray& mu, const CArray& var) {
         CArray out = new_vector(likelihood_points(l, theta, {y, mu, var}));
@@ -127,7 +133,7 @@ void bind_likelihoods(py::module_ m) {
           l.predict_log_density(theta.data(), vview(y), vview(mu), vview(var), o);
         }
         return out;
-      });
+      }, py::arg("theta"), py::arg("y"), py::arg("mu"), py::arg("var"), "log p(y) [k] under q(f)");
   m.def("gaussian_likelihood", &make_gaussian_likelihood);
   m.def("bernoulli_probit_likelihood", &make_bernoulli_probit_likelihood, py::arg("points"));
   m.def("poisson_likelihood", &make_poisson_likelihood, py::arg("points"));
@@ -254,7 +260,9 @@ void check_data_for(const SVGPTrainer& t, const CArray& X, const CArray& y) {
 
 void bind_svgp_training(py::module_ m) {
   py::class_<SVGPLayout>(m, "SVGPLayout", "How the unconstrained vector x maps onto the SVGP's values.")
-      .def(py::init(&make_layout));
+      .def(py::init(&make_layout), py::arg("kernel"), py::arg("likelihood"), py::arg("m"), py::arg("d"),
+           py::arg("has_mean"), py::arg("whiten"), py::arg("q_diag"), py::arg("index"), py::arg("fixed"),
+           py::arg("lower"), py::arg("raw_min"), py::arg("num_data"), py::arg("jitter"));
 
   m.def("svgp_elbo_grad_x", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y) {
     const VectorXd xv = vview(x);
