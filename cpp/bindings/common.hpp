@@ -100,9 +100,10 @@ struct ThreadScope : OmpLimit {
 //  - output arrays allocated by this call, which no other thread has seen yet;
 //  - Kernel and Likelihood objects, which are immutable after construction;
 //  - the state of the object the method is called on (trainers, Adam, a Vae's parameters).
-//    Its owners (a model's X, the Vae a trainer updates) are kept alive by py::keep_alive.
-//    As with numpy arrays, two Python threads calling into the same stateful object at once
-//    race; varinf's Python layer never does, and one object per thread is safe.
+//    What such an object points into (the kernel and likelihood of SVGPArgs, the Vae and the
+//    data of a VaeTrainer) is kept alive by py::keep_alive. As with numpy arrays, two Python
+//    threads calling into the same stateful object at once race; varinf's Python layer never
+//    does, and one object per thread is safe.
 struct NoGil {
   ThreadScope threads;
   py::gil_scoped_release release;
