@@ -8,7 +8,7 @@ Times are medians of repeats; `load` is the 1-minute load average after them (th
 shared: a load above the core count means the figures are busy-machine figures); accuracy is
 max |L L^T - A| / max |A|. `varinf ms` is the public vi.linalg.cholesky (validation, one copy,
 factorisation), the counterpart of scipy's call; `in-place ms` the core factorising a caller's
-buffer (vi._core.cholesky_inplace_f).
+buffer (vi._core.testing.cholesky_inplace_f).
 --busy also times n = 2000 while another process spins on core 1 (a shared, busy machine).
 Writes bench/results/cholesky.json.
 """
@@ -60,7 +60,7 @@ def contenders():
         return vi.linalg.cholesky(B)
 
     def varinf_inplace(B):
-        if not vi._core.cholesky_inplace_f(B):
+        if not vi._core.testing.cholesky_inplace_f(B):
             raise RuntimeError("cholesky_inplace_f failed on an SPD matrix")
         return B
 

@@ -73,12 +73,12 @@ class VarinfSVGP:
 
     def run(self, X, y, batches, chunk=10):
         layout, params = self.model._layout()
-        trainer = core.SVGPTrainer(layout, params.get(), LR, 0.9, 0.999, 1e-8, 0)
+        trainer = core.sparse.SVGPTrainer(layout, params.get(), LR, 0.9, 0.999, 1e-8, 0)
         times = []
         for s in range(0, len(batches), chunk):
             part = np.ascontiguousarray(batches[s:s + chunk])
             start = time.perf_counter()
-            trainer.run_batches(X, y, part)
+            core.testing.svgp_run_batches(trainer, X, y, part)
             times.append((time.perf_counter() - start) / len(part))
         params.set(trainer.x)
         return times

@@ -154,3 +154,28 @@ def test_regression_predictions_validate_inputs_once(monkeypatch, make):
     model.predict_log_density(X[:4], y[:4])
     model.predict_y(X[:4])
     assert calls == ["Xnew", "Xnew"]
+
+
+CORE_SUBMODULES = ["gp", "kernels", "linalg", "sparse", "testing", "threads", "vae"]
+
+
+def _stub_all(path: pathlib.Path) -> list:
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "__all__":
+            return sorted(ast.literal_eval(node.value))
+    raise AssertionError(f"{path} has no __all__")
+
+
+def _public(module) -> list:
+    return sorted(n for n in dir(module) if not n.startswith("_"))
+
+
+@pytest.mark.parametrize("name", ["__init__"] + CORE_SUBMODULES)
+def test_core_stubs_name_what_the_compiled_core_defines(name):
+    """The shipped .pyi stubs (python/varinf/_core_baseline/) match the core, submodule by
+    submodule; tools/gen_stubs.py regenerates them."""
+    from varinf._loader import core
+
+    module = core if name == "__init__" else getattr(core, name)
+    assert _public(core) == CORE_SUBMODULES
+    assert _stub_all(PACKAGE / "_core_baseline" / f"{name}.pyi") == _public(module), "run tools/gen_stubs.py"

@@ -1,10 +1,11 @@
+// The one exception mapping of the module: the C++ core's varinf::InvalidArgument (also what
+// the bindings' own checks throw, see require in common.hpp) -> ValueError, and
+// varinf::LinAlgError -> varinf.LinAlgError (a numpy.linalg.LinAlgError).
 #include "common.hpp"
-#include "varinf/errors.hpp"
 
 namespace varinf::bindings {
 
-void bind_errors(py::module_& m) {
-  (void)m;
+void bind_errors() {
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);

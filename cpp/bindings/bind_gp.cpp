@@ -6,27 +6,17 @@ namespace varinf::bindings {
 
 namespace {
 
-MatRef view(const CArray& a) { return Eigen::Map<const RowMatrixXd>(a.data(), a.shape(0), a.shape(1)); }
-VecRef vview(const CArray& a) { return Eigen::Map<const VectorXd>(a.data(), a.shape(0)); }
-
-// Arguments are validated by varinf.models.gpr; the sizes are re-checked here so a misuse
-// of this private module raises instead of reading out of bounds.
 GPRProblem problem(const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                    double noise, double mean) {
-  if (theta.ndim() != 1 || theta.shape(0) != k.num_params() || X.ndim() != 2 || y.ndim() != 1 ||
-      y.shape(0) != X.shape(0))
-    throw py::value_error("inconsistent GPR arguments (theta, X [n, d], y [n])");
+  require(theta.ndim() == 1 && theta.shape(0) == k.num_params() && X.ndim() == 2 && y.ndim() == 1 &&
+              y.shape(0) == X.shape(0),
+          "inconsistent GPR arguments (theta, X [n, d], y [n])");
   return {k, theta.data(), view(X), vview(y), noise, mean};
-}
-
-void check_new(const CArray& X, const CArray& Xnew) {
-  if (Xnew.ndim() != 2 || Xnew.shape(1) != X.shape(1))
-    throw py::value_error("Xnew must have as many columns as X");
 }
 
 }  // namespace
 
-void bind_gp(py::module_& m) {
+void bind_gp(py::module_ m) {
   py::class_<GPRFactor>(m, "GPRFactor", "Cholesky factor of K(X, X) + noise I and alpha.")
       .def_readonly("lml", &GPRFactor::lml)
       .def_readonly("jitter", &GPRFactor::jitter);
@@ -36,7 +26,7 @@ void bind_gp(py::module_& m) {
     const GPRProblem p = problem(k, theta, X, y, noise, mean);
     NoGil nogil;
     return gpr_factor(p);
-  });
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("noise"), py::arg("mean"));
 
   m.def("gpr_lml_grad", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                            double noise, double mean) {
@@ -46,19 +36,21 @@ void bind_gp(py::module_& m) {
       NoGil nogil;
       g = gpr_lml_grad(p);
     }
-    return py::make_tuple(g.lml, CArray(g.dtheta.size(), g.dtheta.data()), g.dnoise, g.dmean, g.jitter);
-  }, "(lml, dlml/dtheta, dlml/dnoise, dlml/dmean, jitter)");
+    return py::make_tuple(g.lml, copy_out(g.dtheta), g.dnoise, g.dmean, g.jitter);
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("noise"), py::arg("mean"),
+  "(lml, dlml/dtheta, dlml/dnoise, dlml/dmean, jitter)");
 
   m.def("gpr_predict", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                           double noise, double mean, const GPRFactor& f, const CArray& Xnew,
                           bool full_cov) {
     const GPRProblem p = problem(k, theta, X, y, noise, mean);
-    check_new(X, Xnew);
+    require_new_inputs(X, Xnew);
     return predict_moments(
         Xnew.shape(0), full_cov,
         [&](VecOut mu, VecOut var) { gpr_predict(p, f, view(Xnew), mu, var); },
         [&](VecOut mu, MatOut cov) { gpr_predict_cov(p, f, view(Xnew), mu, cov); });
-  }, "latent (mean [n*], variance [n*] or covariance [n*, n*])");
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("noise"), py::arg("mean"), py::arg("factor"), py::arg("Xnew"),
+  py::arg("full_cov"), "latent (mean [n*], variance [n*] or covariance [n*, n*])");
 }
 
 }  // namespace varinf::bindings

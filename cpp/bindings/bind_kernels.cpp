@@ -1,6 +1,5 @@
 // Kernel objects and their matrix / gradient evaluations. Each call checks the sizes it is
-// given (theta against num_params, input widths against each other) so that a misuse of this
-// private module raises ValueError instead of reading out of bounds.
+// given (theta against num_params, input widths against each other).
 #include <string>
 
 #include "common.hpp"
@@ -10,22 +9,15 @@ namespace varinf::bindings {
 
 namespace {
 
-void check(bool ok, const std::string& message) {
-  if (!ok) throw py::value_error(message);
-}
-
 void check_theta(const Kernel& k, const CArray& theta) {
-  check(theta.ndim() == 1 && theta.shape(0) == k.num_params(),
+  require(theta.ndim() == 1 && theta.shape(0) == k.num_params(),
         "theta must have " + std::to_string(k.num_params()) + " entries");
 }
 
 void check_same_width(const CArray& X1, const CArray& X2) {
-  check(X1.ndim() == 2 && X2.ndim() == 2 && X1.shape(1) == X2.shape(1),
+  require(X1.ndim() == 2 && X2.ndim() == 2 && X1.shape(1) == X2.shape(1),
         "X1 and X2 must be 2-D with the same number of columns");
 }
-
-MatRef view(const CArray& a) { return Eigen::Map<const RowMatrixXd>(a.data(), a.shape(0), a.shape(1)); }
-VecRef vview(const CArray& a) { return Eigen::Map<const VectorXd>(a.data(), a.shape(0)); }
 
 // (dL/dtheta [p], dL/dX [n, d] or None): contract(dtheta, dX) accumulates into zeroed buffers
 // without the GIL.
@@ -46,7 +38,7 @@ py::tuple gradients(const Kernel& k, const CArray& X, bool want_dX, Contract con
 
 }  // namespace
 
-void bind_kernels(py::module_& m) {
+void bind_kernels(py::module_ m) {
   py::class_<Kernel, KernelPtr> cls(m, "Kernel", "An immutable kernel structure; values come in theta.");
   cls.def_property_readonly("num_params", &Kernel::num_params)
       .def("K", [](const Kernel& k, const CArray& theta, const CArray& X1, const CArray& X2) {
@@ -77,7 +69,7 @@ void bind_kernels(py::module_& m) {
                       const CArray& Kbar, bool want_dX) {
             check_theta(k, theta);
             check_same_width(X1, X2);
-            check(Kbar.ndim() == 2 && Kbar.shape(0) == X1.shape(0) && Kbar.shape(1) == X2.shape(0),
+            require(Kbar.ndim() == 2 && Kbar.shape(0) == X1.shape(0) && Kbar.shape(1) == X2.shape(0),
                   "Kbar must have shape [n1, n2]");
             return gradients(k, X1, want_dX, [&](double* dt, MatOut dx) {
               k.grad(theta.data(), view(X1), view(X2), view(Kbar), dt, dx);
@@ -88,7 +80,7 @@ void bind_kernels(py::module_& m) {
                           bool want_dX) {
             check_theta(k, theta);
             check_same_width(X, X);
-            check(Kbar.ndim() == 2 && Kbar.shape(0) == X.shape(0) && Kbar.shape(1) == X.shape(0),
+            require(Kbar.ndim() == 2 && Kbar.shape(0) == X.shape(0) && Kbar.shape(1) == X.shape(0),
                   "Kbar must have shape [n, n]");
             return gradients(k, X, want_dX, [&](double* dt, MatOut dx) {
               k.grad_sym(theta.data(), view(X), view(Kbar), dt, dx);
@@ -99,7 +91,7 @@ void bind_kernels(py::module_& m) {
                            bool want_dX) {
             check_theta(k, theta);
             check_same_width(X, X);
-            check(kbar.ndim() == 1 && kbar.shape(0) == X.shape(0), "kbar must have shape [n]");
+            require(kbar.ndim() == 1 && kbar.shape(0) == X.shape(0), "kbar must have shape [n]");
             return gradients(k, X, want_dX, [&](double* dt, MatOut dx) {
               k.grad_diag(theta.data(), view(X), vview(kbar), dt, dx);
             });

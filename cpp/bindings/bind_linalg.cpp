@@ -12,8 +12,12 @@ namespace {
 // Any float64 2-D numpy array, viewed without a copy whatever its strides.
 using AnyMatrix = Eigen::Ref<const MatrixXd, 0, Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>>;
 
-// A new F-ordered float64 numpy array [rows, cols] to be filled from C++.
+// F-ordered float64 arrays: the factorisations work in place on column-major buffers.
+using FArray = py::array_t<double, py::array::f_style>;
+
+// A new F-ordered float64 numpy array [rows, cols] to be filled from C++, and its view.
 FArray new_fmatrix(Index rows, Index cols) { return FArray({rows, cols}); }
+Eigen::Map<MatrixXd> as_fmatrix(FArray& a) { return {a.mutable_data(), a.shape(0), a.shape(1)}; }
 
 // dst = src tile by tile, so that reading a C-ordered src (a transposed layout) stays in
 // cache: a plain column-by-column copy of a C-ordered [4000, 4000] array took ~60 ms more.
@@ -87,11 +91,11 @@ FArray solve_lower_py(const AnyMatrix& L, const AnyMatrix& B, bool transpose) { 
 
 }  // namespace
 
-void bind_linalg(py::module_& m) {
+void bind_linalg(py::module_ m, py::module_ testing) {
   m.def("cholesky", &cholesky, py::arg("A"), py::arg("jitter"), py::arg("what"),
         "(L, jitter_used): chol(A + jitter I) with GPy's jitter retries; L is a new F-ordered "
         "array, lower triangular. Raises varinf.LinAlgError naming `what` on failure.");
-  m.def("cholesky_inplace_f", &cholesky_inplace_f, py::arg("A").noconvert(),
+  testing.def("cholesky_inplace_f", &cholesky_inplace_f, py::arg("A").noconvert(),
         "Factorise an F-ordered float64 array in place (lower triangle); False if not PD.");
   m.def("cholesky_reverse", &cholesky_reverse_py, py::arg("L"), py::arg("Lbar"),
         "dF/dA (symmetric) from L = chol(A) and dF/dL (lower triangle read); Murray 2016.");

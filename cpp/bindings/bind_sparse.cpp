@@ -1,4 +1,6 @@
-// Sparse GP models: SGPR (and FITC) collapsed bounds, SVGP ELBO and training loop.
+// Sparse GP models: likelihoods, SGPR (and FITC) collapsed bounds, SVGP ELBO and training
+// loop. Natural-gradient steps, the ELBO of one SVGPArgs and training on given batches are
+// entry points of the testing submodule: the models reach them through SVGPTrainer.
 #include <functional>
 #include <initializer_list>
 
@@ -11,25 +13,15 @@ namespace varinf::bindings {
 
 namespace {
 
-MatRef view(const CArray& a) { return Eigen::Map<const RowMatrixXd>(a.data(), a.shape(0), a.shape(1)); }
-VecRef vview(const CArray& a) { return Eigen::Map<const VectorXd>(a.data(), a.shape(0)); }
-
-// Arguments are validated by varinf.models; the sizes are re-checked here so a misuse of this
-// private module raises instead of reading out of bounds.
 SGPRProblem sgpr_problem(const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                          const CArray& Z, double noise, double mean, double jitter) {
-  if (theta.ndim() != 1 || theta.shape(0) != k.num_params() || X.ndim() != 2 || y.ndim() != 1 ||
-      y.shape(0) != X.shape(0) || Z.ndim() != 2 || Z.shape(1) != X.shape(1) || Z.shape(0) < 1)
-    throw py::value_error("inconsistent SGPR arguments (theta, X [n, d], y [n], Z [m, d])");
+  require(theta.ndim() == 1 && theta.shape(0) == k.num_params() && X.ndim() == 2 && y.ndim() == 1 &&
+              y.shape(0) == X.shape(0) && Z.ndim() == 2 && Z.shape(1) == X.shape(1) && Z.shape(0) >= 1,
+          "inconsistent SGPR arguments (theta, X [n, d], y [n], Z [m, d])");
   return {k, theta.data(), view(X), vview(y), view(Z), noise, mean, jitter};
 }
 
-void check_new(const CArray& X, const CArray& Xnew) {
-  if (Xnew.ndim() != 2 || Xnew.shape(1) != X.shape(1))
-    throw py::value_error("Xnew must have as many columns as X");
-}
-
-void bind_sgpr(py::module_& m) {
+void bind_sgpr(py::module_ m) {
   py::class_<SGPRFactor>(m, "SGPRFactor", "Factors of the SGPR posterior and the bounds.")
       .def_readonly("bound", &SGPRFactor::bound)
       .def_readonly("upper_bound", &SGPRFactor::upper_bound)
@@ -47,7 +39,8 @@ void bind_sgpr(py::module_& m) {
       const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
       NoGil nogil;
       return fn(p);
-    });
+    }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"));
   }
   for (const auto& [name, fn] : grads) {
     m.def(name, [fn = fn](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
@@ -58,23 +51,23 @@ void bind_sgpr(py::module_& m) {
         NoGil nogil;
         g = fn(p);
       }
-      CArray dZ = new_matrix(g.dZ.rows(), g.dZ.cols());
-      as_matrix(dZ) = g.dZ;
-      return py::make_tuple(g.bound, CArray(g.dtheta.size(), g.dtheta.data()), dZ, g.dnoise, g.dmean,
-                            g.jitter);
-    }, "(objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)");
+      return py::make_tuple(g.bound, copy_out(g.dtheta), copy_out(g.dZ), g.dnoise, g.dmean, g.jitter);
+    }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"), "(objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)");
   }
 
   m.def("sgpr_predict", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                            const CArray& Z, double noise, double mean, double jitter,
                            const SGPRFactor& f, const CArray& Xnew, bool full_cov) {
     const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
-    check_new(X, Xnew);
+    require_new_inputs(X, Xnew);
     return predict_moments(
         Xnew.shape(0), full_cov,
         [&](VecOut mu, VecOut var) { sgpr_predict(p, f, view(Xnew), mu, var); },
         [&](VecOut mu, MatOut cov) { sgpr_predict_cov(p, f, view(Xnew), mu, cov); });
-  }, "latent (mean [n*], variance [n*] or covariance [n*, n*])");
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"), py::arg("factor"), py::arg("Xnew"), py::arg("full_cov"),
+  "latent (mean [n*], variance [n*] or covariance [n*, n*])");
 
   m.def("sgpr_qu", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
                       const CArray& Z, double noise, double mean, double jitter, const SGPRFactor& f) {
@@ -88,16 +81,9 @@ void bind_sgpr(py::module_& m) {
       sgpr_qu(p, f, mu_v, S_m);
     }
     return py::make_tuple(mu, S);
-  }, "optimal q(u): (mean [m], covariance [m, m])");
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"), py::arg("factor"), "optimal q(u): (mean [m], covariance [m, m])");
 }
-
-CArray copy_out(const RowMatrixXd& M) {
-  CArray out = new_matrix(M.rows(), M.cols());
-  as_matrix(out) = M;
-  return out;
-}
-
-CArray copy_out(const VectorXd& v) { return CArray(v.size(), v.data()); }
 
 // Checks theta [num_params] and the per-point vectors (y, mu, var: [k] each); returns k.
 Index likelihood_points(const Likelihood& l, const CArray& theta,
@@ -106,11 +92,11 @@ Index likelihood_points(const Likelihood& l, const CArray& theta,
   const Index k = first.ndim() == 1 ? first.shape(0) : -1;
   bool ok = theta.ndim() == 1 && theta.shape(0) == l.num_params();
   for (const CArray& v : vectors) ok = ok && v.ndim() == 1 && v.shape(0) == k;
-  if (!ok) throw py::value_error("inconsistent likelihood arguments (theta [num_params], y [k], mu [k], var [k])");
+  require(ok, "inconsistent likelihood arguments (theta [num_params], y [k], mu [k], var [k])");
   return k;
 }
 
-void bind_likelihoods(py::module_& m) {
+void bind_likelihoods(py::module_ m) {
   py::class_<Likelihood, LikelihoodPtr>(m, "Likelihood", "An immutable likelihood; values come in theta.")
       .def_property_readonly("num_params", &Likelihood::num_params)
       .def("variational_expectations", [](const Likelihood& l, const CArray& theta, const CArray& y,
@@ -124,7 +110,8 @@ void bind_likelihoods(py::module_& m) {
                                            dtheta.data());
         }
         return py::make_tuple(ell, copy_out(dmu), copy_out(dvar), copy_out(dtheta));
-      }, "(sum of E[log p(y|f)], d/dmu [k], d/dvar [k], d/dtheta summed)")
+      }, py::arg("theta"), py::arg("y"), py::arg("mu"), py::arg("var"),
+      "(sum of E[log p(y|f)], d/dmu [k], d/dvar [k], d/dtheta summed)")
       .def("predict_mean_and_var", [](const Likelihood& l, const CArray& theta, const CArray& mu,
                                       const CArray& var) {
         const Index k = likelihood_points(l, theta, {mu, var});
@@ -136,7 +123,7 @@ void bind_likelihoods(py::module_& m) {
           l.predict_mean_and_var(theta.data(), vview(mu), vview(var), ym_v, yv_v);
         }
         return py::make_tuple(ym, yv);
-      })
+      }, py::arg("theta"), py::arg("mu"), py::arg("var"), "(mean [k], variance [k]) of y")
       .def("predict_log_density", [](const Likelihood& l, const CArray& theta, const CArray& y,
                                      const CArray& mu, const CArray& var) {
         CArray out = new_vector(likelihood_points(l, theta, {y, mu, var}));
@@ -146,19 +133,23 @@ void bind_likelihoods(py::module_& m) {
           l.predict_log_density(theta.data(), vview(y), vview(mu), vview(var), o);
         }
         return out;
-      });
+      }, py::arg("theta"), py::arg("y"), py::arg("mu"), py::arg("var"), "log p(y) [k] under q(f)");
   m.def("gaussian_likelihood", &make_gaussian_likelihood);
   m.def("bernoulli_probit_likelihood", &make_bernoulli_probit_likelihood, py::arg("points"));
   m.def("poisson_likelihood", &make_poisson_likelihood, py::arg("points"));
   m.def("student_t_likelihood", &make_student_t_likelihood, py::arg("df"), py::arg("points"));
-  m.def("gauss_hermite_normal", [](int points) {
-    if (points < 1) throw py::value_error("points must be >= 1");
+}
+
+// The quadrature rule and the special functions the likelihoods use, checked against scipy.
+void bind_likelihood_testing(py::module_ testing) {
+  testing.def("gauss_hermite_normal", [](int points) {
+    require(points >= 1, "points must be >= 1");
     VectorXd x, w;
     gauss_hermite_normal(points, x, w);
     return py::make_tuple(copy_out(x), copy_out(w));
-  }, "(nodes, weights) for E over N(0, 1)");
-  m.def("log_ndtr", py::vectorize(&log_ndtr));
-  m.def("inverse_mills", py::vectorize(&inverse_mills));
+  }, py::arg("points"), "(nodes, weights) for E over N(0, 1)");
+  testing.def("log_ndtr", py::vectorize(&log_ndtr), py::arg("z"));
+  testing.def("inverse_mills", py::vectorize(&inverse_mills), py::arg("z"));
 }
 
 // The SVGP state as Python holds it: (kernel, theta, likelihood, lik_theta, Z, q_mu, q_sqrt,
@@ -173,33 +164,48 @@ struct SVGPArgs {
 
   SVGPProblem problem() const {
     const Index m = Z.shape(0);
-    if (theta.ndim() != 1 || theta.shape(0) != kernel.num_params() || lik_theta.ndim() != 1 ||
-        lik_theta.shape(0) != likelihood.num_params() || Z.ndim() != 2 || m < 1 ||
-        q_mu.ndim() != 1 || q_mu.shape(0) != m ||
-        (q_diag ? (q_sqrt.ndim() != 1 || q_sqrt.shape(0) != m)
-                : (q_sqrt.ndim() != 2 || q_sqrt.shape(0) != m || q_sqrt.shape(1) != m)))
-      throw py::value_error("inconsistent SVGP arguments (theta, lik_theta, Z [m, d], q_mu [m], q_sqrt)");
-    const MatRef qs = q_diag ? MatRef(Eigen::Map<const RowMatrixXd>(q_sqrt.data(), m, 1)) : view(q_sqrt);
+    require(theta.ndim() == 1 && theta.shape(0) == kernel.num_params() && lik_theta.ndim() == 1 &&
+                lik_theta.shape(0) == likelihood.num_params() && Z.ndim() == 2 && m >= 1 &&
+                q_mu.ndim() == 1 && q_mu.shape(0) == m &&
+                (q_diag ? (q_sqrt.ndim() == 1 && q_sqrt.shape(0) == m)
+                        : (q_sqrt.ndim() == 2 && q_sqrt.shape(0) == m && q_sqrt.shape(1) == m)),
+            "inconsistent SVGP arguments (theta, lik_theta, Z [m, d], q_mu [m], q_sqrt)");
+    const MatRef qs = view(q_sqrt);  // q_diag: the diagonal [m] as one column
     return {kernel, theta.data(), likelihood, lik_theta.data(), view(Z), vview(q_mu), qs,
             whiten, q_diag, mean, num_data, jitter};
   }
 
   void check_inputs(const CArray& X) const {
-    if (X.ndim() != 2 || X.shape(1) != Z.shape(1))
-      throw py::value_error("X must have as many columns as Z");
+    require(X.ndim() == 2 && X.shape(1) == Z.shape(1), "X must have as many columns as Z");
   }
 };
 
-void bind_svgp(py::module_& m) {
+void bind_svgp(py::module_ m) {
   py::class_<SVGPArgs>(m, "SVGPArgs", "The SVGP parameters at one point (a view of numpy arrays).")
       .def(py::init<const Kernel&, CArray, const Likelihood&, CArray, CArray, CArray, CArray, bool,
                     bool, double, double, double>(),
-           py::keep_alive<1, 2>(), py::keep_alive<1, 4>());
+           py::arg("kernel"), py::arg("theta"), py::arg("likelihood"), py::arg("lik_theta"), py::arg("Z"),
+           py::arg("q_mu"), py::arg("q_sqrt"), py::arg("whiten"), py::arg("q_diag"), py::arg("mean"),
+           py::arg("num_data"), py::arg("jitter"), py::keep_alive<1, 2>(), py::keep_alive<1, 4>());
 
-  m.def("svgp_elbo_grad", [](const SVGPArgs& a, const CArray& X, const CArray& y) {
+  m.def("svgp_predict", [](const SVGPArgs& a, const CArray& Xnew, bool full_cov) {
+    const SVGPProblem p = a.problem();
+    a.check_inputs(Xnew);
+    return predict_moments(
+        Xnew.shape(0), full_cov,
+        [&](VecOut mu, VecOut var) { svgp_predict(p, view(Xnew), mu, var); },
+        [&](VecOut mu, MatOut cov) { svgp_predict_cov(p, view(Xnew), mu, cov); });
+  }, py::arg("args"), py::arg("Xnew"), py::arg("full_cov"),
+  "latent (mean [n*], variance [n*] or covariance [n*, n*])");
+}
+
+// The ELBO and every gradient of one SVGPArgs, for the finite-difference tests (the models
+// train through SVGPLayout's flat vector instead).
+void bind_svgp_testing(py::module_ testing) {
+  testing.def("svgp_elbo_grad", [](const SVGPArgs& a, const CArray& X, const CArray& y) {
     const SVGPProblem p = a.problem();
     a.check_inputs(X);
-    if (y.ndim() != 1 || y.shape(0) != X.shape(0)) throw py::value_error("y must have one entry per row of X");
+    require(y.ndim() == 1 && y.shape(0) == X.shape(0), "y must have one entry per row of X");
     SVGPGradient g;
     {
       NoGil nogil;
@@ -214,16 +220,7 @@ void bind_svgp(py::module_& m) {
     grads["Z"] = copy_out(g.dZ);
     grads["mean"] = g.dmean;
     return py::make_tuple(g.elbo, g.kl, grads, g.jitter);
-  }, "(elbo, kl, {name: gradient}, jitter)");
-
-  m.def("svgp_predict", [](const SVGPArgs& a, const CArray& Xnew, bool full_cov) {
-    const SVGPProblem p = a.problem();
-    a.check_inputs(Xnew);
-    return predict_moments(
-        Xnew.shape(0), full_cov,
-        [&](VecOut mu, VecOut var) { svgp_predict(p, view(Xnew), mu, var); },
-        [&](VecOut mu, MatOut cov) { svgp_predict_cov(p, view(Xnew), mu, cov); });
-  }, "latent (mean [n*], variance [n*] or covariance [n*, n*])");
+  }, py::arg("args"), py::arg("X"), py::arg("y"), "(elbo, kl, {name: gradient}, jitter)");
 }
 
 using IndexArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
@@ -247,27 +244,25 @@ SVGPLayout make_layout(KernelPtr kernel, LikelihoodPtr likelihood, Index m, Inde
   l.lower = Eigen::Map<const VectorXd>(lower.data(), lower.size());
   bool ok = m >= 1 && d >= 1 && Index(l.index.size()) == l.num_values() && l.fixed.size() == l.num_values();
   for (Index j : l.index) ok = ok && j < l.lower.size();
-  if (!ok) throw py::value_error("inconsistent SVGP layout");
+  require(ok, "inconsistent SVGP layout");
   return l;
 }
 
 void check_data(const SVGPLayout& l, const VectorXd& x, const CArray& X, const CArray& y) {
-  if (x.size() != l.lower.size()) throw py::value_error("x has the wrong size for this layout");
-  if (X.ndim() != 2 || X.shape(1) != l.d || y.ndim() != 1 || y.shape(0) != X.shape(0))
-    throw py::value_error("X must be [n, d] with d the width of Z, and y [n]");
+  require(x.size() == l.lower.size(), "x has the wrong size for this layout");
+  require(X.ndim() == 2 && X.shape(1) == l.d && y.ndim() == 1 && y.shape(0) == X.shape(0),
+          "X must be [n, d] with d the width of Z, and y [n]");
 }
 
 void check_data_for(const SVGPTrainer& t, const CArray& X, const CArray& y) {
   check_data(t.layout(), t.x(), X, y);
 }
 
-py::array_t<double> as_array(const std::vector<double>& v) {
-  return py::array_t<double>(py::ssize_t(v.size()), v.data());
-}
-
-void bind_svgp_training(py::module_& m) {
+void bind_svgp_training(py::module_ m) {
   py::class_<SVGPLayout>(m, "SVGPLayout", "How the unconstrained vector x maps onto the SVGP's values.")
-      .def(py::init(&make_layout));
+      .def(py::init(&make_layout), py::arg("kernel"), py::arg("likelihood"), py::arg("m"), py::arg("d"),
+           py::arg("has_mean"), py::arg("whiten"), py::arg("q_diag"), py::arg("index"), py::arg("fixed"),
+           py::arg("lower"), py::arg("raw_min"), py::arg("num_data"), py::arg("jitter"));
 
   m.def("svgp_elbo_grad_x", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y) {
     const VectorXd xv = vview(x);
@@ -279,55 +274,26 @@ void bind_svgp_training(py::module_& m) {
       elbo = svgp_elbo_grad_x(l, xv, view(X), vview(y), grad, &jitter);
     }
     return py::make_tuple(elbo, copy_out(grad), jitter);
-  }, "(elbo, d elbo / dx, jitter)");
-
-  m.def("svgp_natgrad_step", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y,
-                                double gamma) {
-    VectorXd xv = vview(x);
-    check_data(l, xv, X, y);
-    if (!svgp_natgrad_supported(l)) throw py::value_error("natural gradients need q_mu and q_sqrt trainable");
-    bool ok;
-    double elbo;
-    {
-      NoGil nogil;
-      ok = svgp_natgrad_step(l, xv, view(X), vview(y), gamma, elbo);
-    }
-    return py::make_tuple(ok, elbo, copy_out(xv));
-  }, "(ok, elbo before the step, new x)");
+  }, py::arg("layout"), py::arg("x"), py::arg("X"), py::arg("y"), "(elbo, d elbo / dx, jitter)");
 
   py::class_<SVGPTrainer>(m, "SVGPTrainer", "Adam on the SVGP ELBO over minibatches, in C++.")
       .def(py::init([](const SVGPLayout& l, const CArray& x0, double lr, double beta1, double beta2,
                        double eps, std::uint64_t seed, double natgrad_gamma) {
              const VectorXd x = vview(x0);
-             if (x.size() != l.lower.size()) throw py::value_error("x0 has the wrong size for this layout");
+             require(x.size() == l.lower.size(), "x0 has the wrong size for this layout");
              return SVGPTrainer(l, x, AdamOptions{lr, beta1, beta2, eps}, seed, natgrad_gamma);
            }), py::arg("layout"), py::arg("x0"), py::arg("learning_rate"), py::arg("beta1"), py::arg("beta2"),
            py::arg("eps"), py::arg("seed"), py::arg("natgrad_gamma") = 0.0)
       .def("run", [](SVGPTrainer& t, const CArray& X, const CArray& y, Index batch_size, Index steps) {
         check_data_for(t, X, y);
-        if (batch_size < 1 || batch_size > X.shape(0)) throw py::value_error("batch_size must be in [1, n]");
+        require(batch_size >= 1 && batch_size <= X.shape(0), "batch_size must be in [1, n]");
         std::vector<double> elbos;
         {
           NoGil nogil;
           elbos = t.run(view(X), vview(y), batch_size, steps);
         }
-        return as_array(elbos);
-      }, "ELBO of each step taken [<= steps]")
-      .def("run_batches", [](SVGPTrainer& t, const CArray& X, const CArray& y, const IndexArray& batches) {
-        check_data_for(t, X, y);
-        if (batches.ndim() != 2) throw py::value_error("batches must be [steps, batch_size]");
-        const std::int64_t* b = batches.data();
-        for (py::ssize_t i = 0; i < batches.size(); ++i)
-          if (b[i] < 0 || b[i] >= X.shape(0)) throw py::value_error("batch row index out of range");
-        const Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
-            bm(b, batches.shape(0), batches.shape(1));
-        std::vector<double> elbos;
-        {
-          NoGil nogil;
-          elbos = t.run_batches(view(X), vview(y), bm);
-        }
-        return as_array(elbos);
-      }, "ELBO of each step taken, on the given batches of row indices [steps, batch_size]")
+        return copy_out(elbos);
+      }, py::arg("X"), py::arg("y"), py::arg("batch_size"), py::arg("steps"), "ELBO of each step taken [<= steps]")
       .def_property_readonly("x", [](const SVGPTrainer& t) { return copy_out(t.x()); })
       .def_property_readonly("failed", &SVGPTrainer::failed)
       .def_property_readonly("collapsed",
@@ -335,13 +301,52 @@ void bind_svgp_training(py::module_& m) {
       .def_property_readonly("failed_step", &SVGPTrainer::failed_step);
 }
 
+// One natural-gradient step and training on given batches, checked against numpy in the tests
+// (SVGPTrainer takes these steps itself, on batches it draws).
+void bind_svgp_training_testing(py::module_ testing) {
+  testing.def("svgp_natgrad_step", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y,
+                                      double gamma) {
+    VectorXd xv = vview(x);
+    check_data(l, xv, X, y);
+    require(svgp_natgrad_supported(l), "natural gradients need q_mu and q_sqrt trainable");
+    bool ok;
+    double elbo;
+    {
+      NoGil nogil;
+      ok = svgp_natgrad_step(l, xv, view(X), vview(y), gamma, elbo);
+    }
+    return py::make_tuple(ok, elbo, copy_out(xv));
+  }, py::arg("layout"), py::arg("x"), py::arg("X"), py::arg("y"), py::arg("gamma"),
+  "(ok, elbo before the step, new x)");
+
+  testing.def("svgp_run_batches", [](SVGPTrainer& t, const CArray& X, const CArray& y, const IndexArray& batches) {
+    check_data_for(t, X, y);
+    require(batches.ndim() == 2, "batches must be [steps, batch_size]");
+    const std::int64_t* b = batches.data();
+    for (py::ssize_t i = 0; i < batches.size(); ++i)
+      require(b[i] >= 0 && b[i] < X.shape(0), "batch row index out of range");
+    const Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
+        bm(b, batches.shape(0), batches.shape(1));
+    std::vector<double> elbos;
+    {
+      NoGil nogil;
+      elbos = t.run_batches(view(X), vview(y), bm);
+    }
+    return copy_out(elbos);
+  }, py::arg("trainer"), py::arg("X"), py::arg("y"), py::arg("batches"),
+  "trainer.run on the given batches of row indices [steps, batch_size]: the ELBO of each step taken");
+}
+
 }  // namespace
 
-void bind_sparse(py::module_& m) {
-  bind_sgpr(m);
+void bind_sparse(py::module_ m, py::module_ testing) {
   bind_likelihoods(m);
+  bind_likelihood_testing(testing);
+  bind_sgpr(m);
   bind_svgp(m);
+  bind_svgp_testing(testing);
   bind_svgp_training(m);
+  bind_svgp_training_testing(testing);
 }
 
 }  // namespace varinf::bindings

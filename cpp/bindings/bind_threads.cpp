@@ -1,9 +1,8 @@
 #include "common.hpp"
-#include "varinf/threads.hpp"
 
 namespace varinf::bindings {
 
-void bind_threads(py::module_& m) {
+void bind_threads(py::module_ m) {
   m.def("get_num_threads", &varinf::num_threads,
         "Threads varinf's parallel regions use when called from this thread.");
   m.def("set_num_threads", &varinf::set_num_threads, py::arg("n"),

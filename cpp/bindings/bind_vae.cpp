@@ -1,15 +1,13 @@
-// pybind11 glue for the VAE (varinf/vae.hpp, varinf/vae_trainer.hpp): VaeF32/VaeF64 and their trainers.
+// pybind11 glue for the VAE (varinf/vae.hpp, varinf/vae_trainer.hpp): VaeF32/VaeF64 and their
+// trainers; AdamF32/AdamF64 (varinf/optim.hpp) go to the testing submodule.
 #include "common.hpp"
-#include "varinf/errors.hpp"
+#include "varinf/optim.hpp"
 #include "varinf/vae.hpp"
 #include "varinf/vae_trainer.hpp"
 
 namespace varinf::bindings {
 
 namespace {
-
-template <typename T>
-using TArray = py::array_t<T, py::array::c_style>;
 
 Activation parse_activation(const std::string& s) {
   if (s == "relu") return Activation::kRelu;
@@ -46,23 +44,6 @@ Objective parse_objective(const std::string& s) {
   throw InvalidArgument("objective must be 'elbo' or 'iwae', got '" + s + "'");
 }
 
-template <typename T>
-Eigen::Map<const typename Vae<T>::Mat> view(const TArray<T>& a) {
-  return {a.data(), a.shape(0), a.ndim() > 1 ? a.shape(1) : 1};
-}
-
-template <typename T>
-Eigen::Map<typename Vae<T>::Mat> view_mut(TArray<T>& a) {
-  return {a.mutable_data(), a.shape(0), a.ndim() > 1 ? a.shape(1) : 1};
-}
-
-template <typename T>
-void require_shape(const TArray<T>& a, Index rows, Index cols, const char* name) {
-  if (a.ndim() != 2 || a.shape(0) != rows || a.shape(1) != cols)
-    throw InvalidArgument(std::string(name) + " must have shape (" + std::to_string(rows) + ", " +
-                          std::to_string(cols) + ")");
-}
-
 py::list layers(const std::vector<Dense>& net) {
   py::list out;
   for (const Dense& d : net) out.append(py::make_tuple(d.in, d.out, d.w, d.b));
@@ -70,7 +51,7 @@ py::list layers(const std::vector<Dense>& net) {
 }
 
 template <typename T>
-void bind_dtype(py::module_& m, const std::string& suffix) {
+void bind_dtype(py::module_ m, const std::string& suffix) {
   using V = Vae<T>;
   using Trainer = VaeTrainer<T>;
   py::class_<V> vae(m, ("Vae" + suffix).c_str());
@@ -102,18 +83,18 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
       .def_property_readonly("theta",
                              [](py::object self) {
                                V& v = self.cast<V&>();
-                               return TArray<T>({v.num_params()}, {Index(sizeof(T))}, v.theta().data(), self);
+                               return Array<T>({v.num_params()}, {Index(sizeof(T))}, v.theta().data(), self);
                              })
       .def(
           "loss_grad",
-          [](const V& v, const TArray<T>& X, const TArray<T>& eps, Index k, double beta,
+          [](const V& v, const Array<T>& X, const Array<T>& eps, Index k, double beta,
              const std::string& objective) {
             const Index B = X.shape(0);
             require_shape(X, B, v.config().input_dim, "X");
             require_shape(eps, B * k, v.config().latent_dim, "eps");
             const Objective obj = parse_objective(objective);
-            TArray<T> grad(v.num_params());  // [P]
-            TArray<T> values(B);             // [B]
+            Array<T> grad(v.num_params());  // [P]
+            Array<T> values(B);             // [B]
             T loss;
             {
               NoGil nogil;
@@ -128,41 +109,41 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
           "Minibatch loss -mean_i L_i, its gradient [P] and L_i [B], for eps [B k, J] given.")
       .def(
           "encode",
-          [](const V& v, const TArray<T>& X) {
+          [](const V& v, const Array<T>& X) {
             const Index n = X.shape(0), J = v.config().latent_dim;
             require_shape(X, n, v.config().input_dim, "X");
-            TArray<T> mu({n, J}), logvar({n, J});
+            Array<T> mu({n, J}), logvar({n, J});
             {
               NoGil nogil;
-              v.encode(view(X), view_mut(mu), view_mut(logvar));
+              v.encode(view(X), as_matrix(mu), as_matrix(logvar));
             }
             return py::make_tuple(mu, logvar);
           },
           py::arg("X").noconvert())
       .def(
           "decode",
-          [](const V& v, const TArray<T>& Z, bool link) {
+          [](const V& v, const Array<T>& Z, bool link) {
             const Index n = Z.shape(0);
             require_shape(Z, n, v.config().latent_dim, "Z");
-            TArray<T> out({n, v.config().input_dim});
+            Array<T> out({n, v.config().input_dim});
             {
               NoGil nogil;
-              v.decode(view(Z), view_mut(out), link);
+              v.decode(view(Z), as_matrix(out), link);
             }
             return out;
           },
           py::arg("Z").noconvert(), py::arg("link"))
       .def(
           "bound",
-          [](const V& v, const TArray<T>& X, Index k, const std::string& objective, std::uint64_t seed) {
+          [](const V& v, const Array<T>& X, Index k, const std::string& objective, std::uint64_t seed) {
             const Index n = X.shape(0);
             require_shape(X, n, v.config().input_dim, "X");
-            if (k < 1) throw InvalidArgument("k must be >= 1");
+            require(k >= 1, "k must be >= 1");
             const Objective obj = parse_objective(objective);
-            TArray<T> out(n);
+            Array<T> out(n);
+            auto o = as_vector(out);
             {
               NoGil nogil;
-              Eigen::Map<typename V::Vec> o(out.mutable_data(), n);
               v.bound(view(X), k, obj, seed, o);
             }
             return out;
@@ -170,7 +151,7 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
           py::arg("X").noconvert(), py::arg("k"), py::arg("objective"), py::arg("seed"));
 
   py::class_<Trainer>(m, ("VaeTrainer" + suffix).c_str())
-      .def(py::init([](V& model, const TArray<T>& X, Index batch_size, Index samples,
+      .def(py::init([](V& model, const Array<T>& X, Index batch_size, Index samples,
                        const std::string& objective, double beta, double warmup_steps,
                        double learning_rate, std::uint64_t seed) {
              require_shape(X, X.shape(0), model.config().input_dim, "X");
@@ -197,7 +178,7 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
               r = t.run(steps);
             }
             py::dict out;
-            out["losses"] = py::array_t<double>(static_cast<Index>(r.losses.size()), r.losses.data());
+            out["losses"] = copy_out(r.losses);
             out["epoch_end"] = r.epoch_end;
             out["diverged_step"] = r.diverged.step;
             out["divergence"] = divergence_name<T>(r.diverged.why);
@@ -216,7 +197,7 @@ void bind_dtype(py::module_& m, const std::string& suffix) {
 
 // Adam (varinf/optim.hpp) on a caller-owned flat parameter array, updated in place.
 template <typename T>
-void bind_adam(py::module_& m, const std::string& suffix) {
+void bind_adam(py::module_ m, const std::string& suffix) {
   using A = Adam<T>;
   py::class_<A>(m, ("Adam" + suffix).c_str())
       .def(py::init([](Index n, double learning_rate, double beta1, double beta2, double eps) {
@@ -226,9 +207,9 @@ void bind_adam(py::module_& m, const std::string& suffix) {
            py::arg("beta2") = 0.999, py::arg("eps") = 1e-8)
       .def(
           "step",
-          [](A& a, TArray<T>& theta, const TArray<T>& grad) {
-            if (theta.ndim() != 1 || theta.shape(0) != a.size() || grad.ndim() != 1 || grad.shape(0) != a.size())
-              throw InvalidArgument("theta and grad must be 1-D arrays of num_params entries");
+          [](A& a, Array<T>& theta, const Array<T>& grad) {
+            require(theta.ndim() == 1 && theta.shape(0) == a.size() && grad.ndim() == 1 && grad.shape(0) == a.size(),
+                    "theta and grad must be 1-D arrays of num_params entries");
             NoGil nogil;
             a.step(theta.mutable_data(), grad.data());
           },
@@ -239,9 +220,9 @@ void bind_adam(py::module_& m, const std::string& suffix) {
 
 }  // namespace
 
-void bind_vae(py::module_& m) {
-  bind_adam<float>(m, "F32");
-  bind_adam<double>(m, "F64");
+void bind_vae(py::module_ m, py::module_ testing) {
+  bind_adam<float>(testing, "F32");
+  bind_adam<double>(testing, "F64");
   bind_dtype<float>(m, "F32");
   bind_dtype<double>(m, "F64");
 }

@@ -1,5 +1,6 @@
-// Include-first header for every bind_*.cpp: pybind11, numpy and Eigen glue, and the helpers
-// that keep the boundary copy-free. Only the bindings know about Python.
+// Include-first header for every bind_*.cpp: pybind11, numpy and Eigen glue, and the one copy
+// of the helpers that keep the boundary copy-free and checked. Only the bindings know about
+// Python (pybind11 is included nowhere else).
 #pragma once
 
 #include <pybind11/eigen.h>
@@ -7,6 +8,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <string>
+#include <vector>
+
+#include "varinf/errors.hpp"
 #include "varinf/parallel.hpp"
 #include "varinf/threads.hpp"
 #include "varinf/types.hpp"
@@ -15,32 +20,90 @@ namespace varinf::bindings {
 
 namespace py = pybind11;
 
-// Arrays that pybind11 maps to Eigen::Ref without copying: C-contiguous float64.
-using CArray = py::array_t<double, py::array::c_style>;
-using FArray = py::array_t<double, py::array::f_style>;
+// C-contiguous numpy arrays, which map to Eigen row-major views without a copy.
+template <typename T>
+using Array = py::array_t<T, py::array::c_style>;
+using CArray = Array<double>;
 
-// A new C-ordered float64 numpy array [rows, cols] to be filled from C++ (numpy's allocator
-// is markedly faster than Eigen's for large results on this machine).
+template <typename T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename T>
+using ColVec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+
+// ---- Argument checks -------------------------------------------------------------------
+// Python (varinf.models, varinf.kernels, ...) validates every argument first; the bindings
+// re-check the sizes they rely on so that a misuse of this private module raises instead of
+// reading out of bounds. Every check raises varinf::InvalidArgument, the C++ core's own
+// exception, which bind_errors.cpp maps to ValueError: one mapping for the whole module.
+inline void require(bool ok, const std::string& message) {
+  if (!ok) throw InvalidArgument(message);
+}
+
+template <typename T>
+void require_shape(const Array<T>& a, Index rows, Index cols, const char* name) {
+  require(a.ndim() == 2 && a.shape(0) == rows && a.shape(1) == cols,
+          std::string(name) + " must have shape (" + std::to_string(rows) + ", " + std::to_string(cols) + ")");
+}
+
+// Xnew [n*, d] for a model whose training inputs are X [n, d].
+inline void require_new_inputs(const Array<double>& X, const Array<double>& Xnew) {
+  require(Xnew.ndim() == 2 && Xnew.shape(1) == X.shape(1), "Xnew must have as many columns as X");
+}
+
+// ---- Views (no copy; the caller has checked the shape) ---------------------------------
+// Read-only: a 2-D array as [rows, cols] (a 1-D array as one column), a 1-D array as a vector.
+template <typename T>
+Eigen::Map<const RowMat<T>> view(const Array<T>& a) {
+  return {a.data(), a.shape(0), a.ndim() > 1 ? a.shape(1) : 1};
+}
+template <typename T>
+Eigen::Map<const ColVec<T>> vview(const Array<T>& a) {
+  return {a.data(), a.shape(0)};
+}
+// Writable, for outputs allocated here.
+template <typename T>
+Eigen::Map<RowMat<T>> as_matrix(Array<T>& a) {
+  return {a.mutable_data(), a.shape(0), a.ndim() > 1 ? a.shape(1) : 1};
+}
+template <typename T>
+Eigen::Map<ColVec<T>> as_vector(Array<T>& a) {
+  return {a.mutable_data(), a.shape(0)};
+}
+
+// ---- New arrays ------------------------------------------------------------------------
+// A new C-ordered float64 numpy array to be filled from C++ (numpy's allocator is markedly
+// faster than Eigen's for large results on this machine).
 inline CArray new_matrix(Index rows, Index cols) { return CArray({rows, cols}); }
 inline CArray new_vector(Index n) { return CArray(n); }
 
-// Views of numpy buffers as Eigen matrices (no copy). The caller guarantees the layout.
-inline Eigen::Map<RowMatrixXd> as_matrix(CArray& a) {
-  return {a.mutable_data(), a.shape(0), a.ndim() > 1 ? a.shape(1) : 1};
-}
-inline Eigen::Map<VectorXd> as_vector(CArray& a) { return {a.mutable_data(), a.shape(0)}; }
-inline Eigen::Map<MatrixXd> as_fmatrix(FArray& a) {
-  return {a.mutable_data(), a.shape(0), a.shape(1)};
+// Copies of C++-owned results as new numpy arrays.
+inline CArray copy_out(const VectorXd& v) { return CArray(v.size(), v.data()); }
+inline CArray copy_out(const std::vector<double>& v) { return CArray(py::ssize_t(v.size()), v.data()); }
+inline CArray copy_out(const RowMatrixXd& M) {
+  CArray out = new_matrix(M.rows(), M.cols());
+  as_matrix(out) = M;
+  return out;
 }
 
+// ---- Threads and the GIL ---------------------------------------------------------------
 // While alive, Eigen's GEMM (which follows the calling thread's OpenMP limit) uses the same
 // thread count as varinf's own parallel regions; the previous limit is restored afterwards.
 struct ThreadScope : OmpLimit {
   ThreadScope() : OmpLimit(num_threads()) {}
 };
 
-// The computation releases the GIL and syncs the thread count. Safe because the C++ core
-// touches only the Eigen views of numpy buffers that the caller keeps alive for the call.
+// Every computation runs inside a NoGil scope, entered only after the arguments are checked
+// and the output arrays allocated (both need the GIL). Releasing the GIL is safe because the
+// work inside touches no Python object, only:
+//  - Eigen views of numpy arguments: pybind11's argument casters hold a reference to each
+//    array until the call returns, so another thread cannot free them meanwhile;
+//  - output arrays allocated by this call, which no other thread has seen yet;
+//  - Kernel and Likelihood objects, which are immutable after construction;
+//  - the state of the object the method is called on (trainers, Adam, a Vae's parameters).
+//    What such an object points into (the kernel and likelihood of SVGPArgs, the Vae and the
+//    data of a VaeTrainer) is kept alive by py::keep_alive. As with numpy arrays, two Python
+//    threads calling into the same stateful object at once race; varinf's Python layer never
+//    does, and one object per thread is safe.
 struct NoGil {
   ThreadScope threads;
   py::gil_scoped_release release;
@@ -66,12 +129,14 @@ py::tuple predict_moments(Index ns, bool full_cov, PredictVar predict_var, Predi
   return py::make_tuple(mean, var);
 }
 
-void bind_threads(py::module_& m);
-void bind_errors(py::module_& m);
-void bind_kernels(py::module_& m);
-void bind_gp(py::module_& m);
-void bind_linalg(py::module_& m);
-void bind_sparse(py::module_& m);
-void bind_vae(py::module_& m);
+// One function per concern; module.cpp passes each the submodule it fills (and `testing`,
+// the submodule of entry points only tests and benchmarks use).
+void bind_errors();
+void bind_threads(py::module_ m);
+void bind_kernels(py::module_ m);
+void bind_linalg(py::module_ m, py::module_ testing);
+void bind_gp(py::module_ m);
+void bind_sparse(py::module_ m, py::module_ testing);
+void bind_vae(py::module_ m, py::module_ testing);
 
 }  // namespace varinf::bindings

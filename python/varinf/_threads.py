@@ -9,9 +9,9 @@ __all__ = ["get_num_threads", "set_num_threads"]
 
 def get_num_threads() -> int:
     """Threads varinf uses (OMP_NUM_THREADS, ``set_num_threads`` and threadpoolctl limit it)."""
-    return _core.get_num_threads()
+    return _core.threads.get_num_threads()
 
 
 def set_num_threads(n: int) -> None:
     """Use ``n`` threads in varinf's parallel code, from every Python thread."""
-    _core.set_num_threads(as_positive_int(n, "n", maximum=2 ** 31 - 1))
+    _core.threads.set_num_threads(as_positive_int(n, "n", maximum=2 ** 31 - 1))

@@ -95,7 +95,7 @@ class Kernel(abc.ABC):
         if self._core_kernel is None:
             built = self._build()
             if self.active_dims is not None:
-                built = _core.active_dims(built, self.active_dims)
+                built = _core.kernels.active_dims(built, self.active_dims)
             self._core_kernel = built
         return self._core_kernel
 
@@ -212,7 +212,7 @@ class _Stationary(Kernel):
 @register
 class SquaredExponential(_Stationary):
     """Squared exponential (RBF): variance * exp(-r2 / 2) (GPML eq. 4.9)."""
-    _factory = staticmethod(_core.squared_exponential)
+    _factory = staticmethod(_core.kernels.squared_exponential)
 
 
 RBF = SquaredExponential
@@ -221,25 +221,25 @@ RBF = SquaredExponential
 @register
 class Matern12(_Stationary):
     """Matern 1/2 (exponential): variance * exp(-r) (GPML section 4.2.1)."""
-    _factory = staticmethod(_core.matern12)
+    _factory = staticmethod(_core.kernels.matern12)
 
 
 @register
 class Matern32(_Stationary):
     """Matern 3/2: variance * (1 + sqrt3 r) exp(-sqrt3 r) (GPML eq. 4.17)."""
-    _factory = staticmethod(_core.matern32)
+    _factory = staticmethod(_core.kernels.matern32)
 
 
 @register
 class Matern52(_Stationary):
     """Matern 5/2: variance * (1 + sqrt5 r + 5 r^2 / 3) exp(-sqrt5 r) (GPML eq. 4.17)."""
-    _factory = staticmethod(_core.matern52)
+    _factory = staticmethod(_core.kernels.matern52)
 
 
 @register
 class RationalQuadratic(_Stationary):
     """Rational quadratic: variance * (1 + r2 / (2 alpha))^-alpha (GPML eq. 4.19)."""
-    _factory = staticmethod(_core.rational_quadratic)
+    _factory = staticmethod(_core.kernels.rational_quadratic)
     _param_names = ("variance", "lengthscales", "alpha")
 
     def __init__(self, variance=1.0, lengthscales=1.0, alpha=1.0, active_dims=None):
@@ -256,7 +256,7 @@ class RationalQuadratic(_Stationary):
 class Periodic(_Stationary):
     """Periodic (exp-sine-squared; MacKay 1998): variance * exp(-2 sum_k sin^2(pi (x_k - x'_k) / period) / l_k^2)
     (docs/math.md section 1.3). Not a function of r2: it shares only the parameters of _Stationary."""
-    _factory = staticmethod(_core.periodic)
+    _factory = staticmethod(_core.kernels.periodic)
     _param_names = ("variance", "lengthscales", "period")
 
     def __init__(self, variance=1.0, lengthscales=1.0, period=1.0, active_dims=None):
@@ -286,7 +286,7 @@ class Linear(Kernel):
         return [self._variance]
 
     def _build(self):
-        return _core.linear(self._variance.size)
+        return _core.kernels.linear(self._variance.size)
 
     def _check_width(self, d, name):
         if self._variance.size not in (1, d):
@@ -316,13 +316,13 @@ class _Scalar(Kernel):
 @register
 class Constant(_Scalar):
     """Constant: variance everywhere."""
-    _factory = staticmethod(_core.constant)
+    _factory = staticmethod(_core.kernels.constant)
 
 
 @register
 class White(_Scalar):
     """White noise: variance on the diagonal of K(X, X); zero between different inputs."""
-    _factory = staticmethod(_core.white)
+    _factory = staticmethod(_core.kernels.white)
 
 
 class _Combination(Kernel):
@@ -373,10 +373,10 @@ class _Combination(Kernel):
 @register
 class Sum(_Combination):
     """k1 + k2 + ..."""
-    _factory = staticmethod(_core.sum)
+    _factory = staticmethod(_core.kernels.sum)
 
 
 @register
 class Product(_Combination):
     """k1 * k2 * ... (elementwise)."""
-    _factory = staticmethod(_core.product)
+    _factory = staticmethod(_core.kernels.product)

@@ -137,7 +137,7 @@ class Gaussian(Likelihood):
         return [self._variance]
 
     def _build(self):
-        return _core.gaussian_likelihood()
+        return _core.sparse.gaussian_likelihood()
 
 
 # Gauss-Hermite points for the quadrature likelihoods (docs/math.md section 7.7: GPflow, GPy and
@@ -168,7 +168,7 @@ class Bernoulli(_ParameterFree):
     and 7.8). ``predict_y`` gives p(y* = 1)."""
 
     def _build(self):
-        return _core.bernoulli_probit_likelihood(self.quadrature_points)
+        return _core.sparse.bernoulli_probit_likelihood(self.quadrature_points)
 
     def check_targets(self, y, name="y", n=None):
         y = as_vector(y, name, n=n)
@@ -184,7 +184,7 @@ class Poisson(_ParameterFree):
     gives the rate's mean."""
 
     def _build(self):
-        return _core.poisson_likelihood(self.quadrature_points)
+        return _core.sparse.poisson_likelihood(self.quadrature_points)
 
     def check_targets(self, y, name="y", n=None):
         y = as_vector(y, name, n=n)
@@ -217,7 +217,7 @@ class StudentT(Likelihood):
         return [self._scale]
 
     def _build(self):
-        return _core.student_t_likelihood(self.df, self.quadrature_points)
+        return _core.sparse.student_t_likelihood(self.df, self.quadrature_points)
 
     def _settings(self):
         return {"quadrature_points": self.quadrature_points, "df": self.df}

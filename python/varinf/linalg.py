@@ -52,7 +52,7 @@ def cholesky(A, jitter: float = 0.0, name: str = "matrix") -> np.ndarray:
     """
     jitter = as_finite_float(jitter, "jitter", lower=0.0, strict=False)
     A = as_dense_matrix(A, "A")
-    L, used = core.cholesky(A, jitter, str(name))  # L [n, n]
+    L, used = core.linalg.cholesky(A, jitter, str(name))  # L [n, n]
     if used > jitter:
         warnings.warn(
             f"Cholesky of {name} needed jitter {used:.3g} on its diagonal "
@@ -82,7 +82,7 @@ def cholesky_reverse(L, Lbar) -> np.ndarray:
     Lbar = as_dense_matrix(Lbar, "Lbar")
     if Lbar.shape != L.shape:
         raise ValueError(f"Lbar must have the shape of L {L.shape}, got {Lbar.shape}")
-    return core.cholesky_reverse(L, Lbar)
+    return core.linalg.cholesky_reverse(L, Lbar)
 
 
 def solve_lower(L, B, transpose: bool = False) -> np.ndarray:
@@ -100,5 +100,5 @@ def solve_lower(L, B, transpose: bool = False) -> np.ndarray:
     B_mat = as_dense_matrix(B_arr[:, None] if vector else B_arr, "B", square=False)  # [n, k]
     if B_mat.shape[0] != L.shape[0]:
         raise ValueError(f"B must have {L.shape[0]} rows to match L, got shape {B_arr.shape}")
-    X = core.solve_lower(L, B_mat, bool(transpose))  # [n, k]
+    X = core.linalg.solve_lower(L, B_mat, bool(transpose))  # [n, k]
     return X[:, 0] if vector else X

@@ -42,7 +42,7 @@ def test_fitc_equals_dense_reference(data, kernel):
                                rtol=1e-10)
 
 
-OBJECTIVES = {"sgpr": (core.sgpr_factor, core.sgpr_bound_grad), "fitc": (core.fitc_factor, core.fitc_lml_grad)}
+OBJECTIVES = {"sgpr": (core.sparse.sgpr_factor, core.sparse.sgpr_bound_grad), "fitc": (core.sparse.fitc_factor, core.sparse.fitc_lml_grad)}
 
 
 @pytest.mark.parametrize("objective", ["sgpr", "fitc"])

@@ -55,10 +55,10 @@ def test_cpp_elbo_and_gradient(data, rng, whiten, q_diag, lik, targets, ve):
 
     def evaluate(**changed):
         v = {**start, **changed}
-        args = core.SVGPArgs(kernel.core(), v["theta"], lik.core(), v["lik"], np.ascontiguousarray(v["Z"]),
+        args = core.sparse.SVGPArgs(kernel.core(), v["theta"], lik.core(), v["lik"], np.ascontiguousarray(v["Z"]),
                              v["q_mu"], np.ascontiguousarray(v["q_sqrt"]), whiten, q_diag, float(v["mean"][0]),
                              400.0, 1e-6)
-        return core.svgp_elbo_grad(args, Xb, yb)
+        return core.testing.svgp_elbo_grad(args, Xb, yb)
 
     elbo, kl, grads, _ = evaluate()
     if ve is None:
@@ -173,12 +173,12 @@ def test_trainer_is_adam_on_the_given_batches(data):
     layout, params = model._layout()
     x = params.get()
     batches = np.stack([np.arange(0, 40), np.arange(40, 80), np.arange(80, 120)])
-    trainer = core.SVGPTrainer(layout, x, 0.05, 0.9, 0.999, 1e-8, 0)
-    elbos = trainer.run_batches(X, y, batches)
+    trainer = core.sparse.SVGPTrainer(layout, x, 0.05, 0.9, 0.999, 1e-8, 0)
+    elbos = core.testing.svgp_run_batches(trainer, X, y, batches)
     # Adam, Kingma & Ba (2015) Algorithm 1, ascending, in numpy.
     m1, m2 = np.zeros_like(x), np.zeros_like(x)
     for t, rows in enumerate(batches, start=1):
-        value, g, _ = core.svgp_elbo_grad_x(layout, x, X[rows], y[rows])
+        value, g, _ = core.sparse.svgp_elbo_grad_x(layout, x, X[rows], y[rows])
         assert value == pytest.approx(elbos[t - 1], rel=1e-12)
         m1 = 0.9 * m1 + 0.1 * g
         m2 = 0.999 * m2 + 0.001 * g ** 2
@@ -320,7 +320,7 @@ def test_one_natural_gradient_step_with_gamma_one_gives_the_optimal_qu(data, rng
     model = vi.SVGP(kernel, vi.likelihoods.Gaussian(0.05), Z, num_data=len(y), whiten=whiten, mean=0.3)
     model.q_mu, model.q_sqrt = variational(rng, Z.shape[0], False)
     layout, params = model._layout()
-    ok, _, x = core.svgp_natgrad_step(layout, params.get(), X, y, 1.0)
+    ok, _, x = core.testing.svgp_natgrad_step(layout, params.get(), X, y, 1.0)
     assert ok
     params.set(x)
     q_mu, Lq = ref.sgpr_optimal_qu_whitened(kernel, X, y, Z, 0.05, mean=0.3)
@@ -367,9 +367,9 @@ def test_numpy_reference_step_equals_cpp(data, rng):
     X, y, Z = data
     kernel = K.SquaredExponential(1.3, [0.9, 1.4])
     q_mu, q_sqrt = variational(rng, Z.shape[0], False)
-    args = core.SVGPArgs(kernel.core(), kernel.theta(), vi.likelihoods.Gaussian(0.05).core(), np.array([0.05]),
+    args = core.sparse.SVGPArgs(kernel.core(), kernel.theta(), vi.likelihoods.Gaussian(0.05).core(), np.array([0.05]),
                          Z, q_mu, q_sqrt, True, False, 0.0, 1000.0, 1e-6)
-    elbo, _, grads, _ = core.svgp_elbo_grad(args, X[:64], y[:64])
+    elbo, _, grads, _ = core.testing.svgp_elbo_grad(args, X[:64], y[:64])
     ref_elbo, ref_grads = ref.svgp_elbo_grad_se(Z, q_mu, q_sqrt, 1.3, np.array([0.9, 1.4]), 0.05, X[:64], y[:64],
                                                 1000)
     assert ref_elbo == pytest.approx(elbo, rel=1e-11)
@@ -385,7 +385,7 @@ def test_training_and_predicting_release_the_gil(data):
     X, y, Z = data
     model = vi.SVGP(K.SquaredExponential(), vi.likelihoods.Gaussian(0.5), Z, num_data=len(y))
     layout, pv = model._layout()
-    trainer = core.SVGPTrainer(layout, pv.get(), 0.01, 0.9, 0.999, 1e-8, 0)
+    trainer = core.sparse.SVGPTrainer(layout, pv.get(), 0.01, 0.9, 0.999, 1e-8, 0)
     assert_releases_gil(lambda: trainer.run(X, y, 60, 3000))
     Xs = np.random.default_rng(5).normal(size=(1000000, 2))
     assert_releases_gil(lambda: model.elbo(Xs, np.sin(Xs[:, 0])))

@@ -286,7 +286,7 @@ def test_adam_binding_matches_reference():
     rng = np.random.default_rng(0)
     theta = rng.standard_normal(50)
     arrays = [theta.copy()]
-    adam = core.AdamF64(50, learning_rate=0.01)
+    adam = core.testing.AdamF64(50, learning_rate=0.01)
     r_adam = ref.Adam(arrays, lr=0.01)
     for _ in range(5):
         g = rng.standard_normal(50)
@@ -595,7 +595,7 @@ def test_same_loss_gradients_and_adam_step_as_pytorch():
     t_grads = np.concatenate([p.grad.numpy().ravel() for p in params])
     opt.step()
     theta = model.theta
-    adam = core.AdamF32(theta.size, learning_rate=1e-3)
+    adam = core.testing.AdamF32(theta.size, learning_rate=1e-3)
     adam.step(theta, np.ascontiguousarray(t_grads))
     t_theta = np.concatenate([p.detach().numpy().ravel() for p in params])
     np.testing.assert_allclose(theta, t_theta, rtol=0, atol=1e-6)
@@ -603,7 +603,7 @@ def test_same_loss_gradients_and_adam_step_as_pytorch():
     # lr * g / (|g| + eps), sensitive to float rounding only when g ~ eps).
     flat = np.concatenate([g.ravel() for g in grads.values()])
     fresh = vi.VAE(30, 5, hidden=(24, 16), dtype=np.float32, seed=1)
-    core.AdamF32(theta.size, learning_rate=1e-3).step(fresh.theta, np.ascontiguousarray(flat))
+    core.testing.AdamF32(theta.size, learning_rate=1e-3).step(fresh.theta, np.ascontiguousarray(flat))
     big = np.abs(t_grads) > 1e-5
     np.testing.assert_allclose(fresh.theta[big], t_theta[big], rtol=0, atol=1e-6)
 

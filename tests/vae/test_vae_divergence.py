@@ -57,7 +57,7 @@ def test_diverged_trainer_takes_no_further_step(data):
     """The C++ trainer stops for good at a divergence: its Adam moments never act again."""
     X = np.ascontiguousarray(data["bernoulli"])
     model = vi.VAE(64, 4, hidden=(32,), seed=0)
-    trainer = vi._core.VaeTrainerF32(model._core, X, 128, 1, "elbo", 1.0, 0.0, 1e3, 5)
+    trainer = vi._core.vae.VaeTrainerF32(model._core, X, 128, 1, "elbo", 1.0, 0.0, 1e3, 5)
     first = trainer.run(14)
     assert first["diverged_step"] == 2 and first["divergence"] in ("collapse", "nonfinite_loss")
     assert np.isfinite(trainer.first_loss) and trainer.loss_limit > trainer.first_loss

@@ -35,8 +35,8 @@ class GPR(GaussianRegression):
     one call; ``fit`` maximises it with L-BFGS-B.
     """
 
-    _core_factor = staticmethod(_core.gpr_factor)
-    _core_predict = staticmethod(_core.gpr_predict)  # GPML Alg. 2.1 lines 4-6, docs/math.md section 4.3
+    _core_factor = staticmethod(_core.gp.gpr_factor)
+    _core_predict = staticmethod(_core.gp.gpr_predict)  # GPML Alg. 2.1 lines 4-6, docs/math.md section 4.3
     _objective_field = "lml"
     _label = "log marginal likelihood"
 
@@ -53,7 +53,7 @@ class GPR(GaussianRegression):
         return (self.kernel.core(), self.kernel.theta(), self.X, self.y, self.noise_variance, self.mean)
 
     def _objective_and_value_grad(self):
-        lml, dtheta, dnoise, dmean, jitter = _core.gpr_lml_grad(*self._args())
+        lml, dtheta, dnoise, dmean, jitter = _core.gp.gpr_lml_grad(*self._args())
         self._warn_jitter(jitter)
         grads = [dtheta, [dnoise]] + ([[dmean]] if self._mean is not None else [])
         return lml, np.concatenate(grads)

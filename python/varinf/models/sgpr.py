@@ -27,7 +27,7 @@ class _SparseRegression(GaussianRegression):
     """
 
     _core_objective = None  # set by subclasses: the C++ objective with its gradient
-    _core_predict = staticmethod(_core.sgpr_predict)  # docs/math.md sections 5.6 and 6.4
+    _core_predict = staticmethod(_core.sparse.sgpr_predict)  # docs/math.md sections 5.6 and 6.4
     _objective_field = "bound"
 
     def __init__(self, X, y, kernel: Kernel, Z, noise_variance: float = 1.0, mean=None,
@@ -91,7 +91,7 @@ class _SparseRegression(GaussianRegression):
     def compute_qu(self):
         """The posterior of u = f(Z) given the data, N(mean [m], cov [m, m]) (for SGPR the
         optimal q(u), Titsias 2009 eq. 10; docs/math.md section 5.5)."""
-        return _core.sgpr_qu(*self._args(), self._posterior())
+        return _core.sparse.sgpr_qu(*self._args(), self._posterior())
 
 
 @register
@@ -112,8 +112,8 @@ class SGPR(_SparseRegression):
     O(m^2 + block m), never n x n); ``fit`` maximises it with L-BFGS-B.
     """
 
-    _core_objective = staticmethod(_core.sgpr_bound_grad)
-    _core_factor = staticmethod(_core.sgpr_factor)
+    _core_objective = staticmethod(_core.sparse.sgpr_bound_grad)
+    _core_factor = staticmethod(_core.sparse.sgpr_factor)
     _label = "SGPR bound"
 
     def upper_bound(self) -> float:
@@ -137,8 +137,8 @@ class FITC(_SparseRegression):
     Parameters as for SGPR; ``fit`` maximises the FITC log marginal likelihood.
     """
 
-    _core_objective = staticmethod(_core.fitc_lml_grad)
-    _core_factor = staticmethod(_core.fitc_factor)
+    _core_objective = staticmethod(_core.sparse.fitc_lml_grad)
+    _core_factor = staticmethod(_core.sparse.fitc_factor)
     _label = "FITC log marginal likelihood"
 
     def log_marginal_likelihood(self, return_grad: bool = False):

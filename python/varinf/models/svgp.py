@@ -183,7 +183,7 @@ class SVGP(ConstantMean, Persistent):
                 fixed.append(p.value.ravel())
         lower = [np.full(p.size, np.nan if p.lower is None else p.lower) for p in pv.unique]
         m, d = self._Z_shape
-        layout = _core.SVGPLayout(self.kernel.core(), self.likelihood.core(), m, d, self._mean is not None,
+        layout = _core.sparse.SVGPLayout(self.kernel.core(), self.likelihood.core(), m, d, self._mean is not None,
                                   self.whiten, self.q_diag, np.concatenate(index).astype(np.int64),
                                   np.concatenate(fixed), np.concatenate(lower) if lower else np.zeros(0),
                                   RAW_MIN, float(self.num_data), KUU_JITTER)
@@ -191,7 +191,7 @@ class SVGP(ConstantMean, Persistent):
 
     def _args(self):
         self._require_inducing()
-        return _core.SVGPArgs(self.kernel.core(), self.kernel.theta(), self.likelihood.core(),
+        return _core.sparse.SVGPArgs(self.kernel.core(), self.kernel.theta(), self.likelihood.core(),
                               self.likelihood.theta(), self.Z, self._q_mu.value, self.q_sqrt,
                               self.whiten, self.q_diag, self.mean, float(self.num_data), KUU_JITTER)
 
@@ -209,7 +209,7 @@ class SVGP(ConstantMean, Persistent):
         sections 7.4 and 7.5)."""
         X, y = self._data(X, y)
         layout, pv = self._layout()
-        value, grad, jitter = _core.svgp_elbo_grad_x(layout, pv.get(), X, y)
+        value, grad, jitter = _core.sparse.svgp_elbo_grad_x(layout, pv.get(), X, y)
         warn_kuu_jitter(jitter, KUU_JITTER)
         return (value, grad) if return_grad else value
 
@@ -250,7 +250,7 @@ class SVGP(ConstantMean, Persistent):
         gamma = as_finite_float(gamma, "gamma", lower=0.0, upper=1.0) if natgrad else as_float(gamma, "gamma")
         layout, pv = self._layout()
         seed64 = int(np.random.default_rng(seed).integers(2 ** 63))
-        trainer = _core.SVGPTrainer(layout, pv.get(), learning_rate, 0.9, 0.999, 1e-8, seed64,
+        trainer = _core.sparse.SVGPTrainer(layout, pv.get(), learning_rate, 0.9, 0.999, 1e-8, seed64,
                                     gamma if natgrad else 0.0)
         history = [self.elbo_history_]
         bar = Progress(total=iterations, enabled=progress, label="ELBO / n")
@@ -290,7 +290,7 @@ class SVGP(ConstantMean, Persistent):
         return self._predict_f(self._new_inputs(Xnew), full_cov)
 
     def _predict_f(self, Xnew, full_cov: bool = False):
-        mean, var = _core.svgp_predict(self._args(), Xnew, bool(full_cov))
+        mean, var = _core.sparse.svgp_predict(self._args(), Xnew, bool(full_cov))
         if not full_cov:
             np.maximum(var, 0.0, out=var)  # rounding can make a near-zero variance negative
         return mean, var

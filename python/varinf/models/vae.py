@@ -107,7 +107,7 @@ class VAE(Persistent):
         """ValueError when the network has more parameters than the C++ core accepts."""
         count = _param_count(self.input_dim, self.latent_dim, self.hidden, self.decoder_hidden,
                              self.learn_obs_logvar)
-        limit = core.VaeF32.max_params
+        limit = core.vae.VaeF32.max_params
         if count > limit:
             raise ValueError(f"input_dim, latent_dim, hidden and decoder_hidden give {count} parameters "
                              f"({count * self.dtype.itemsize / 2**30:.3g} GiB of {self.dtype.name} weights); "
@@ -115,7 +115,7 @@ class VAE(Persistent):
 
     def _make_core(self):
         """The C++ network for this architecture (weights not yet initialised)."""
-        cls = core.VaeF32 if self.dtype == np.float32 else core.VaeF64
+        cls = core.vae.VaeF32 if self.dtype == np.float32 else core.vae.VaeF64
         return cls(self.input_dim, self.latent_dim, list(self.hidden), list(self.decoder_hidden),
                    self.activation, self.likelihood, self.learn_obs_logvar, self.obs_logvar)
 
@@ -312,7 +312,7 @@ class VAE(Persistent):
         chunk = (min(steps_per_epoch, 50) if steps_per_callback is None
                  else as_positive_int(steps_per_callback, "steps_per_callback"))
         self._fits += 1
-        trainer_cls = core.VaeTrainerF32 if self.dtype == np.float32 else core.VaeTrainerF64
+        trainer_cls = core.vae.VaeTrainerF32 if self.dtype == np.float32 else core.vae.VaeTrainerF64
         trainer = trainer_cls(self._core, Xc, batch_size, n_samples, objective, beta,
                               warmup_epochs * steps_per_epoch, learning_rate,
                               self._stream(seed, 3, self._fits))
