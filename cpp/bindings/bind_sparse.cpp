@@ -3,6 +3,9 @@
 // entry points of the testing submodule: the models reach them through SVGPTrainer.
 #include <functional>
 #include <initializer_list>
+#include <limits>
+#include <tuple>
+#include <utility>
 
 #include "common.hpp"
 #include "varinf/likelihoods.hpp"
@@ -21,11 +24,197 @@ SGPRProblem sgpr_problem(const Kernel& k, const CArray& theta, const CArray& X, 
   return {k, theta.data(), view(X), vview(y), view(Z), noise, mean, jitter};
 }
 
+// The sums over rows (SGPRStats, FITCStats, FITCDataGrad) cross to Python as tuples of
+// numpy arrays and floats, field by field, so that Dask can move and add them (docs/math.md
+// section 10.2); tuple_to checks every matrix's shape against m and d before use.
+template <class T>
+py::tuple to_tuple(T value) {
+  return std::apply([](auto&... f) { return py::make_tuple(f...); }, value.fields());
+}
+
+template <class M>
+void take(const py::handle& h, M& into, Index rows, Index cols) {
+  into = h.cast<M>();
+  require(into.rows() == rows && into.cols() == cols, "a statistic has the wrong shape");
+}
+inline void take(const py::handle& h, double& into, Index, Index) { into = h.cast<double>(); }
+
+// shapes: (rows, cols) of each field in order (ignored for the doubles).
+template <class T>
+T tuple_to(const py::tuple& t, std::initializer_list<std::pair<Index, Index>> shapes) {
+  T value;
+  auto fields = value.fields();
+  constexpr std::size_t count = std::tuple_size_v<decltype(fields)>;
+  require(t.size() == count && shapes.size() == count, "statistics: wrong number of fields");
+  std::size_t i = 0;
+  std::apply([&](auto&... f) { ((take(t[i], f, shapes.begin()[i].first, shapes.begin()[i].second), ++i), ...); },
+             fields);
+  return value;
+}
+
+SGPRProblem params_only(const Kernel& k, const CArray& theta, const CArray& Z, double noise, double mean,
+                        double jitter) {
+  require(theta.ndim() == 1 && theta.shape(0) == k.num_params() && Z.ndim() == 2 && Z.shape(0) >= 1,
+          "inconsistent SGPR arguments (theta, Z [m, d])");
+  return {k, theta.data(), Eigen::Map<const RowMatrixXd>(nullptr, 0, Z.shape(1)),
+          Eigen::Map<const VectorXd>(nullptr, 0), view(Z), noise, mean, jitter};
+}
+
+py::tuple gradient_tuple(const SGPRGradient& g) {
+  return py::make_tuple(g.bound, copy_out(g.dtheta), copy_out(g.dZ), g.dnoise, g.dmean, g.jitter);
+}
+
+// The partitioned SGPR and FITC (sgpr.hpp): statistics over rows, the collapsed bound from
+// their sum, and the reverse pass over rows.
+void bind_partitioned(py::module_ m) {
+  m.def("sgpr_stats", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
+                         const CArray& Z, double noise, double mean, double jitter) {
+    const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
+    SGPRStats st;
+    {
+      NoGil nogil;
+      st = sgpr_stats(p);
+    }
+    return to_tuple(std::move(st));
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"), "(Kuf Kfu [m, m], Kuf r [m], Kuf 1 [m], r^T r, sum r, tr Kff, n)");
+
+  auto sgpr_sums = [](const py::tuple& t, Index m) {
+    return tuple_to<SGPRStats>(t, {{m, m}, {m, 1}, {m, 1}, {0, 0}, {0, 0}, {0, 0}, {0, 0}});
+  };
+  m.def("sgpr_factor_from_stats", [sgpr_sums](const Kernel& k, const CArray& theta, const CArray& Z, double noise,
+                                              double mean, double jitter, const py::tuple& stats) {
+    const SGPRProblem p = params_only(k, theta, Z, noise, mean, jitter);
+    const SGPRStats st = sgpr_sums(stats, Z.shape(0));
+    NoGil nogil;
+    return sgpr_factor(p, st);
+  }, py::arg("kernel"), py::arg("theta"), py::arg("Z"), py::arg("noise"), py::arg("mean"), py::arg("jitter"),
+        py::arg("stats"));
+
+  m.def("sgpr_collapsed_grad", [sgpr_sums](const Kernel& k, const CArray& theta, const CArray& Z, double noise,
+                                           double mean, double jitter, const py::tuple& stats) {
+    const SGPRProblem p = params_only(k, theta, Z, noise, mean, jitter);
+    const SGPRStats st = sgpr_sums(stats, Z.shape(0));
+    SGPRAdjoints adj;
+    SGPRGradient g;
+    {
+      NoGil nogil;
+      g = sgpr_collapsed_grad(p, st, adj);
+    }
+    return py::make_tuple(gradient_tuple(g), py::make_tuple(adj.Pbar, adj.bbar, adj.tkbar));
+  }, py::arg("kernel"), py::arg("theta"), py::arg("Z"), py::arg("noise"), py::arg("mean"), py::arg("jitter"),
+        py::arg("stats"), "((objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter) without the data side, "
+        "adjoints (dF/dP [m, m], dF/db [m], dF/dtr Kff))");
+
+  m.def("sgpr_data_grad", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
+                             const CArray& Z, double noise, double mean, double jitter, const py::tuple& adjoints) {
+    const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
+    const Index mz = Z.shape(0);
+    require(adjoints.size() == 3, "adjoints must be (Pbar, bbar, tkbar)");
+    SGPRAdjoints adj;
+    take(adjoints[0], adj.Pbar, mz, mz);
+    take(adjoints[1], adj.bbar, mz, 1);
+    adj.tkbar = adjoints[2].cast<double>();
+    VectorXd dtheta = VectorXd::Zero(k.num_params());
+    RowMatrixXd dZ = RowMatrixXd::Zero(mz, Z.shape(1));
+    {
+      NoGil nogil;
+      sgpr_data_grad(p, adj, dtheta.data(), dZ);
+    }
+    return py::make_tuple(copy_out(dtheta), copy_out(dZ));
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"), py::arg("adjoints"), "the data side of (d/dtheta, d/dZ) over these rows");
+
+  m.def("inducing_factor", [](const Kernel& k, const CArray& theta, const CArray& Z, double jitter) {
+    const SGPRProblem p = params_only(k, theta, Z, 1.0, 0.0, jitter);
+    double used = 0.0;
+    MatrixXd L;
+    {
+      NoGil nogil;
+      L = inducing_factor(p, used);
+    }
+    return py::make_tuple(L, used);
+  }, py::arg("kernel"), py::arg("theta"), py::arg("Z"), py::arg("jitter"),
+        "(L = chol(K(Z, Z) + jitter I) [m, m], the jitter it needed)");
+
+  m.def("fitc_stats", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y, const CArray& Z,
+                         double noise, double mean, double jitter, const MatrixXd& L) {
+    const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
+    require(L.rows() == Z.shape(0) && L.cols() == Z.shape(0), "L must be [m, m]");
+    FITCStats st;
+    {
+      NoGil nogil;
+      st = fitc_stats(p, L);
+    }
+    return to_tuple(std::move(st));
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"), py::arg("L"),
+        "(A Lambda^-1 A^T [m, m], A Lambda^-1 r [m], r^T Lambda^-1 r, sum log lambda, n)");
+
+  m.def("fitc_factor_from_stats", [](const Kernel& k, const CArray& theta, const CArray& Z, double noise,
+                                     double mean, double jitter, const MatrixXd& L, double used,
+                                     const py::tuple& stats) {
+    const SGPRProblem p = params_only(k, theta, Z, noise, mean, jitter);
+    const Index mz = Z.shape(0);
+    require(L.rows() == mz && L.cols() == mz, "L must be [m, m]");
+    const FITCStats st = tuple_to<FITCStats>(stats, {{mz, mz}, {mz, 1}, {0, 0}, {0, 0}, {0, 0}});
+    NoGil nogil;
+    return fitc_factor(p, L, used, st);
+  }, py::arg("kernel"), py::arg("theta"), py::arg("Z"), py::arg("noise"), py::arg("mean"), py::arg("jitter"),
+        py::arg("L"), py::arg("jitter_used"), py::arg("stats"));
+
+  m.def("fitc_data_grad", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
+                             const CArray& Z, double noise, double mean, double jitter, const SGPRFactor& f) {
+    const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
+    require(f.L.rows() == Z.shape(0), "the factor does not match Z");
+    FITCDataGrad g;
+    {
+      NoGil nogil;
+      g = fitc_data_grad(p, f);
+    }
+    return to_tuple(std::move(g));
+  }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
+        py::arg("mean"), py::arg("jitter"), py::arg("factor"),
+        "sums of the reverse pass over these rows (d/dtheta, d/dZ, Lbar, d/dnoise, d/dmean)");
+
+  m.def("fitc_finish_grad", [](const Kernel& k, const CArray& theta, const CArray& Z, double noise, double mean,
+                               double jitter, const SGPRFactor& f, const py::tuple& sums) {
+    const SGPRProblem p = params_only(k, theta, Z, noise, mean, jitter);
+    const Index mz = Z.shape(0);
+    require(f.L.rows() == mz, "the factor does not match Z");
+    FITCDataGrad sum = tuple_to<FITCDataGrad>(
+        sums, {{k.num_params(), 1}, {mz, Z.shape(1)}, {mz, mz}, {0, 0}, {0, 0}});
+    SGPRGradient g;
+    {
+      NoGil nogil;
+      g = fitc_finish_grad(p, f, std::move(sum));
+    }
+    return gradient_tuple(g);
+  }, py::arg("kernel"), py::arg("theta"), py::arg("Z"), py::arg("noise"), py::arg("mean"), py::arg("jitter"),
+        py::arg("factor"), py::arg("sums"), "(objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)");
+}
+
 void bind_sgpr(py::module_ m) {
+  // Pickled as its arrays, so that a fitted model's factor can go to Dask workers.
   py::class_<SGPRFactor>(m, "SGPRFactor", "Factors of the SGPR posterior and the bounds.")
       .def_readonly("bound", &SGPRFactor::bound)
       .def_readonly("upper_bound", &SGPRFactor::upper_bound)
-      .def_readonly("jitter", &SGPRFactor::jitter);
+      .def_readonly("jitter", &SGPRFactor::jitter)
+      .def(py::pickle(
+          [](const SGPRFactor& f) { return py::make_tuple(f.L, f.LB, f.c, f.bound, f.upper_bound, f.jitter); },
+          [](const py::tuple& t) {
+            require(t.size() == 6, "a pickled SGPRFactor has 6 fields");
+            SGPRFactor f;
+            f.L = t[0].cast<MatrixXd>();
+            const Index m = f.L.rows();
+            take(t[1], f.LB, m, m);
+            take(t[2], f.c, m, 1);
+            require(f.L.cols() == m, "a pickled SGPRFactor's L must be square");
+            f.bound = t[3].cast<double>();
+            f.upper_bound = t[4].cast<double>();
+            f.jitter = t[5].cast<double>();
+            return f;
+          }));
 
   // SGPR's bound and FITC's log marginal likelihood share arguments and results.
   using FactorFn = SGPRFactor (*)(const SGPRProblem&);
@@ -51,7 +240,7 @@ void bind_sgpr(py::module_ m) {
         NoGil nogil;
         g = fn(p);
       }
-      return py::make_tuple(g.bound, copy_out(g.dtheta), copy_out(g.dZ), g.dnoise, g.dmean, g.jitter);
+      return gradient_tuple(g);
     }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
         py::arg("mean"), py::arg("jitter"), "(objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)");
   }
@@ -264,17 +453,30 @@ void bind_svgp_training(py::module_ m) {
            py::arg("has_mean"), py::arg("whiten"), py::arg("q_diag"), py::arg("index"), py::arg("fixed"),
            py::arg("lower"), py::arg("raw_min"), py::arg("num_data"), py::arg("jitter"));
 
-  m.def("svgp_elbo_grad_x", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y) {
+  m.def("svgp_elbo_grad_x", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y,
+                               double scale, bool kl) {
     const VectorXd xv = vview(x);
     check_data(l, xv, X, y);
-    VectorXd grad;
+    VectorXd grad, grad_values;
     double elbo, jitter;
     {
       NoGil nogil;
-      elbo = svgp_elbo_grad_x(l, xv, view(X), vview(y), grad, &jitter);
+      elbo = svgp_elbo_grad_x(l, xv, view(X), vview(y), grad, &jitter, &grad_values, ElboTerms{scale, kl});
     }
-    return py::make_tuple(elbo, copy_out(grad), jitter);
-  }, py::arg("layout"), py::arg("x"), py::arg("X"), py::arg("y"), "(elbo, d elbo / dx, jitter)");
+    return py::make_tuple(elbo, copy_out(grad), copy_out(grad_values), jitter);
+  }, py::arg("layout"), py::arg("x"), py::arg("X"), py::arg("y"),
+        py::arg("scale") = std::numeric_limits<double>::quiet_NaN(), py::arg("kl") = true,
+        "(elbo, d elbo / dx, d elbo / d values, jitter): the rows' likelihood terms times scale (NaN: "
+        "num_data / rows), minus the KL when kl");
+
+  py::class_<BatchSampler>(m, "BatchSampler", "The SVGP trainer's minibatch order, drawn from a seed.")
+      .def(py::init<std::uint64_t>(), py::arg("seed"))
+      .def("next", [](BatchSampler& s, Index n, Index batch_size) {
+        require(batch_size >= 1 && batch_size <= n, "batch_size must be in [1, n]");
+        std::vector<Index> rows;
+        s.next(n, batch_size, rows);
+        return py::array_t<std::int64_t>(py::ssize_t(rows.size()), rows.data());
+      }, py::arg("n"), py::arg("batch_size"), "the next batch's rows of 0..n-1 [batch_size]");
 
   py::class_<SVGPTrainer>(m, "SVGPTrainer", "Adam on the SVGP ELBO over minibatches, in C++.")
       .def(py::init([](const SVGPLayout& l, const CArray& x0, double lr, double beta1, double beta2,
@@ -294,6 +496,13 @@ void bind_svgp_training(py::module_ m) {
         }
         return copy_out(elbos);
       }, py::arg("X"), py::arg("y"), py::arg("batch_size"), py::arg("steps"), "ELBO of each step taken [<= steps]")
+      .def("apply", [](SVGPTrainer& t, double elbo, const CArray& grad_x, const CArray& grad_values) {
+        require(grad_x.ndim() == 1 && grad_x.shape(0) == t.x().size(), "grad_x has the wrong size");
+        require(grad_values.ndim() == 1 && grad_values.shape(0) == t.layout().num_values(),
+                "grad_values has the wrong size");
+        return t.apply(elbo, vview(grad_x), vview(grad_values));
+      }, py::arg("elbo"), py::arg("grad_x"), py::arg("grad_values"),
+      "one step from an ELBO and its gradient summed elsewhere; False when it failed")
       .def_property_readonly("x", [](const SVGPTrainer& t) { return copy_out(t.x()); })
       .def_property_readonly("failed", &SVGPTrainer::failed)
       .def_property_readonly("collapsed",
@@ -343,6 +552,7 @@ void bind_sparse(py::module_ m, py::module_ testing) {
   bind_likelihoods(m);
   bind_likelihood_testing(testing);
   bind_sgpr(m);
+  bind_partitioned(m);
   bind_svgp(m);
   bind_svgp_testing(testing);
   bind_svgp_training(m);

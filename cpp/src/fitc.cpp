@@ -44,71 +44,65 @@ void block(const SGPRProblem& p, const MatrixXd& L, Index s, Index k, Block& b) 
   b.r = p.y.segment(s, k).array() - p.mean;
 }
 
+}  // namespace
+
+MatrixXd inducing_factor(const SGPRProblem& p, double& jitter_used) {
+  return detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, jitter_used);
+}
+
 // Sums over the data (docs/math.md section 6.2), block by block.
-struct Stats {
-  MatrixXd W;  // [m, m] A Lambda^-1 A^T (lower while accumulating)
-  VectorXd e;  // [m] A Lambda^-1 r
-  double rr = 0.0, logdet_lam = 0.0;  // r^T Lambda^-1 r, sum log lambda
-  auto fields() { return std::tie(W, e, rr, logdet_lam); }
-};
-
-struct Forward {
-  SGPRFactor f;
-  Stats st;
-};
-
-Forward forward(const SGPRProblem& p) {
+FITCStats fitc_stats(const SGPRProblem& p, const MatrixXd& L) {
   const Index n = p.X.rows(), m = p.Z.rows();
-  Forward o;
-  o.f.L = detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, o.f.jitter);
-  auto make = [m] { return Stats{MatrixXd::Zero(m, m), VectorXd::Zero(m)}; };
-  auto body = [&](Index s, Index k, Stats& acc) {
+  auto make = [m] { return FITCStats{MatrixXd::Zero(m, m), VectorXd::Zero(m)}; };
+  auto body = [&](Index s, Index k, FITCStats& acc) {
     Block b;
-    block(p, o.f.L, s, k, b);
+    block(p, L, s, k, b);
     const VectorXd isd = b.lam.array().rsqrt();  // [k] lambda^-1/2
     acc.W.selfadjointView<Eigen::Lower>().rankUpdate(b.A * isd.asDiagonal());
     acc.e.noalias() += b.A * (b.r.array() / b.lam.array()).matrix();
     acc.rr += (b.r.array().square() / b.lam.array()).sum();
     acc.logdet_lam += b.lam.array().log().sum();
+    acc.n += double(k);
   };
-  o.st = reduce_row_blocks<Stats>(n, rows_per_block(m), 2.0 * n * m * m, make, body);
-  MatrixXd& LB = o.f.LB;
-  LB = o.st.W.selfadjointView<Eigen::Lower>();
-  LB.diagonal().array() += 1.0;
-  cholesky_jitter(LB, 0.0, "I + L^-1 Kuf Lambda^-1 Kfu L^-T (FITC)");
-  LB.triangularView<Eigen::StrictlyUpper>().setZero();
-  o.f.c = LB.triangularView<Eigen::Lower>().solve(o.st.e);
-  o.f.bound = -0.5 * n * kLog2Pi - 0.5 * o.st.logdet_lam - 0.5 * logdet_from_cholesky(LB) - 0.5 * o.st.rr +
-              0.5 * o.f.c.squaredNorm();
-  o.f.upper_bound = std::numeric_limits<double>::quiet_NaN();
-  return o;
+  FITCStats st = reduce_row_blocks<FITCStats>(n, rows_per_block(m), 2.0 * n * m * m, make, body);
+  st.W.triangularView<Eigen::StrictlyUpper>() = st.W.transpose();
+  return st;
 }
 
-// Sums of the reverse pass (docs/math.md section 6.3), block by block.
-struct GradAcc {
-  VectorXd dtheta;  // [p]
-  RowMatrixXd dZ;   // [m, d]
-  MatrixXd Lbar;    // [m, m] lower
-  double dnoise = 0.0, dmean = 0.0;
-  auto fields() { return std::tie(dtheta, dZ, Lbar, dnoise, dmean); }
-};
+SGPRFactor fitc_factor(const SGPRProblem&, const MatrixXd& L, double jitter, const FITCStats& st) {
+  SGPRFactor f;
+  f.L = L;
+  f.jitter = jitter;
+  f.LB = st.W;
+  f.LB.diagonal().array() += 1.0;
+  cholesky_jitter(f.LB, 0.0, "I + L^-1 Kuf Lambda^-1 Kfu L^-T (FITC)");
+  f.LB.triangularView<Eigen::StrictlyUpper>().setZero();
+  f.c = f.LB.triangularView<Eigen::Lower>().solve(st.e);
+  f.bound = -0.5 * st.n * kLog2Pi - 0.5 * st.logdet_lam - 0.5 * logdet_from_cholesky(f.LB) - 0.5 * st.rr +
+            0.5 * f.c.squaredNorm();
+  f.upper_bound = std::numeric_limits<double>::quiet_NaN();
+  return f;
+}
 
-}  // namespace
+SGPRFactor fitc_factor(const SGPRProblem& p) {
+  double jitter = 0.0;
+  const MatrixXd L = inducing_factor(p, jitter);
+  return fitc_factor(p, L, jitter, fitc_stats(p, L));
+}
 
-SGPRFactor fitc_factor(const SGPRProblem& p) { return forward(p).f; }
-
-SGPRGradient fitc_lml_grad(const SGPRProblem& p) {
-  const Forward o = forward(p);
+FITCDataGrad fitc_data_grad(const SGPRProblem& p, const SGPRFactor& f) {
   const Index n = p.X.rows(), m = p.Z.rows(), np = p.kernel.num_params();
-  const MatrixXd& L = o.f.L;
+  const MatrixXd& L = f.L;
   MatrixXd H(m, m);  // [m, m] dF/dBm
-  cholesky_inverse(o.f.LB, H);
-  const VectorXd g = o.f.LB.triangularView<Eigen::Lower>().transpose().solve(o.f.c);  // [m]
+  cholesky_inverse(f.LB, H);
+  const VectorXd g = f.LB.triangularView<Eigen::Lower>().transpose().solve(f.c);  // [m]
   H.noalias() += g * g.transpose();
   H *= -0.5;
 
-  auto make = [&] { return GradAcc{VectorXd::Zero(np), RowMatrixXd::Zero(m, p.Z.cols()), MatrixXd::Zero(m, m)}; };
-  auto body = [&](Index s, Index k, GradAcc& acc) {
+  auto make = [&] {
+    return FITCDataGrad{VectorXd::Zero(np), RowMatrixXd::Zero(m, p.Z.cols()), MatrixXd::Zero(m, m)};
+  };
+  auto body = [&](Index s, Index k, FITCDataGrad& acc) {
     Block b;
     block(p, L, s, k, b);
     const MatrixXd HA = H * b.A;                          // [m, k]
@@ -128,18 +122,27 @@ SGPRGradient fitc_lml_grad(const SGPRProblem& p) {
     const RowMatrixXd Kbar = Abar;  // [m, k]
     p.kernel.grad(p.theta, p.Z, p.X.middleRows(s, k), Kbar, acc.dtheta.data(), acc.dZ);
   };
-  GradAcc acc = reduce_row_blocks<GradAcc>(n, rows_per_block(m), 5.0 * n * m * m, make, body);
-  cholesky_reverse(L, acc.Lbar);  // now Kuubar
-  p.kernel.grad_sym(p.theta, p.Z, Eigen::Map<const RowMatrixXd>(acc.Lbar.data(), m, m), acc.dtheta.data(),
-                    acc.dZ);
+  return reduce_row_blocks<FITCDataGrad>(n, rows_per_block(m), 5.0 * n * m * m, make, body);
+}
+
+SGPRGradient fitc_finish_grad(const SGPRProblem& p, const SGPRFactor& f, FITCDataGrad sum) {
+  const Index m = p.Z.rows();
+  cholesky_reverse(f.L, sum.Lbar);  // now Kuubar
+  p.kernel.grad_sym(p.theta, p.Z, Eigen::Map<const RowMatrixXd>(sum.Lbar.data(), m, m), sum.dtheta.data(),
+                    sum.dZ);
   SGPRGradient out;
-  out.bound = o.f.bound;
-  out.jitter = o.f.jitter;
-  out.dtheta = std::move(acc.dtheta);
-  out.dZ = std::move(acc.dZ);
-  out.dnoise = acc.dnoise;
-  out.dmean = acc.dmean;
+  out.bound = f.bound;
+  out.jitter = f.jitter;
+  out.dtheta = std::move(sum.dtheta);
+  out.dZ = std::move(sum.dZ);
+  out.dnoise = sum.dnoise;
+  out.dmean = sum.dmean;
   return out;
+}
+
+SGPRGradient fitc_lml_grad(const SGPRProblem& p) {
+  const SGPRFactor f = fitc_factor(p);
+  return fitc_finish_grad(p, f, fitc_data_grad(p, f));
 }
 
 }  // namespace varinf

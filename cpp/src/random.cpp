@@ -2,6 +2,7 @@
 #include "varinf/random.hpp"
 
 #include <cmath>
+#include <numeric>
 
 namespace varinf {
 
@@ -77,6 +78,17 @@ std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t index) {
   std::uint64_t x = seed;
   std::uint64_t y = splitmix64(x) ^ index;
   return splitmix64(y);
+}
+
+void BatchSampler::next(Index n, Index batch_size, std::vector<Index>& rows) {
+  if (Index(order_.size()) != n || cursor_ + batch_size > n) {
+    order_.resize(n);
+    std::iota(order_.begin(), order_.end(), Index(0));
+    shuffle(order_, rng_);
+    cursor_ = 0;
+  }
+  rows.assign(order_.begin() + cursor_, order_.begin() + cursor_ + batch_size);
+  cursor_ += batch_size;
 }
 
 }  // namespace varinf

@@ -30,23 +30,12 @@
 
 namespace varinf {
 
-namespace {
-
-// The data's sufficient statistics (docs/math.md section 5.1), summed over blocks of rows.
-struct Stats {
-  MatrixXd P;    // [m, m] Kuf Kfu (lower triangle while accumulating)
-  VectorXd b;    // [m] Kuf r
-  VectorXd ku1;  // [m] Kuf 1 (for the mean's gradient)
-  double rr = 0.0, rsum = 0.0, tk = 0.0;  // r^T r, sum r, tr Kff
-  auto fields() { return std::tie(P, b, ku1, rr, rsum, tk); }
-};
-
-Stats data_stats(const SGPRProblem& p) {
+SGPRStats sgpr_stats(const SGPRProblem& p) {
   const Index n = p.X.rows(), m = p.Z.rows();
   auto make = [m] {
-    return Stats{MatrixXd::Zero(m, m), VectorXd::Zero(m), VectorXd::Zero(m)};
+    return SGPRStats{MatrixXd::Zero(m, m), VectorXd::Zero(m), VectorXd::Zero(m)};
   };
-  auto body = [&p, m](Index s, Index k, Stats& acc) {
+  auto body = [&p, m](Index s, Index k, SGPRStats& acc) {
     RowMatrixXd Kuf(m, k);  // [m, k]
     p.kernel.K(p.theta, p.Z, p.X.middleRows(s, k), Kuf);
     const VectorXd r = p.y.segment(s, k).array() - p.mean;  // [k]
@@ -58,11 +47,14 @@ Stats data_stats(const SGPRProblem& p) {
     VectorXd kd(k);  // [k]
     p.kernel.K_diag(p.theta, p.X.middleRows(s, k), kd);
     acc.tk += kd.sum();
+    acc.n += double(k);
   };
-  Stats total = reduce_row_blocks<Stats>(n, rows_per_block(m), double(n) * m * m, make, body);
+  SGPRStats total = reduce_row_blocks<SGPRStats>(n, rows_per_block(m), double(n) * m * m, make, body);
   total.P.triangularView<Eigen::StrictlyUpper>() = total.P.transpose();
   return total;
 }
+
+namespace {
 
 // Lower Cholesky factor LB of Bm = I + W / s [m, m] (docs/math.md section 5.2).
 MatrixXd inner_cholesky(const MatrixXd& W, double s, const char* what) {
@@ -77,7 +69,6 @@ MatrixXd inner_cholesky(const MatrixXd& W, double s, const char* what) {
 struct Collapsed {
   SGPRFactor f;
   MatrixXd Linv;  // [m, m] L^-1
-  Stats st;
   MatrixXd W;  // [m, m]
   VectorXd e;  // [m]
   double trW;
@@ -86,23 +77,22 @@ struct Collapsed {
 // The bound (docs/math.md section 5.2) and everything its gradient shares; the upper bound
 // (section 5.4) only when asked (predictions and reports need it, the optimiser's evaluations
 // do not).
-Collapsed collapse(const SGPRProblem& p, bool with_upper_bound) {
-  const Index n = p.X.rows(), m = p.Z.rows();
-  const double s2 = p.noise;
+Collapsed collapse(const SGPRProblem& p, const SGPRStats& st, bool with_upper_bound) {
+  const Index m = p.Z.rows();
+  const double n = st.n, s2 = p.noise;
   Collapsed o;
   o.f.L = detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, o.f.jitter);
   o.Linv.resize(m, m);
   lower_inverse(o.f.L, o.Linv);
-  o.st = data_stats(p);
-  o.W = lower_congruence(o.Linv, o.st.P);
+  o.W = lower_congruence(o.Linv, st.P);
   o.trW = o.W.trace();
   o.f.LB = inner_cholesky(o.W, s2, "I + L^-1 Kuf Kfu L^-T / noise_variance");
-  o.e = o.Linv.triangularView<Eigen::Lower>() * o.st.b;
+  o.e = o.Linv.triangularView<Eigen::Lower>() * st.b;
   o.f.c = o.f.LB.triangularView<Eigen::Lower>().solve(o.e) / s2;
   const double half_logdet_B = 0.5 * logdet_from_cholesky(o.f.LB);
-  const double trace_gap = o.st.tk - o.trW;  // tr(Kff - Qff) >= 0
+  const double trace_gap = st.tk - o.trW;  // tr(Kff - Qff) >= 0
   // Titsias (2009) eq. 9.
-  o.f.bound = -0.5 * n * (kLog2Pi + std::log(s2)) - half_logdet_B - 0.5 * o.st.rr / s2 +
+  o.f.bound = -0.5 * n * (kLog2Pi + std::log(s2)) - half_logdet_B - 0.5 * st.rr / s2 +
               0.5 * o.f.c.squaredNorm() - 0.5 * trace_gap / s2;
   o.f.upper_bound = std::numeric_limits<double>::quiet_NaN();
   if (!with_upper_bound) return o;
@@ -113,10 +103,48 @@ Collapsed collapse(const SGPRProblem& p, bool with_upper_bound) {
   const double s2u = s2 + std::max(trace_gap, 0.0);
   const MatrixXd LC = inner_cholesky(o.W, s2u, "I + L^-1 Kuf Kfu L^-T / (noise + trace)");
   const VectorXd v = LC.triangularView<Eigen::Lower>().solve(o.e) / s2u;  // [m]
-  o.f.upper_bound = -0.5 * n * (kLog2Pi + std::log(s2)) - half_logdet_B - 0.5 * o.st.rr / s2u +
+  o.f.upper_bound = -0.5 * n * (kLog2Pi + std::log(s2)) - half_logdet_B - 0.5 * st.rr / s2u +
                     0.5 * v.squaredNorm();
   return o;
 }
+
+}  // namespace
+
+SGPRFactor sgpr_factor(const SGPRProblem& p, const SGPRStats& st) { return collapse(p, st, true).f; }
+
+SGPRFactor sgpr_factor(const SGPRProblem& p) { return sgpr_factor(p, sgpr_stats(p)); }
+
+SGPRGradient sgpr_collapsed_grad(const SGPRProblem& p, const SGPRStats& st, SGPRAdjoints& adj) {
+  const Collapsed o = collapse(p, st, false);
+  const Index m = p.Z.rows();
+  const double n = st.n, s2 = p.noise;
+  MatrixXd Binv(m, m);  // [m, m] Bm^-1
+  cholesky_inverse(o.f.LB, Binv);
+  const VectorXd g = o.f.LB.triangularView<Eigen::Lower>().transpose().solve(o.f.c);  // [m]
+  MatrixXd H = -0.5 * Binv;  // [m, m]
+  H.diagonal().array() += 0.5;
+  H.noalias() -= 0.5 * g * g.transpose();
+  adj.Pbar = upper_congruence(o.Linv, H) / s2;                              // [m, m]
+  const MatrixXd Kuubar = upper_congruence(o.Linv, H - o.W / (2.0 * s2));  // [m, m]
+  adj.bbar = o.Linv.transpose().triangularView<Eigen::Upper>() * g / s2;    // [m]
+  adj.tkbar = -0.5 / s2;
+
+  SGPRGradient out;
+  out.bound = o.f.bound;
+  out.jitter = o.f.jitter;
+  out.dtheta = VectorXd::Zero(p.kernel.num_params());
+  out.dZ = RowMatrixXd::Zero(m, p.Z.cols());
+  p.kernel.grad_sym(p.theta, p.Z, Eigen::Map<const RowMatrixXd>(Kuubar.data(), m, m), out.dtheta.data(),
+                    out.dZ);
+  const double trIBinv = double(m) - Binv.trace();
+  out.dnoise = -0.5 * n / s2 + 0.5 * (st.rr + st.tk - o.trW) / (s2 * s2) - o.f.c.squaredNorm() / s2 +
+               0.5 * (trIBinv / s2 + g.dot(o.W * g) / (s2 * s2));
+  // r = y - mean: dF/dr = Kfu bbar + 2 (dF/d r^T r) r, and dF/dmean = -sum(dF/dr).
+  out.dmean = -adj.bbar.dot(st.ku1) + st.rsum / s2;
+  return out;
+}
+
+namespace {
 
 struct GradAcc {
   VectorXd dtheta;  // [p]
@@ -124,11 +152,13 @@ struct GradAcc {
   auto fields() { return std::tie(dtheta, dZ); }
 };
 
+}  // namespace
+
 // dF/dtheta and dF/dZ through Kuf and diag Kff: Kbar = 2 Pbar Kuf + bbar r^T [m, k] block by
 // block (docs/math.md section 5.3).
-GradAcc data_grad(const SGPRProblem& p, const MatrixXd& Pbar, const VectorXd& bbar, double tkbar) {
+void sgpr_data_grad(const SGPRProblem& p, const SGPRAdjoints& adj, double* dtheta, RowMatrixXd& dZ) {
   const Index n = p.X.rows(), m = p.Z.rows(), np = p.kernel.num_params();
-  const MatrixXd Pbar2 = 2.0 * Pbar;  // [m, m]
+  const MatrixXd Pbar2 = 2.0 * adj.Pbar;  // [m, m]
   auto make = [&] { return GradAcc{VectorXd::Zero(np), RowMatrixXd::Zero(m, p.Z.cols())}; };
   auto body = [&](Index s, Index k, GradAcc& acc) {
     const auto Xb = p.X.middleRows(s, k);
@@ -137,46 +167,19 @@ GradAcc data_grad(const SGPRProblem& p, const MatrixXd& Pbar, const VectorXd& bb
     const VectorXd r = p.y.segment(s, k).array() - p.mean;  // [k]
     RowMatrixXd Kbar(m, k);  // [m, k]
     Kbar.noalias() = Pbar2 * Kuf;
-    Kbar.noalias() += bbar * r.transpose();
+    Kbar.noalias() += adj.bbar * r.transpose();
     p.kernel.grad(p.theta, p.Z, Xb, Kbar, acc.dtheta.data(), acc.dZ);
-    p.kernel.grad_diag(p.theta, Xb, VectorXd::Constant(k, tkbar), acc.dtheta.data(), no_input_grad());
+    p.kernel.grad_diag(p.theta, Xb, VectorXd::Constant(k, adj.tkbar), acc.dtheta.data(), no_input_grad());
   };
-  return reduce_row_blocks<GradAcc>(n, rows_per_block(m), 2.0 * n * m * m, make, body);
+  const GradAcc acc = reduce_row_blocks<GradAcc>(n, rows_per_block(m), 2.0 * n * m * m, make, body);
+  Eigen::Map<VectorXd>(dtheta, np) += acc.dtheta;
+  dZ += acc.dZ;
 }
 
-}  // namespace
-
-SGPRFactor sgpr_factor(const SGPRProblem& p) { return collapse(p, true).f; }
-
 SGPRGradient sgpr_bound_grad(const SGPRProblem& p) {
-  const Collapsed o = collapse(p, false);
-  const Index n = p.X.rows(), m = p.Z.rows();
-  const double s2 = p.noise;
-  MatrixXd Binv(m, m);  // [m, m] Bm^-1
-  cholesky_inverse(o.f.LB, Binv);
-  const VectorXd g = o.f.LB.triangularView<Eigen::Lower>().transpose().solve(o.f.c);  // [m]
-  MatrixXd H = -0.5 * Binv;  // [m, m]
-  H.diagonal().array() += 0.5;
-  H.noalias() -= 0.5 * g * g.transpose();
-  const MatrixXd Pbar = upper_congruence(o.Linv, H) / s2;                   // [m, m]
-  const MatrixXd Kuubar = upper_congruence(o.Linv, H - o.W / (2.0 * s2));  // [m, m]
-  const VectorXd bbar = o.Linv.transpose().triangularView<Eigen::Upper>() * g / s2;  // [m]
-  const double tkbar = -0.5 / s2;
-
-  GradAcc acc = data_grad(p, Pbar, bbar, tkbar);
-  p.kernel.grad_sym(p.theta, p.Z, Eigen::Map<const RowMatrixXd>(Kuubar.data(), m, m),
-                    acc.dtheta.data(), acc.dZ);
-
-  SGPRGradient out;
-  out.bound = o.f.bound;
-  out.jitter = o.f.jitter;
-  out.dtheta = std::move(acc.dtheta);
-  out.dZ = std::move(acc.dZ);
-  const double trIBinv = double(m) - Binv.trace();
-  out.dnoise = -0.5 * n / s2 + 0.5 * (o.st.rr + o.st.tk - o.trW) / (s2 * s2) -
-               o.f.c.squaredNorm() / s2 + 0.5 * (trIBinv / s2 + g.dot(o.W * g) / (s2 * s2));
-  // r = y - mean: dF/dr = Kfu bbar + 2 (dF/d r^T r) r, and dF/dmean = -sum(dF/dr).
-  out.dmean = -bbar.dot(o.st.ku1) + o.st.rsum / s2;
+  SGPRAdjoints adj;
+  SGPRGradient out = sgpr_collapsed_grad(p, sgpr_stats(p), adj);
+  sgpr_data_grad(p, adj, out.dtheta.data(), out.dZ);
   return out;
 }
 

@@ -174,12 +174,12 @@ double add_kl(const SVGPProblem& p, const Factors& F, Acc& acc) {
 
 }  // namespace
 
-SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y) {
+SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y, const ElboTerms& terms) {
   const Index B = X.rows(), m = p.Z.rows(), d = p.Z.cols();
   SVGPGradient out;
   const Factors F(p);
   out.jitter = F.jitter;
-  const double scale = p.num_data / double(B);
+  const double scale = std::isnan(terms.scale) ? p.num_data / double(B) : terms.scale;
   auto make = [&] {
     Acc a;
     a.dtheta = VectorXd::Zero(p.kernel.num_params());
@@ -196,7 +196,7 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y) {
     reverse(p, F, X.middleRows(s, k), y.segment(s, k), scale, b, acc);
   };
   Acc acc = reduce_row_blocks<Acc>(B, rows_per_block(m), 12.0 * B * m * m, make, body);
-  out.kl = add_kl(p, F, acc);
+  out.kl = terms.kl ? add_kl(p, F, acc) : 0.0;
   out.elbo = acc.ell - out.kl;
   // Through Kuu = L L^T into Z and the kernel parameters.
   cholesky_reverse(F.L, F.Linv, acc.Lbar);

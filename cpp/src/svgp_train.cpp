@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
-#include <numeric>
 
 #include "varinf/errors.hpp"
 #include "varinf/linalg.hpp"
@@ -40,7 +39,7 @@ Index SVGPLayout::num_values() const {
 }
 
 double svgp_elbo_grad_x(const SVGPLayout& l, const VectorXd& x, MatRef X, VecRef y, VectorXd& grad_x,
-                        double* jitter_used, VectorXd* grad_values) {
+                        double* jitter_used, VectorXd* grad_values, const ElboTerms& terms) {
   const VectorXd v = values_from(l, x);  // [num values]
   const Index p = l.kernel->num_params(), q = l.likelihood->num_params(), m = l.m;
   Index off = p + q;
@@ -59,7 +58,7 @@ double svgp_elbo_grad_x(const SVGPLayout& l, const VectorXd& x, MatRef X, VecRef
   const Eigen::Map<const RowMatrixXd> Z(v.data() + z_off, m, l.d);
   const SVGPProblem prob{*l.kernel, v.data(), *l.likelihood, v.data() + p, Z, q_mu, q_sqrt,
                          l.whiten, l.q_diag, mean, l.num_data, l.jitter};
-  const SVGPGradient g = svgp_elbo_grad(prob, X, y);
+  const SVGPGradient g = svgp_elbo_grad(prob, X, y, terms);
   if (jitter_used) *jitter_used = g.jitter;
 
   // Gradient with respect to the values, in the same order, then chained to x.
@@ -165,7 +164,7 @@ SVGPTrainer::SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::
       x_last_(x_),
       adam_(x_.size(), adam),
       gamma_(natgrad_gamma),
-      rng_(seed) {
+      sampler_(seed) {
   if (gamma_ > 0.0) {
     if (!svgp_natgrad_supported(layout_))
       throw InvalidArgument("natural gradients need q_mu and q_sqrt trainable and untied");
@@ -174,15 +173,21 @@ SVGPTrainer::SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::
   }
 }
 
-// One Adam step descending -ELBO; with natural gradients, q(u) takes the natural step instead
-// (its Adam gradient is zeroed) from the same evaluation.
+// One Adam step descending -ELBO from the batch (Xb, yb).
 SVGPTrainer::Failure SVGPTrainer::step(MatRef Xb, VecRef yb, double& elbo) {
   elbo = svgp_elbo_grad_x(layout_, x_, Xb, yb, grad_, nullptr, gamma_ > 0.0 ? &grad_values_ : nullptr);
+  return update(elbo);
+}
+
+// The step from the ELBO and its gradient in grad_ (and grad_values_ with natural gradients):
+// with natural gradients, q(u) takes the natural step instead (its Adam gradient is zeroed).
+SVGPTrainer::Failure SVGPTrainer::update(double elbo) {
   if (!std::isfinite(elbo) || !grad_.allFinite()) return Failure::kNotFinite;
   if (std::isnan(first_elbo_)) first_elbo_ = elbo;
   if (elbo < first_elbo_ - kCollapseFactor * (std::abs(first_elbo_) + layout_.num_data)) return Failure::kCollapsed;
   x_last_ = x_;  // the last good point
   if (gamma_ > 0.0) {
+    if (!grad_values_.allFinite()) return Failure::kNotFinite;
     for (Index j : q_entries_) grad_[j] = 0.0;
     if (!natural_step(layout_, x_, grad_values_, gamma_)) return Failure::kNotFinite;
   }
@@ -192,22 +197,27 @@ SVGPTrainer::Failure SVGPTrainer::step(MatRef Xb, VecRef yb, double& elbo) {
   return Failure::kNone;
 }
 
+// A failed step stops training at the last good point.
+void SVGPTrainer::stop(Failure failure) {
+  failure_ = failure;
+  failed_step_ = adam_.t() + 1;
+  x_ = x_last_;
+}
+
+bool SVGPTrainer::apply(double elbo, const VectorXd& grad_x, const VectorXd& grad_values) {
+  if (failed()) return false;
+  grad_ = grad_x;
+  grad_values_ = grad_values;
+  const Failure failure = update(elbo);
+  if (failure != Failure::kNone) stop(failure);
+  return !failed();
+}
+
 // Projected Adam: a raw value pushed below raw_min returns there, where its gradient can
 // still bring it back (natural steps move untransformed entries only).
 void SVGPTrainer::keep_above_raw_min() {
   for (Index j = 0; j < x_.size(); ++j)
     if (!std::isnan(layout_.lower[j])) x_[j] = std::max(x_[j], layout_.raw_min);
-}
-
-void SVGPTrainer::next_batch(Index n, Index batch_size, std::vector<Index>& rows) {
-  if (Index(order_.size()) != n || cursor_ + batch_size > n) {
-    order_.resize(n);
-    std::iota(order_.begin(), order_.end(), Index(0));
-    shuffle(order_, rng_);
-    cursor_ = 0;
-  }
-  rows.assign(order_.begin() + cursor_, order_.begin() + cursor_ + batch_size);
-  cursor_ += batch_size;
 }
 
 namespace {
@@ -239,9 +249,7 @@ std::vector<double> SVGPTrainer::advance(MatRef X, VecRef y, Index steps, const 
       failure = Failure::kNotFinite;
     }
     if (failure != Failure::kNone) {
-      failure_ = failure;
-      failed_step_ = adam_.t() + 1;
-      x_ = x_last_;
+      stop(failure);
       break;
     }
     elbos.push_back(elbo);
@@ -250,7 +258,7 @@ std::vector<double> SVGPTrainer::advance(MatRef X, VecRef y, Index steps, const 
 }
 
 std::vector<double> SVGPTrainer::run(MatRef X, VecRef y, Index batch_size, Index steps) {
-  return advance(X, y, steps, [&](Index, std::vector<Index>& rows) { next_batch(X.rows(), batch_size, rows); });
+  return advance(X, y, steps, [&](Index, std::vector<Index>& rows) { sampler_.next(X.rows(), batch_size, rows); });
 }
 
 std::vector<double> SVGPTrainer::run_batches(MatRef X, VecRef y, const BatchMatrix& batches) {

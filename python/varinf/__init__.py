@@ -34,6 +34,9 @@ def __getattr__(name):
     if name in _ESTIMATORS:
         from . import estimators
         return getattr(estimators, name)
+    if name == "dask":  # varinf.dask imports dask (an optional extra): only when asked for
+        import importlib
+        return importlib.import_module(".dask", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

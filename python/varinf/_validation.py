@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["as_matrix", "as_vector", "as_dense_matrix", "as_real_array", "is_integer", "as_positive_int",
+__all__ = ["is_dask", "as_matrix", "as_vector", "as_dense_matrix", "as_real_array", "is_integer", "as_positive_int",
            "as_seed", "as_sizes", "as_float", "as_finite_float", "as_choice", "owned"]
+
+
+def is_dask(a) -> bool:
+    """Whether ``a`` is a dask collection (array, DataFrame, Series), without importing dask."""
+    return hasattr(a, "__dask_graph__") and not isinstance(a, type)
 
 
 # --- arrays -------------------------------------------------------------------------------------------

@@ -42,4 +42,21 @@ void shuffle(std::vector<T>& v, Rng& rng) {
     std::swap(v[i], v[rng.below(static_cast<std::uint64_t>(i) + 1)]);
 }
 
+// Minibatches of the rows 0..n-1 drawn without replacement: a fresh Fisher-Yates permutation
+// each epoch, cut into batches; a last partial batch is dropped. A seed gives the same batches
+// on every platform, so processes that hold different parts of the rows can each draw the
+// same global batch from the seed and keep their own rows of it (the SVGP trainer in process
+// and its workers on Dask: docs/math.md section 10.2).
+class BatchSampler {
+ public:
+  explicit BatchSampler(std::uint64_t seed) : rng_(seed) {}
+  // The next batch of batch_size <= n rows.
+  void next(Index n, Index batch_size, std::vector<Index>& rows);
+
+ private:
+  Rng rng_;
+  std::vector<Index> order_;  // the current epoch's permutation
+  Index cursor_ = 0;
+};
+
 }  // namespace varinf

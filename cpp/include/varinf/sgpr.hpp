@@ -7,6 +7,8 @@
 // reverse pass runs over the blocks again with dF/dKuf = 2 Pbar Kuf + bbar r^T.
 #pragma once
 
+#include <tuple>
+
 #include "varinf/kernels.hpp"
 #include "varinf/types.hpp"
 
@@ -47,6 +49,37 @@ struct SGPRGradient {
 // The bound and its gradient in one call: two passes over the data.
 SGPRGradient sgpr_bound_grad(const SGPRProblem& p);
 
+// ---- The same on partitions of the rows (docs/math.md section 10.2) -------------------------
+// sgpr_bound_grad is these three steps on p's rows; on Dask the first and last run where the
+// rows lie, their results summed over the partitions, and the middle one runs once.
+
+// The data's sufficient statistics over p's rows (docs/math.md section 5.1); the statistics of
+// disjoint sets of rows add up field by field.
+struct SGPRStats {
+  MatrixXd P;    // [m, m] Kuf Kfu
+  VectorXd b;    // [m] Kuf r, r = y - mean
+  VectorXd ku1;  // [m] Kuf 1 (for the mean's gradient)
+  double rr = 0.0, rsum = 0.0, tk = 0.0, n = 0.0;  // r^T r, sum r, tr Kff, number of rows
+  auto fields() { return std::tie(P, b, ku1, rr, rsum, tk, n); }
+};
+SGPRStats sgpr_stats(const SGPRProblem& p);
+
+// What the data side of the gradient needs: dF/dP [m, m], dF/db [m], dF/d tr Kff.
+struct SGPRAdjoints {
+  MatrixXd Pbar;
+  VectorXd bbar;
+  double tkbar = 0.0;
+};
+
+// From the statistics of all the rows (p's own rows are not read): the factor (the bounds),
+// and the bound's gradient except the terms that sgpr_data_grad adds (dtheta and dZ through
+// Kuf and diag Kff), whose adjoints go to `adj`.
+SGPRFactor sgpr_factor(const SGPRProblem& p, const SGPRStats& st);
+SGPRGradient sgpr_collapsed_grad(const SGPRProblem& p, const SGPRStats& st, SGPRAdjoints& adj);
+
+// The data side of dF/dtheta [p] and dF/dZ [m, d] over p's rows, added to dtheta and dZ.
+void sgpr_data_grad(const SGPRProblem& p, const SGPRAdjoints& adj, double* dtheta, RowMatrixXd& dZ);
+
 // Latent predictive mean and variance at Xnew [n*, d] (blocks of rows on the threads).
 void sgpr_predict(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, VecOut mean, VecOut var);
 // Latent predictive mean and full covariance [n*, n*].
@@ -61,5 +94,32 @@ void sgpr_qu(const SGPRProblem& p, const SGPRFactor& f, VecOut mu, MatOut S);
 // its `bound` holds the FITC log marginal likelihood and `upper_bound` is NaN.
 SGPRFactor fitc_factor(const SGPRProblem& p);
 SGPRGradient fitc_lml_grad(const SGPRProblem& p);
+
+// ---- FITC on partitions of the rows (docs/math.md section 10.2) ------------------------------
+// lambda_i needs L = chol(K(Z, Z) + jitter I) [m, m] where the rows are: inducing_factor
+// first, then statistics over the rows, the factor from their sum, and the reverse pass over
+// the rows, whose sum fitc_finish_grad turns into the gradient.
+MatrixXd inducing_factor(const SGPRProblem& p, double& jitter_used);
+
+struct FITCStats {
+  MatrixXd W;  // [m, m] A Lambda^-1 A^T, A = L^-1 Kuf
+  VectorXd e;  // [m] A Lambda^-1 r
+  double rr = 0.0, logdet_lam = 0.0, n = 0.0;  // r^T Lambda^-1 r, sum log lambda, rows
+  auto fields() { return std::tie(W, e, rr, logdet_lam, n); }
+};
+FITCStats fitc_stats(const SGPRProblem& p, const MatrixXd& L);
+SGPRFactor fitc_factor(const SGPRProblem& p, const MatrixXd& L, double jitter, const FITCStats& st);
+
+// Sums of the reverse pass over rows (docs/math.md section 6.3); they add up over partitions.
+struct FITCDataGrad {
+  VectorXd dtheta;  // [p]
+  RowMatrixXd dZ;   // [m, d]
+  MatrixXd Lbar;    // [m, m] lower
+  double dnoise = 0.0, dmean = 0.0;
+  auto fields() { return std::tie(dtheta, dZ, Lbar, dnoise, dmean); }
+};
+FITCDataGrad fitc_data_grad(const SGPRProblem& p, const SGPRFactor& f);
+// The gradient from the reverse pass's sum over all the rows.
+SGPRGradient fitc_finish_grad(const SGPRProblem& p, const SGPRFactor& f, FITCDataGrad sum);
 
 }  // namespace varinf

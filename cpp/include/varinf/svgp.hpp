@@ -46,8 +46,17 @@ struct SVGPGradient {
   double jitter;         // jitter the factorisation of K(Z, Z) used
 };
 
+// Which terms of the ELBO a call adds up: the likelihood terms of its rows times `scale` (NaN:
+// num_data / rows) and, with `kl`, -KL. A minibatch split across workers: each adds its rows'
+// terms with scale = num_data / (global batch size) and no KL, and the KL is added once
+// (docs/math.md section 10.2); the sum is the ELBO of the whole batch.
+struct ElboTerms {
+  double scale = std::numeric_limits<double>::quiet_NaN();
+  bool kl = true;
+};
+
 // The ELBO on the batch (X [B, d], y [B]) and its gradient.
-SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y);
+SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y, const ElboTerms& terms = {});
 
 // Latent predictive mean and variance of f at Xnew [n*, d], in blocks of rows on the threads.
 void svgp_predict(const SVGPProblem& p, MatRef Xnew, VecOut mean, VecOut var);
@@ -84,7 +93,7 @@ struct SVGPLayout {
 // also the gradient with respect to the values [num values].
 double svgp_elbo_grad_x(const SVGPLayout& layout, const VectorXd& x, MatRef X, VecRef y,
                         VectorXd& grad_x, double* jitter_used = nullptr,
-                        VectorXd* grad_values = nullptr);
+                        VectorXd* grad_values = nullptr, const ElboTerms& terms = {});
 
 // Natural gradients (Salimbeni et al. 2018) need q_mu and q_sqrt trainable, untransformed and
 // untied.
@@ -95,9 +104,8 @@ bool svgp_natgrad_step(const SVGPLayout& layout, VectorXd& x, MatRef X, VecRef y
                        double& elbo);
 
 // Adam (optim.hpp, PyTorch's rule; docs/math.md sections 7.11-7.12) ascending the ELBO over
-// x, with minibatches drawn without replacement (a fresh permutation of the rows each epoch,
-// Fisher-Yates on varinf's Rng, so a seed gives the same batches on every platform; a last
-// partial batch is dropped). State persists between calls to run(), so a Python loop can call back every k
+// x, with minibatches drawn without replacement by a BatchSampler (random.hpp: a seed gives
+// the same batches on every platform). State persists between calls to run(), so a Python loop can call back every k
 // steps. Each Adam step keeps the transformed entries of x at or above layout.raw_min.
 // A step that diverges stops the run and x is restored to the last good point (failed()
 // tells; failed_step() is the step's number, failure() why):
@@ -118,6 +126,10 @@ class SVGPTrainer {
   using BatchMatrix =
       Eigen::Ref<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
   std::vector<double> run_batches(MatRef X, VecRef y, const BatchMatrix& batches);
+  // One step from an ELBO and its gradient evaluated elsewhere, e.g. summed over the workers
+  // that hold the batch's rows (docs/math.md section 10.2): grad_x [x size] and, with natural
+  // gradients, grad_values [num values]. The same checks as run(); false when it failed.
+  bool apply(double elbo, const VectorXd& grad_x, const VectorXd& grad_values);
 
   const VectorXd& x() const { return x_; }
   const SVGPLayout& layout() const { return layout_; }
@@ -132,8 +144,9 @@ class SVGPTrainer {
   using BatchRows = std::function<void(Index step, std::vector<Index>& rows)>;
   std::vector<double> advance(MatRef X, VecRef y, Index steps, const BatchRows& fill);
   Failure step(MatRef Xb, VecRef yb, double& elbo);  // x unchanged unless kNone
+  Failure update(double elbo);                       // from grad_ (and grad_values_)
+  void stop(Failure failure);
   void keep_above_raw_min();
-  void next_batch(Index n, Index batch_size, std::vector<Index>& rows);
 
   SVGPLayout layout_;
   VectorXd x_, x_last_, grad_;  // parameters, last finite x, gradient (of -ELBO for Adam)
@@ -144,9 +157,7 @@ class SVGPTrainer {
   Failure failure_ = Failure::kNone;
   Index failed_step_ = -1;
   double first_elbo_ = std::numeric_limits<double>::quiet_NaN();  // e0, of the first step
-  Rng rng_;  // draws the minibatch order (random.hpp: the same on every platform)
-  std::vector<Index> order_;  // the current epoch's permutation
-  Index cursor_ = 0;
+  BatchSampler sampler_;  // the minibatch order (random.hpp: the same on every platform)
 };
 
 }  // namespace varinf

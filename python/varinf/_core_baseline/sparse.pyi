@@ -7,7 +7,7 @@ import numpy
 import numpy.typing
 import typing
 import varinf._core_baseline.kernels
-__all__: list[str] = ['Likelihood', 'SGPRFactor', 'SVGPArgs', 'SVGPLayout', 'SVGPTrainer', 'bernoulli_probit_likelihood', 'fitc_factor', 'fitc_lml_grad', 'gaussian_likelihood', 'poisson_likelihood', 'sgpr_bound_grad', 'sgpr_factor', 'sgpr_predict', 'sgpr_qu', 'student_t_likelihood', 'svgp_elbo_grad_x', 'svgp_predict']
+__all__: list[str] = ['BatchSampler', 'Likelihood', 'SGPRFactor', 'SVGPArgs', 'SVGPLayout', 'SVGPTrainer', 'bernoulli_probit_likelihood', 'fitc_data_grad', 'fitc_factor', 'fitc_factor_from_stats', 'fitc_finish_grad', 'fitc_lml_grad', 'fitc_stats', 'gaussian_likelihood', 'inducing_factor', 'poisson_likelihood', 'sgpr_bound_grad', 'sgpr_collapsed_grad', 'sgpr_data_grad', 'sgpr_factor', 'sgpr_factor_from_stats', 'sgpr_predict', 'sgpr_qu', 'sgpr_stats', 'student_t_likelihood', 'svgp_elbo_grad_x', 'svgp_predict']
 class Likelihood:
     """
     An immutable likelihood; values come in theta.
@@ -31,6 +31,10 @@ class SGPRFactor:
     """
     Factors of the SGPR posterior and the bounds.
     """
+    def __getstate__(self) -> tuple[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], float, float, float]:
+        ...
+    def __setstate__(self, arg0: tuple) -> None:
+        ...
     @property
     def bound(self) -> float:
         ...
@@ -52,12 +56,26 @@ class SVGPLayout:
     """
     def __init__(self, kernel: varinf._core_baseline.kernels.Kernel, likelihood: Likelihood, m: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, has_mean: bool, whiten: bool, q_diag: bool, index: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], fixed: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], lower: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], raw_min: typing.SupportsFloat | typing.SupportsIndex, num_data: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
+class BatchSampler:
+    """
+    The SVGP trainer's minibatch order, drawn from a seed.
+    """
+    def __init__(self, seed: typing.SupportsInt | typing.SupportsIndex) -> None:
+        ...
+    def next(self, n: typing.SupportsInt | typing.SupportsIndex, batch_size: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.int64]:
+        """
+        the next batch's rows of 0..n-1 [batch_size]
+        """
 class SVGPTrainer:
     """
     Adam on the SVGP ELBO over minibatches, in C++.
     """
     def __init__(self, layout: SVGPLayout, x0: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], learning_rate: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, natgrad_gamma: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
         ...
+    def apply(self, elbo: typing.SupportsFloat | typing.SupportsIndex, grad_x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], grad_values: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> bool:
+        """
+        one step from an ELBO and its gradient summed elsewhere; False when it failed
+        """
     def run(self, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], batch_size: typing.SupportsInt | typing.SupportsIndex, steps: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
         """
         ELBO of each step taken [<= steps]
@@ -76,21 +94,49 @@ class SVGPTrainer:
         ...
 def bernoulli_probit_likelihood(points: typing.SupportsInt | typing.SupportsIndex) -> Likelihood:
     ...
+def fitc_data_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor) -> tuple:
+    """
+    sums of the reverse pass over these rows (d/dtheta, d/dZ, Lbar, d/dnoise, d/dmean)
+    """
 def fitc_factor(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> SGPRFactor:
     ...
-def fitc_lml_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], float, float, float]:
+def fitc_factor_from_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, L: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"], jitter_used: typing.SupportsFloat | typing.SupportsIndex, stats: tuple) -> SGPRFactor:
+    ...
+def fitc_finish_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor, sums: tuple) -> tuple:
     """
     (objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)
+    """
+def fitc_lml_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """
+    (objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)
+    """
+def fitc_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, L: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]) -> tuple:
+    """
+    (A Lambda^-1 A^T [m, m], A Lambda^-1 r [m], r^T Lambda^-1 r, sum log lambda, n)
     """
 def gaussian_likelihood() -> Likelihood:
     ...
+def inducing_factor(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], float]:
+    """
+    (L = chol(K(Z, Z) + jitter I) [m, m], the jitter it needed)
+    """
 def poisson_likelihood(points: typing.SupportsInt | typing.SupportsIndex) -> Likelihood:
     ...
-def sgpr_bound_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], float, float, float]:
+def sgpr_bound_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
     (objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)
     """
+def sgpr_collapsed_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, stats: tuple) -> tuple[tuple, tuple[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], float]]:
+    """
+    ((objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter) without the data side, adjoints (dF/dP [m, m], dF/db [m], dF/dtr Kff))
+    """
+def sgpr_data_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, adjoints: tuple) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+    """
+    the data side of (d/dtheta, d/dZ) over these rows
+    """
 def sgpr_factor(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> SGPRFactor:
+    ...
+def sgpr_factor_from_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, stats: tuple) -> SGPRFactor:
     ...
 def sgpr_predict(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor, Xnew: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], full_cov: bool) -> tuple:
     """
@@ -100,11 +146,15 @@ def sgpr_qu(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotate
     """
     optimal q(u): (mean [m], covariance [m, m])
     """
+def sgpr_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+    """
+    (Kuf Kfu [m, m], Kuf r [m], Kuf 1 [m], r^T r, sum r, tr Kff, n)
+    """
 def student_t_likelihood(df: typing.SupportsFloat | typing.SupportsIndex, points: typing.SupportsInt | typing.SupportsIndex) -> Likelihood:
     ...
-def svgp_elbo_grad_x(layout: SVGPLayout, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[float, numpy.typing.NDArray[numpy.float64], float]:
+def svgp_elbo_grad_x(layout: SVGPLayout, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], scale: typing.SupportsFloat | typing.SupportsIndex = ..., kl: bool = True) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], float]:
     """
-    (elbo, d elbo / dx, jitter)
+    (elbo, d elbo / dx, d elbo / d values, jitter): the rows' likelihood terms times scale (NaN: num_data / rows), minus the KL when kl
     """
 def svgp_predict(args: SVGPArgs, Xnew: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], full_cov: bool) -> tuple:
     """

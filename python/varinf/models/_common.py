@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
+from .._validation import is_dask
 from ..parameters import Parameter
 from ..serialization import config_value, save
 
-__all__ = ["ConstantMean", "Persistent", "make_mean", "gaussian_log_density"]
+__all__ = ["ConstantMean", "Persistent", "make_mean", "gaussian_log_density", "lazy_on_dask"]
 
 
 class ConstantMean:
@@ -67,3 +70,19 @@ def make_mean(mean, y) -> Parameter | None:
 def gaussian_log_density(y, mean, var) -> np.ndarray:
     """log N(y; mean, var) elementwise [n] (docs/math.md section 4.3)."""
     return -0.5 * (np.log(2 * np.pi * var) + (y - mean) ** 2 / var)
+
+
+def lazy_on_dask(outputs: int):
+    """A prediction method that, given a dask array Xnew (and ynew), returns lazy dask arrays
+    computed block by block (varinf.dask); numpy in, numpy out as before. The model's
+    ``_predictor()``, when it has one, is what goes to the workers."""
+    def wrap(method):
+        @functools.wraps(method)
+        def call(self, Xnew, *args, **kwargs):
+            if not is_dask(Xnew):
+                return method(self, Xnew, *args, **kwargs)
+            from ..dask._predict import lazy
+            predictor = self._predictor() if hasattr(self, "_predictor") else self
+            return lazy(predictor, method.__name__, Xnew, args, kwargs, outputs)
+        return call
+    return wrap

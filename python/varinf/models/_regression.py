@@ -8,13 +8,13 @@ import numpy as np
 
 from .._constants import NOISE_LOWER
 from .._errors import LinAlgError
-from .._validation import as_matrix, as_positive_int, as_vector, owned
+from .._validation import as_matrix, as_positive_int, as_vector, is_dask, owned
 from ..kernels import Kernel
 from ..linalg import cholesky
 from ..optimize import maximize
 from ..parameters import Parameter, ParameterVector
 from ..serialization import config_value, dump_component, load_component, restore_trainable, save_parameters
-from ._common import ConstantMean, Persistent, gaussian_log_density, make_mean
+from ._common import ConstantMean, Persistent, gaussian_log_density, lazy_on_dask, make_mean
 
 __all__ = ["GaussianRegression", "sample_joint"]
 
@@ -42,13 +42,19 @@ class GaussianRegression(ConstantMean, Persistent):
     _core_factor = _core_predict = None
     _objective_field = ""
     _label = ""
+    # The passes over dask arrays' chunks (varinf.dask._partitioned.PASSES), for models whose
+    # objective is a sum over data points; None: the data must be in memory.
+    _partitioned_passes = None
 
     def _init_data(self, X, y, kernel, noise_variance, mean):
         if not isinstance(kernel, Kernel):
             raise ValueError(f"kernel must be a varinf.kernels.Kernel, got {type(kernel).__name__}")
-        # The model owns read-only copies: editing the caller's arrays later changes nothing.
-        self.X = owned(as_matrix(X, "X", copy=True))  # [n, d]
-        self.y = owned(as_vector(y, "y", n=self.X.shape[0], copy=True))  # [n]
+        if is_dask(X) or is_dask(y):
+            self._init_partitioned(X, y)
+        else:
+            # The model owns read-only copies: editing the caller's arrays later changes nothing.
+            self.X = owned(as_matrix(X, "X", copy=True))  # [n, d]
+            self.y = owned(as_vector(y, "y", n=self.X.shape[0], copy=True))  # [n]
         kernel.check_input(self.X, "X")
         self.kernel = kernel
         self._noise = Parameter("noise_variance", noise_variance, lower=NOISE_LOWER)
@@ -57,6 +63,19 @@ class GaussianRegression(ConstantMean, Persistent):
         self._mean = make_mean(mean, self.y)
         self._factor = None
         self._factor_key = None
+
+    def _init_partitioned(self, X, y):
+        """Training data given as dask arrays (varinf.dask): only models whose objective is a
+        sum over data points take them."""
+        raise ValueError(f"{type(self).__name__} needs X and y in memory (numpy); for dask arrays use vi.SGPR "
+                         "or vi.FITC")
+
+    def _require_data(self):
+        """Raise when the model holds no training data (a copy that only predicts)."""
+
+    def _compute_factor(self):
+        """The C++ factorisation at the current parameters."""
+        return self._core_factor(*self._args())
 
     # --- parameters ------------------------------------------------------------------------
     noise_variance = property(lambda self: float(self._noise.value),
@@ -94,7 +113,8 @@ class GaussianRegression(ConstantMean, Persistent):
         """The C++ factorisation at the current parameters (recomputed when they change)."""
         key = self._factor_depends_on()
         if self._factor_key != key:
-            self._factor = self._core_factor(*self._args())
+            self._require_data()
+            self._factor = self._compute_factor()
             self._factor_key = key
             self._warn_jitter(self._factor.jitter)
         return self._factor
@@ -111,14 +131,17 @@ class GaussianRegression(ConstantMean, Persistent):
         """Maximise the objective over the trainable parameters with L-BFGS-B and the analytic
         gradient (docs/math.md section 2.3)."""
         max_iter = as_positive_int(max_iter, "max_iter")
+        self._require_data()
         self.optimizer_result_ = maximize(self._objective_and_value_grad, ParameterVector(self.parameters),
                                           max_iter=max_iter, progress=progress, label=self._label,
                                           per_datum=len(self.y))
         return self
 
     # --- predictions -------------------------------------------------------------------------------
+    @lazy_on_dask(outputs=2)
     def predict_f(self, Xnew, full_cov: bool = False):
-        """Latent predictive mean [n*] and variance [n*] (or covariance [n*, n*])."""
+        """Latent predictive mean [n*] and variance [n*] (or covariance [n*, n*]); lazy dask
+        arrays for a dask Xnew."""
         return self._predict_f(self._new_inputs(Xnew), full_cov)
 
     def _predict_f(self, Xnew, full_cov: bool = False):
@@ -128,6 +151,7 @@ class GaussianRegression(ConstantMean, Persistent):
             np.maximum(var, 0.0, out=var)  # rounding can make a near-zero variance negative
         return mean, var
 
+    @lazy_on_dask(outputs=2)
     def predict_y(self, Xnew, full_cov: bool = False):
         """Predictive mean and variance of noisy observations y* (docs/math.md section 4.3)."""
         return self._predict_y(self._new_inputs(Xnew), full_cov)
@@ -140,6 +164,7 @@ class GaussianRegression(ConstantMean, Persistent):
             var += self.noise_variance
         return mean, var
 
+    @lazy_on_dask(outputs=1)
     def predict_log_density(self, Xnew, ynew) -> np.ndarray:
         """log N(y*; mean, var + noise) for each test point [n*]."""
         Xnew = self._new_inputs(Xnew)
@@ -160,7 +185,7 @@ class GaussianRegression(ConstantMean, Persistent):
         ``y`` [n], ``noise_variance``, ``mean`` (if any) and ``Z`` [m, d] (SGPR, FITC)."""
         kernel, arrays = dump_component(self.kernel, "kernel/")
         trainable, values = save_parameters(self._own_parameters())
-        arrays.update(values, X=self.X, y=self.y)
+        arrays.update(values, **self._saved_data())
         return {"kernel": kernel, "has_mean": self._mean is not None, "trainable": trainable}, arrays
 
     @classmethod
@@ -174,6 +199,10 @@ class GaussianRegression(ConstantMean, Persistent):
                     mean=cls._saved_mean(config, arrays))
         restore_trainable(model._own_parameters(), config_value(config, "trainable", dict))
         return model
+
+    def _saved_data(self) -> dict:
+        """The arrays that hold the training data: ``X`` [n, d] and ``y`` [n]."""
+        return {"X": self.X, "y": self.y}
 
     @classmethod
     def _saved_inducing(cls, config, arrays, d: int) -> dict:

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
-from .._constants import KUU_JITTER
+from .._constants import KMEANS_SAMPLE, KUU_JITTER
 from .._loader import core as _core
 from .._validation import as_matrix, is_integer
 from ..inducing import inducing_points, kmeans_centres, warn_kuu_jitter
 from ..kernels import Kernel
 from ..parameters import Parameter
-from ..serialization import config_value, register
+from ..serialization import FormatError, config_value, load_component, register, restore_trainable
 from ._regression import GaussianRegression
 
 # inducing_points and KUU_JITTER are read here too (vi.models.sgpr.inducing_points; tests patch
@@ -33,8 +35,9 @@ class _SparseRegression(GaussianRegression):
     def __init__(self, X, y, kernel: Kernel, Z, noise_variance: float = 1.0, mean=None,
                  train_Z: bool = True):
         self._init_data(X, y, kernel, noise_variance, mean)
-        if is_integer(Z):
-            Z = kmeans_centres(self.X, Z, seed=0)
+        if is_integer(Z):  # dask rows: k-means on a sample of them
+            sample = self.X if self._partitioned is None else self._partitioned.sample(KMEANS_SAMPLE, seed=0)
+            Z = kmeans_centres(sample, Z, seed=0)
         Z = as_matrix(Z, "Z", d=self.X.shape[1])  # [m, d]
         self._Z = Parameter("Z", Z.ravel(), lower=None, trainable=train_Z)
         self._Z_shape = Z.shape
@@ -58,7 +61,8 @@ class _SparseRegression(GaussianRegression):
         return self.kernel.parameters + self._own_parameters() + [self._Z]
 
     def _sizes(self) -> str:
-        return f"n={self.X.shape[0]}, m={self._Z_shape[0]}, d={self.X.shape[1]}"
+        n = self._n if self._detached else self.X.shape[0]
+        return f"n={n}, m={self._Z_shape[0]}, d={self.X.shape[1]}"
 
     # --- saving (varinf.serialization; the layout: GaussianRegression._save_state) -----------------
     def _save_state(self):
@@ -67,20 +71,111 @@ class _SparseRegression(GaussianRegression):
         arrays["Z"] = self.Z
         return config, arrays
 
+    def _saved_data(self) -> dict:
+        """The data in memory (``X`` [n, d], ``y`` [n]); for a model on dask arrays or a detached
+        copy, the posterior's factor instead: ``factor/L`` [m, m], ``factor/LB`` [m, m],
+        ``factor/c`` [m], ``factor/values`` (the objective, the jitter), ``factor/n`` and, for SGPR,
+        ``factor/upper_bound``."""
+        if self._partitioned is None and not self._detached:
+            return super()._saved_data()
+        L, LB, c, bound, upper, jitter = self._posterior().__getstate__()
+        n = self._n if self._detached else self.X.shape[0]
+        saved = {"factor/L": L, "factor/LB": LB, "factor/c": c, "factor/values": np.array([bound, jitter]),
+                 "factor/n": np.array(n, dtype=np.int64)}
+        if np.isfinite(upper):
+            saved["factor/upper_bound"] = np.array(upper)
+        return saved
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        if "factor/L" not in arrays.names("factor/"):
+            return super()._from_state(config, arrays)
+        kernel = load_component(config_value(config, "kernel", dict), arrays, "kernel/", Kernel)
+        m, d = arrays.shape("Z", (None, None))
+        factor = _saved_factor(arrays, m)
+        n = int(arrays.take("factor/n", (), dtype=np.int64))
+        if n < 1:
+            raise FormatError(f"factor/n must be a positive number of rows, got {n}")
+        inducing = cls._saved_inducing(config, arrays, d)
+        model = cls(np.zeros((1, d)), np.zeros(1), kernel, **inducing,
+                    noise_variance=arrays.take("noise_variance", ()), mean=cls._saved_mean(config, arrays))
+        restore_trainable(model._own_parameters(), config_value(config, "trainable", dict))
+        model._detach(factor, n)
+        return model
+
     @classmethod
     def _saved_inducing(cls, config, arrays, d):
         return {"Z": arrays.take("Z", (None, d)), "train_Z": config_value(config, "train_Z", bool)}
 
     # --- objective ---------------------------------------------------------------------------
     def _args(self):
-        return (self.kernel.core(), self.kernel.theta(), self.X, self.y, self.Z,
+        return (self.kernel.core(), self.kernel.theta(), *self._rows(), self.Z,
                 self.noise_variance, self.mean, KUU_JITTER)
 
+    def _shared(self) -> tuple:
+        """The parameters that the passes over dask chunks send to the workers."""
+        return self.kernel, self.kernel.theta(), self.Z, self.noise_variance, self.mean, KUU_JITTER
+
     def _objective_and_value_grad(self):
-        bound, dtheta, dZ, dnoise, dmean, jitter = self._core_objective(*self._args())
+        self._require_data()
+        if self._partitioned is None:
+            result = self._core_objective(*self._args())
+        else:
+            result = self._passes().bound_grad(self._partitioned, self._shared())
+        bound, dtheta, dZ, dnoise, dmean, jitter = result
         self._warn_jitter(jitter)
         grads = [dtheta, [dnoise]] + ([[dmean]] if self._mean is not None else []) + [dZ.ravel()]
         return bound, np.concatenate(grads)
+
+    # --- data as dask arrays, and copies without data (varinf.dask; docs/math.md section 10.2) ----
+    _partitioned = None  # the dask rows (varinf.dask._partitioned.PartitionedRows), if any
+    _detached = False  # True for a copy without training data: it predicts from its factor
+
+    def _init_partitioned(self, X, y):
+        """Dask arrays X [n, d] and y [n] stay where they are (dask arrays are immutable, so the
+        model owns them as they are); the objective runs over their chunks."""
+        from ..dask._partitioned import PartitionedRows, as_row_chunks
+        self.X, self.y = as_row_chunks(X, y)  # [n, d], [n]
+        self._partitioned = PartitionedRows(self.X, self.y)
+
+    def _passes(self):
+        from ..dask._partitioned import PASSES
+        return PASSES[self._partitioned_passes]
+
+    def _rows(self) -> tuple:
+        """X [n, d] and y [n] for the C++ calls: the data in memory, or no rows when they are
+        dask arrays (the passes over the chunks read them) or gone (a detached copy)."""
+        if self._partitioned is None and not self._detached:
+            return self.X, self.y
+        return np.zeros((0, self._Z_shape[1])), np.zeros(0)
+
+    def _compute_factor(self):
+        if self._partitioned is None:
+            return super()._compute_factor()
+        return self._passes().factor(self._partitioned, self._shared())
+
+    def _require_data(self):
+        if self._detached:
+            raise ValueError(f"this {type(self).__name__} holds no training data (a copy that predicts from its "
+                             "posterior); build the model on the data to evaluate or fit it")
+
+    def _without_data(self):
+        """A copy that predicts from the posterior's factor alone, without the training data:
+        what goes to Dask workers for lazy predictions, and what is saved for a model on dask
+        arrays. Its ``fit`` and objective gradient raise."""
+        twin = copy.copy(self)
+        twin._detach(self._posterior(), self.X.shape[0] if not self._detached else self._n)
+        return twin
+
+    def _detach(self, factor, n: int):
+        self._factor, self._factor_key = factor, self._factor_depends_on()
+        self._caches = ()  # pickled with its factor
+        self.X, self.y = self._rows()
+        self._partitioned, self._detached, self._n = None, True, n
+
+    def _predictor(self):
+        """What computes predictions on Dask workers (sent to each worker once)."""
+        return self if self._partitioned is None else self._without_data()
 
     def _factor_depends_on(self) -> tuple:
         return super()._factor_depends_on() + (self._Z.value.tobytes(),)
@@ -92,6 +187,22 @@ class _SparseRegression(GaussianRegression):
         """The posterior of u = f(Z) given the data, N(mean [m], cov [m, m]) (for SGPR the
         optimal q(u), Titsias 2009 eq. 10; docs/math.md section 5.5)."""
         return _core.sparse.sgpr_qu(*self._args(), self._posterior())
+
+
+def _saved_factor(arrays, m: int):
+    """The SGPRFactor of a saved detached model, checked: triangular factors with a positive
+    diagonal and finite entries (anything else raises FormatError)."""
+    L, LB = arrays.take("factor/L", (m, m)), arrays.take("factor/LB", (m, m))
+    c, (bound, jitter) = arrays.take("factor/c", (m,)), arrays.take("factor/values", (2,))
+    upper = float(arrays.take("factor/upper_bound", ())) if "factor/upper_bound" in arrays.names("factor/") else np.nan
+    for name, T in (("factor/L", L), ("factor/LB", LB)):
+        if not (np.all(np.isfinite(T)) and np.all(np.triu(T, 1) == 0) and np.all(np.diag(T) > 0)):
+            raise FormatError(f"{name} must be lower triangular with a positive diagonal and finite entries")
+    if not np.all(np.isfinite(c)) or not np.isfinite(bound) or not jitter >= 0:
+        raise FormatError("factor/c and the saved objective must be finite, and the jitter non-negative")
+    factor = _core.sparse.SGPRFactor.__new__(_core.sparse.SGPRFactor)
+    factor.__setstate__((L, LB, c, float(bound), upper, float(jitter)))
+    return factor
 
 
 @register
@@ -114,6 +225,7 @@ class SGPR(_SparseRegression):
 
     _core_objective = staticmethod(_core.sparse.sgpr_bound_grad)
     _core_factor = staticmethod(_core.sparse.sgpr_factor)
+    _partitioned_passes = "sgpr"
     _label = "SGPR bound"
 
     def upper_bound(self) -> float:
@@ -139,6 +251,7 @@ class FITC(_SparseRegression):
 
     _core_objective = staticmethod(_core.sparse.fitc_lml_grad)
     _core_factor = staticmethod(_core.sparse.fitc_factor)
+    _partitioned_passes = "fitc"
     _label = "FITC log marginal likelihood"
 
     def log_marginal_likelihood(self, return_grad: bool = False):

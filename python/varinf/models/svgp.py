@@ -8,9 +8,9 @@ import warnings
 
 import numpy as np
 
-from .._constants import KUU_JITTER
+from .._constants import KMEANS_SAMPLE, KUU_JITTER
 from .._loader import core as _core
-from .._validation import as_finite_float, as_float, as_matrix, as_positive_int, is_integer
+from .._validation import as_finite_float, as_float, as_matrix, as_positive_int, is_dask, is_integer
 from ..inducing import kmeans_centres, warn_kuu_jitter
 from ..kernels import Kernel
 from ..likelihoods import Likelihood
@@ -25,7 +25,7 @@ from ..serialization import (
     restore_trainable,
     save_parameters,
 )
-from ._common import ConstantMean, Persistent, make_mean
+from ._common import ConstantMean, Persistent, lazy_on_dask, make_mean
 from ._regression import sample_joint
 
 # KUU_JITTER is read from this module at call time (tests patch it here).
@@ -209,14 +209,14 @@ class SVGP(ConstantMean, Persistent):
         sections 7.4 and 7.5)."""
         X, y = self._data(X, y)
         layout, pv = self._layout()
-        value, grad, jitter = _core.sparse.svgp_elbo_grad_x(layout, pv.get(), X, y)
+        value, grad, _, jitter = _core.sparse.svgp_elbo_grad_x(layout, pv.get(), X, y)
         warn_kuu_jitter(jitter, KUU_JITTER)
         return (value, grad) if return_grad else value
 
     # --- training ------------------------------------------------------------------------------
     def fit(self, X, y, iterations: int | None = None, epochs: int | None = None, batch_size: int | None = None,
             learning_rate: float = 0.01, natgrad: bool = False, gamma: float = 0.1, seed=None, callback=None,
-            progress: bool = True):
+            progress: bool = True, client=None):
         """Adam on minibatches of (X, y), in C++.
 
         ``iterations`` steps, or ``epochs`` passes over the data (n // batch_size steps each;
@@ -231,13 +231,27 @@ class SVGP(ConstantMean, Persistent):
         RuntimeWarning naming the step and the remedy, and the parameters are those of the last
         good step. Raw (unconstrained) values of positive parameters stay at or above
         ``varinf.parameters.RAW_MIN``, where they can still move (docs/math.md sections 7.10-7.12).
+
+        With dask arrays X and y (chunked by rows), training runs on the Dask cluster of
+        ``client`` (default: the active distributed.Client) by synchronous data-parallel steps:
+        each worker evaluates its rows of every minibatch, the same minibatches as in one
+        process with this seed (docs/math.md section 10.2; varinf.dask._svgp).
         """
-        X = as_matrix(X, "X", d=None if self._Z is None else self._Z_shape[1])  # [n, d]
+        d = None if self._Z is None else self._Z_shape[1]
+        seed64 = int(np.random.default_rng(seed).integers(2 ** 63))
+        if is_dask(X) or is_dask(y):
+            from ..dask._svgp import Shards
+            data = Shards(self, X, y, d, client)
+            X = data.X
+        else:
+            X = as_matrix(X, "X", d=d)  # [n, d]
         if self._Z is None:
-            self._set_inducing(kmeans_centres(X, self._num_inducing, seed))
+            sample = X if not is_dask(X) else data.sample(KMEANS_SAMPLE, seed)
+            self._set_inducing(kmeans_centres(sample, self._num_inducing, seed))
         self.kernel.check_input(X, "X")
-        y = self.likelihood.check_targets(y, "y", n=X.shape[0])  # [n]
         n = X.shape[0]
+        if not is_dask(X):
+            y = self.likelihood.check_targets(y, "y", n=n)  # [n]
         batch_size = min(n, 256) if batch_size is None else as_positive_int(batch_size, "batch_size")
         if batch_size > n:
             raise ValueError(f"batch_size must be at most the number of rows of X ({n}), got {batch_size}")
@@ -249,9 +263,13 @@ class SVGP(ConstantMean, Persistent):
         learning_rate = as_finite_float(learning_rate, "learning_rate", lower=0.0)
         gamma = as_finite_float(gamma, "gamma", lower=0.0, upper=1.0) if natgrad else as_float(gamma, "gamma")
         layout, pv = self._layout()
-        seed64 = int(np.random.default_rng(seed).integers(2 ** 63))
         trainer = _core.sparse.SVGPTrainer(layout, pv.get(), learning_rate, 0.9, 0.999, 1e-8, seed64,
                                     gamma if natgrad else 0.0)
+        if is_dask(X):
+            data.start(seed64, batch_size)
+            run = lambda steps, done: data.run(trainer, steps, done)  # noqa: E731
+        else:
+            run = lambda steps, done: trainer.run(X, y, batch_size, steps)  # noqa: E731
         history = [self.elbo_history_]
         bar = Progress(total=iterations, enabled=progress, label="ELBO / n")
         chunk, done = 10, 0
@@ -259,7 +277,7 @@ class SVGP(ConstantMean, Persistent):
             while done < iterations:
                 steps = min(chunk, iterations - done)
                 start = time.perf_counter()
-                elbos = trainer.run(X, y, batch_size, steps)
+                elbos = run(steps, done)
                 elapsed = time.perf_counter() - start
                 pv.set(trainer.x)
                 history.append(elbos)
@@ -284,6 +302,7 @@ class SVGP(ConstantMean, Persistent):
         self.kernel.check_input(Xnew, "Xnew")
         return Xnew
 
+    @lazy_on_dask(outputs=2)
     def predict_f(self, Xnew, full_cov: bool = False):
         """Latent predictive mean [n*] and variance [n*] (or covariance [n*, n*]) (docs/math.md
         section 7.9)."""
@@ -295,12 +314,14 @@ class SVGP(ConstantMean, Persistent):
             np.maximum(var, 0.0, out=var)  # rounding can make a near-zero variance negative
         return mean, var
 
+    @lazy_on_dask(outputs=2)
     def predict_y(self, Xnew):
         """Predictive mean and variance of y* (class probabilities for Bernoulli, rates for
         Poisson)."""
         mean, var = self.predict_f(Xnew)
         return self.likelihood._predict_mean_and_var(mean, var)
 
+    @lazy_on_dask(outputs=1)
     def predict_log_density(self, Xnew, ynew) -> np.ndarray:
         """log p(y* | data) for each test point [n*]."""
         Xnew = self._new_inputs(Xnew)
