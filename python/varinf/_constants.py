@@ -1,6 +1,6 @@
 """Numerical constants that several modules share (imported downwards, never from a model)."""
 
-__all__ = ["NOISE_LOWER", "KUU_JITTER", "KMEANS_SAMPLE"]
+__all__ = ["NOISE_LOWER", "KUU_JITTER"]
 
 # Lower bound of a Gaussian noise variance and of a likelihood's scale (docs/math.md section 2.1;
 # GPflow's default).
@@ -9,6 +9,3 @@ NOISE_LOWER = 1e-6
 # Jitter added to the diagonal of K(Z, Z) by SGPR, FITC and SVGP (docs/math.md section 3.2;
 # GPflow's default).
 KUU_JITTER = 1e-6
-
-# Rows of a dask X (a uniform sample) among which k-means places the first inducing inputs.
-KMEANS_SAMPLE = 20000

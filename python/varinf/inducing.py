@@ -10,10 +10,10 @@ import numpy as np
 from ._validation import as_matrix, as_positive_int
 from .linalg import JitterWarning
 
-__all__ = ["inducing_points", "kmeans_centres", "warn_kuu_jitter"]
+__all__ = ["KMEANS_SAMPLE", "inducing_points", "kmeans_centres", "warn_kuu_jitter"]
 
 # k-means runs on at most this many rows of X.
-_KMEANS_SAMPLE = 20000
+KMEANS_SAMPLE = 20000
 
 
 def inducing_points(X, m: int, seed=None) -> np.ndarray:
@@ -30,8 +30,8 @@ def kmeans_centres(X: np.ndarray, m: int, seed=None) -> np.ndarray:
     if m > X.shape[0]:
         raise ValueError(f"m must be at most the number of rows of X ({X.shape[0]}), got {m}")
     rng = np.random.default_rng(seed)
-    if X.shape[0] > _KMEANS_SAMPLE:
-        X = X[rng.choice(X.shape[0], _KMEANS_SAMPLE, replace=False)]  # [_KMEANS_SAMPLE, d]
+    if X.shape[0] > KMEANS_SAMPLE:
+        X = X[rng.choice(X.shape[0], KMEANS_SAMPLE, replace=False)]  # [KMEANS_SAMPLE, d]
     # k-means on X / max|X| (in [-1, 1]), then scaled back: squared distances between huge
     # inputs (~1e300) overflow to inf, on which scipy's kmeans2 raises IndexError or crashes.
     scale = float(np.max(np.abs(X))) or 1.0

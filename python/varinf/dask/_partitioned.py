@@ -9,7 +9,9 @@ scheduler otherwise (out-of-core on one machine)."""
 
 from __future__ import annotations
 
+import functools
 import math
+import sys
 
 import dask
 import dask.array as da
@@ -20,14 +22,23 @@ from .._loader import core as _core
 __all__ = ["PartitionedRows", "as_row_chunks", "sample_rows", "tree_sum", "compute"]
 
 
-def compute(*collections):
-    """dask.compute, with a clear error when the client that holds the data has closed."""
+_GONE = "the Dask client or cluster that holds the data is gone"
+
+
+def compute(*collections, data=()):
+    """dask.compute, with a clear error when the client that holds persisted data (in
+    ``collections`` or ``data``, the arrays they were cut from) has closed: dask would fall back
+    to its local scheduler and miss the data."""
+    if "distributed" in sys.modules:
+        from distributed import futures_of
+        if any(f.client.status in ("closing", "closed") for f in futures_of((collections, data))):
+            raise RuntimeError(f"{_GONE} (its client is closed); start a client and create the model again")
     try:
         return dask.compute(*collections)
     except Exception as exc:
-        if type(exc).__name__ in ("CancelledError", "FutureCancelledError") or "closed" in str(exc).lower():
-            raise RuntimeError(f"the Dask client or cluster that holds the data is gone ({type(exc).__name__}: "
-                               f"{exc}); start a client and create the model again") from exc
+        if type(exc).__name__ in ("CancelledError", "FutureCancelledError"):
+            raise RuntimeError(f"{_GONE} ({type(exc).__name__}: {exc}); start a client and create the model "
+                               "again") from exc
         raise
 
 
@@ -76,7 +87,7 @@ def as_row_chunks(X, y, d: int | None = None):
 def _check_finite(X, y):
     """ValueError naming X or y and the rows of the first chunk with NaN or Inf (one pass)."""
     xs, ys = X.to_delayed().ravel(), y.to_delayed().ravel()
-    flags = compute(*[dask.delayed(_finite, pure=True)(c) for c in list(xs) + list(ys)])
+    flags = compute(*[dask.delayed(_finite, pure=True)(c) for c in list(xs) + list(ys)], data=(X, y))
     starts = np.concatenate([[0], np.cumsum(X.chunks[0])])
     for name, ok in (("X", flags[:len(xs)]), ("y", flags[len(xs):])):
         for i, good in enumerate(ok):
@@ -98,7 +109,7 @@ def tree_sum(parts: list):
     return parts[0]
 
 
-def _on_chunk(name: str, shared, X, y):
+def _sparse_on_chunk(name: str, shared, X, y):
     """The C++ function ``name`` of varinf's sparse module on one chunk's rows."""
     kernel, theta, Z, noise, mean, jitter, *extra = shared
     fn = getattr(_core.sparse, name)
@@ -116,9 +127,14 @@ class PartitionedRows:
     def sum(self, name: str, shared: tuple) -> tuple:
         """The sum over the chunks of the C++ function ``name`` at the parameters ``shared``
         (kernel, theta, Z, noise, mean, jitter, extra arguments...)."""
+        return self.map_sum(functools.partial(_sparse_on_chunk, name), shared)
+
+    def map_sum(self, function, shared) -> tuple:
+        """The sum over the chunks of ``function(shared, X, y)`` (a tuple of arrays and numbers);
+        ``shared`` is one key of the graph, sent to each worker once."""
         params = dask.delayed(shared, traverse=False)
-        parts = [dask.delayed(_on_chunk, pure=True)(name, params, X, y) for X, y in self._chunks]
-        return compute(tree_sum(parts))[0]
+        parts = [dask.delayed(function, pure=True)(params, X, y) for X, y in self._chunks]
+        return compute(tree_sum(parts), data=(self.X, self.y))[0]
 
     def sample(self, rows: int, seed) -> np.ndarray:
         return sample_rows(self.X, rows, seed)

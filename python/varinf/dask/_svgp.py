@@ -22,9 +22,9 @@ import warnings
 import numpy as np
 
 from .._loader import core as _core
-from ._partitioned import as_row_chunks, sample_rows
+from ._partitioned import PartitionedRows, as_row_chunks, sample_rows
 
-__all__ = ["Shards"]
+__all__ = ["Shards", "full_elbo"]
 
 # Seconds a step may take before it counts as lost (a worker that hangs), and rebuilds per fit.
 _STEP_TIMEOUT = 300.0
@@ -150,3 +150,26 @@ class Shards:
                 break
             elbos.append(elbo)
         return np.asarray(elbos, dtype=np.float64)
+
+
+def _chunk_elbo(shared, X, y):
+    """One chunk's likelihood terms of the ELBO, scaled by num_data / n, and their gradient."""
+    model, x, scale = shared
+    y = model.likelihood.check_targets(y, "y", n=X.shape[0])
+    elbo, gx, _, _ = _core.sparse.svgp_elbo_grad_x(model._layout()[0], x, np.ascontiguousarray(X), y,
+                                                   scale=scale, kl=False)
+    return elbo, gx
+
+
+def full_elbo(model, X, y) -> tuple:
+    """The ELBO of all the rows of dask arrays X and y, summed over their chunks where they lie,
+    with the KL added once: (elbo, d/dx, jitter)."""
+    model._require_inducing()
+    X, y = as_row_chunks(X, y, model.input_dim)
+    layout, pv = model._layout()
+    x = pv.get()
+    elbo, gx = PartitionedRows(X, y).map_sum(_chunk_elbo, (model, x, model.num_data / X.shape[0]))
+    # The KL term and the jitter that K(Z, Z) needs, here: no rows.
+    kl_elbo, kl_gx, _, jitter = _core.sparse.svgp_elbo_grad_x(layout, x, np.zeros((0, X.shape[1])), np.zeros(0),
+                                                             scale=0.0)
+    return elbo + kl_elbo, gx + kl_gx, jitter

@@ -7,10 +7,10 @@ import copy
 
 import numpy as np
 
-from .._constants import KMEANS_SAMPLE, KUU_JITTER
+from .._constants import KUU_JITTER
 from .._loader import core as _core
 from .._validation import as_matrix, is_integer
-from ..inducing import inducing_points, kmeans_centres, warn_kuu_jitter
+from ..inducing import KMEANS_SAMPLE, inducing_points, kmeans_centres, warn_kuu_jitter
 from ..kernels import Kernel
 from ..parameters import Parameter
 from ..serialization import FormatError, config_value, load_component, register, restore_trainable

@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 
-from .._constants import KMEANS_SAMPLE, KUU_JITTER
+from .._constants import KUU_JITTER
 from .._loader import core as _core
 from .._validation import as_finite_float, as_float, as_matrix, as_positive_int, is_dask, is_integer
-from ..inducing import kmeans_centres, warn_kuu_jitter
+from ..inducing import KMEANS_SAMPLE, kmeans_centres, warn_kuu_jitter
 from ..kernels import Kernel
 from ..likelihoods import Likelihood
 from ..parameters import RAW_MIN, Parameter, ParameterVector
@@ -206,10 +206,15 @@ class SVGP(ConstantMean, Persistent):
         """The ELBO with the likelihood terms of the batch (X, y) scaled by num_data / batch size
         (the full-data ELBO when the batch is all the data); with ``return_grad`` also its
         gradient with respect to the unconstrained values of ``trainable_parameters`` (docs/math.md
-        sections 7.4 and 7.5)."""
-        X, y = self._data(X, y)
-        layout, pv = self._layout()
-        value, grad, _, jitter = _core.sparse.svgp_elbo_grad_x(layout, pv.get(), X, y)
+        sections 7.4 and 7.5). Dask arrays X and y are evaluated chunk by chunk where they lie
+        (varinf.dask)."""
+        if is_dask(X) or is_dask(y):
+            from ..dask._svgp import full_elbo
+            value, grad, jitter = full_elbo(self, X, y)
+        else:
+            X, y = self._data(X, y)
+            layout, pv = self._layout()
+            value, grad, _, jitter = _core.sparse.svgp_elbo_grad_x(layout, pv.get(), X, y)
         warn_kuu_jitter(jitter, KUU_JITTER)
         return (value, grad) if return_grad else value
 

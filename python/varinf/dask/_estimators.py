@@ -1,0 +1,243 @@
+"""scikit-learn estimators on Dask, after lightgbm.dask and xgboost.dask: each one is the local
+estimator (varinf.estimators) with a ``client`` parameter. ``fit`` takes dask arrays or dask
+DataFrames (numpy works too, as in the local estimator); ``predict`` of a dask collection
+returns a lazy dask array; ``to_local()`` gives the plain estimator, which predicts in memory
+without the data or the cluster; pickling drops the client.
+
+``client=None`` means the active ``distributed.Client``. SGPR then runs its passes over the
+chunks on it (or, with no client at all, on dask's default scheduler); SVGP needs a client.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import dask
+import numpy as np
+
+from .. import estimators as local
+from .._validation import as_positive_int, is_dask
+from ..inducing import KMEANS_SAMPLE, kmeans_centres
+from ..likelihoods import Bernoulli, Gaussian
+from ..models import SGPR, SVGP
+from ._partitioned import as_row_chunks, compute, sample_rows
+
+__all__ = ["SGPRRegressor", "SVGPRegressor", "SVGPClassifier"]
+
+
+def _active_client(client):
+    """``client``, or the active distributed.Client, or None (dask's default scheduler)."""
+    if client is None:
+        try:
+            from distributed import default_client
+            client = default_client()
+        except (ImportError, ValueError):
+            return None
+    if client.status in ("closing", "closed"):
+        raise ValueError("client is closed; create a new distributed.Client")
+    return client
+
+
+class _DaskEstimator:
+    """What the Dask estimators add to the local ones: dask input, lazy output, to_local()."""
+
+    _LOCAL = None  # the local estimator class
+
+    def _dask_rows(self, X, y):
+        """X [n, d] and y [n] as row-chunked dask arrays (persisted on the client's cluster),
+        with n_features_in_ and feature_names_in_ set as scikit-learn's validate_data does."""
+        columns = getattr(X, "columns", None)
+        X, y = as_row_chunks(X, y)
+        client = _active_client(self.client)
+        if client is not None:
+            X, y = client.persist([X, y])
+        self.n_features_in_ = X.shape[1]
+        if columns is not None and all(isinstance(c, str) for c in columns):
+            self.feature_names_in_ = np.asarray(list(columns), dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return X, y, client
+
+    def _dask_inputs(self, X):
+        """Standardised (when normalize_X) training inputs; the scales computed in one pass."""
+        if self.normalize_X:
+            self.X_mean_, self.X_scale_ = (np.asarray(v) for v in compute(*local._location_scale(X)))
+        return self._inputs(X)
+
+    def _new_inputs(self, X):
+        if not is_dask(X):
+            return super()._new_inputs(X)
+        local.check_is_fitted(self)
+        if hasattr(X, "to_dask_array"):
+            X = X.to_dask_array(lengths=True)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must be 2-D with {self.n_features_in_} columns, got shape {X.shape}")
+        return self._inputs(X.astype(np.float64))
+
+    def _inducing(self, X, seed) -> np.ndarray:
+        """k-means centres of a sample of the dask rows X [m, d]."""
+        m = min(as_positive_int(self.n_inducing, "n_inducing"), X.shape[0])
+        return kmeans_centres(sample_rows(X, KMEANS_SAMPLE, seed), m, seed)
+
+    def to_local(self):
+        """The plain varinf estimator with this one's parameters and fitted state: it predicts
+        on numpy arrays, without the data or the cluster."""
+        params = {k: v for k, v in self.get_params(deep=False).items() if k != "client"}
+        plain = self._LOCAL(**params)
+        for name, value in vars(self).items():
+            if name.endswith("_") and not name.startswith("_"):
+                setattr(plain, name, _local_copy(value))
+        return plain
+
+    def __getstate__(self):
+        """Pickled without the client, and with a model on dask arrays replaced by its copy
+        without data (what predicts)."""
+        state = dict(self.__dict__, client=None)
+        if "model_" in state:
+            state["model_"] = _local_copy(state["model_"], deep=False)
+        return state
+
+
+def _local_copy(value, deep: bool = True):
+    """A fitted attribute for a local estimator: a model on dask arrays as its copy without
+    data, anything else copied."""
+    if getattr(value, "_partitioned", None) is not None:
+        return value._without_data()
+    return copy.deepcopy(value) if deep else value
+
+
+class _DaskRegressor(_DaskEstimator):
+    """fit and predict of the Gaussian regressors on dask collections."""
+
+    def fit(self, X, y):
+        """Fit to X [n, d] and y [n], dask arrays or DataFrames (numpy: as the local estimator)."""
+        if not (is_dask(X) or is_dask(y)):
+            return super().fit(X, y)
+        X, y, client = self._dask_rows(X, y)
+        mean, std = ((float(v) for v in compute(*local._location_scale(y))) if self.normalize_y else (0.0, 1.0))
+        if not local._y_std_in_range(std):
+            raise ValueError(f"y has standard deviation {std:.3g}: normalize_y cannot scale it; rescale y")
+        X = self._dask_inputs(X)
+        self.y_train_mean_, self.y_train_std_ = mean, std
+        self.model_ = self._build_dask(X, (y - mean) / std, self._kernel_for(X.shape[1]), client)
+        self.noise_variance_ = self._noise * std ** 2
+        return self
+
+    def predict(self, X, return_std: bool = False, return_cov: bool = False):
+        """As the local estimator's; a lazy dask array (or two) for a dask X (no return_cov)."""
+        if not is_dask(X):
+            return super().predict(X, return_std, return_cov)
+        if return_cov:
+            raise ValueError("return_cov=True needs X in memory (an [n*, n*] matrix); pass a numpy array")
+        mean, var = self.model_.predict_f(self._new_inputs(X))  # lazy [n*], [n*]
+        mean = mean * self.y_train_std_ + self.y_train_mean_
+        return (mean, (var + self._noise) ** 0.5 * self.y_train_std_) if return_std else mean
+
+
+class SGPRRegressor(_DaskRegressor, local.SGPRRegressor):
+    """varinf.SGPRRegressor on Dask: the collapsed bound and its gradient are computed where the
+    chunks lie (two passes per evaluation), L-BFGS-B runs on the client. Parameters as
+    varinf.SGPRRegressor, and ``client`` (None: the active distributed.Client, else dask's
+    default scheduler)."""
+
+    _LOCAL = local.SGPRRegressor
+
+    def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
+                 max_iter=1000, random_state=None, client=None):
+        super().__init__(kernel=kernel, n_inducing=n_inducing, noise_variance=noise_variance,
+                         normalize_y=normalize_y, normalize_X=normalize_X, max_iter=max_iter,
+                         random_state=random_state)
+        self.client = client
+
+    def _build_dask(self, X, y, kernel, client):
+        Z = self._inducing(X, local._seed(self.random_state))
+        model = SGPR(X, y, kernel, Z, noise_variance=self.noise_variance)
+        self.n_iter_ = local._optimize(model, self.max_iter)
+        self.elbo_ = model.elbo()
+        return model
+
+
+class _DaskSVGP(_DaskEstimator):
+    """SVGP trained on the cluster by synchronous data-parallel steps (varinf.dask._svgp)."""
+
+    def _train_dask(self, X, y, kernel, likelihood, client) -> SVGP:
+        n = X.shape[0]
+        batch = min(as_positive_int(self.batch_size, "batch_size"), n)
+        epochs = as_positive_int(self.epochs, "epochs", allow_none=True)
+        iterations = None if epochs is not None else as_positive_int(self.iterations, "iterations")
+        seed = local._seed(self.random_state)
+        model = SVGP(kernel, likelihood, self._inducing(X, seed), num_data=n)
+        model.fit(X, y, iterations=iterations, epochs=epochs, batch_size=batch, learning_rate=self.learning_rate,
+                  natgrad=self.natgrad, seed=seed, progress=self.progress, client=client)
+        self.elbo_ = float(model.elbo(X, y))
+        return model
+
+
+class SVGPRegressor(_DaskRegressor, _DaskSVGP, local.SVGPRegressor):
+    """varinf.SVGPRegressor on a Dask cluster. Parameters as varinf.SVGPRegressor, and
+    ``client`` (None: the active distributed.Client)."""
+
+    _LOCAL = local.SVGPRegressor
+
+    def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
+                 batch_size=256, iterations=1000, epochs=None, learning_rate=0.01, natgrad=False,
+                 random_state=None, progress=False, client=None):
+        super().__init__(kernel=kernel, n_inducing=n_inducing, noise_variance=noise_variance,
+                         normalize_y=normalize_y, normalize_X=normalize_X, batch_size=batch_size,
+                         iterations=iterations, epochs=epochs, learning_rate=learning_rate, natgrad=natgrad,
+                         random_state=random_state, progress=progress)
+        self.client = client
+
+    def _build_dask(self, X, y, kernel, client):
+        return self._train_dask(X, y, kernel, Gaussian(variance=self.noise_variance), client)
+
+
+class SVGPClassifier(_DaskSVGP, local.SVGPClassifier):
+    """varinf.SVGPClassifier on a Dask cluster: two classes, found with a dask ``unique`` over
+    y. Parameters as varinf.SVGPClassifier, and ``client`` (None: the active distributed.Client)."""
+
+    _LOCAL = local.SVGPClassifier
+
+    def __init__(self, kernel=None, n_inducing=100, normalize_X=False, batch_size=256, iterations=1000,
+                 epochs=None, learning_rate=0.01, natgrad=False, random_state=None, progress=False, client=None):
+        super().__init__(kernel=kernel, n_inducing=n_inducing, normalize_X=normalize_X, batch_size=batch_size,
+                         iterations=iterations, epochs=epochs, learning_rate=learning_rate, natgrad=natgrad,
+                         random_state=random_state, progress=progress)
+        self.client = client
+
+    def fit(self, X, y):
+        """Fit to X [n, d] and labels y [n] of two classes (dask collections or numpy)."""
+        if not (is_dask(X) or is_dask(y)):
+            return super().fit(X, y)
+        y = y.to_dask_array(lengths=True) if hasattr(y, "to_dask_array") else y
+        classes = np.sort(np.asarray(compute(dask.array.unique(y))[0]))
+        if classes.size != 2:
+            raise ValueError(f"{type(self).__name__} needs samples of exactly 2 classes in y, got {classes.size}")
+        self.classes_ = classes
+        X, targets, client = self._dask_rows(X, (y == classes[1]).astype(np.float64))
+        X = self._dask_inputs(X)
+        self.model_ = self._train_dask(X, targets, self._kernel_for(X.shape[1]), Bernoulli(), client)
+        return self
+
+    def decision_function(self, X):
+        """As the local estimator's; lazy for a dask X."""
+        if not is_dask(X):
+            return super().decision_function(X)
+        mean, var = self.model_.predict_f(self._new_inputs(X))  # lazy [n*], [n*]
+        return mean / (1.0 + var) ** 0.5
+
+    def predict_proba(self, X):
+        """Class probabilities [n*, 2]; lazy for a dask X."""
+        if not is_dask(X):
+            return super().predict_proba(X)
+        import scipy.special
+        p = self.decision_function(X).map_blocks(scipy.special.ndtr, dtype=np.float64)  # [n*]
+        return dask.array.stack([1.0 - p, p], axis=1)
+
+    def predict(self, X):
+        """The more probable class of each row [n*]; lazy for a dask X."""
+        if not is_dask(X):
+            return super().predict(X)
+        classes = self.classes_
+        positive = self.decision_function(X) > 0  # lazy [n*]
+        return positive.map_blocks(lambda b: classes[b.astype(int)], dtype=classes.dtype)
