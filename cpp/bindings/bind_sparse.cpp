@@ -26,7 +26,7 @@ SGPRProblem sgpr_problem(const Kernel& k, const CArray& theta, const CArray& X, 
 
 // The sums over rows (SGPRStats, FITCStats, FITCDataGrad) cross to Python as tuples of
 // numpy arrays and floats, field by field, so that Dask can move and add them (docs/math.md
-// section 10.2); tuple_to checks every matrix's shape against m and d before use.
+// section 10); tuple_to checks every matrix's shape against m and d before use.
 template <class T>
 py::tuple to_tuple(T value) {
   return std::apply([](auto&... f) { return py::make_tuple(f...); }, value.fields());

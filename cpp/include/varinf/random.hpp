@@ -46,7 +46,7 @@ void shuffle(std::vector<T>& v, Rng& rng) {
 // each epoch, cut into batches; a last partial batch is dropped. A seed gives the same batches
 // on every platform, so processes that hold different parts of the rows can each draw the
 // same global batch from the seed and keep their own rows of it (the SVGP trainer in process
-// and its workers on Dask: docs/math.md section 10.2).
+// and its workers on Dask: docs/math.md section 10.3).
 class BatchSampler {
  public:
   explicit BatchSampler(std::uint64_t seed) : rng_(seed) {}

@@ -49,7 +49,7 @@ struct SGPRGradient {
 // The bound and its gradient in one call: two passes over the data.
 SGPRGradient sgpr_bound_grad(const SGPRProblem& p);
 
-// ---- The same on partitions of the rows (docs/math.md section 10.2) -------------------------
+// ---- The same on partitions of the rows (docs/math.md section 10.1) -------------------------
 // sgpr_bound_grad is these three steps on p's rows; on Dask the first and last run where the
 // rows lie, their results summed over the partitions, and the middle one runs once.
 

@@ -49,7 +49,7 @@ struct SVGPGradient {
 // Which terms of the ELBO a call adds up: the likelihood terms of its rows times `scale` (NaN:
 // num_data / rows) and, with `kl`, -KL. A minibatch split across workers: each adds its rows'
 // terms with scale = num_data / (global batch size) and no KL, and the KL is added once
-// (docs/math.md section 10.2); the sum is the ELBO of the whole batch.
+// (docs/math.md section 10.3); the sum is the ELBO of the whole batch.
 struct ElboTerms {
   double scale = std::numeric_limits<double>::quiet_NaN();
   bool kl = true;
@@ -127,7 +127,7 @@ class SVGPTrainer {
       Eigen::Ref<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
   std::vector<double> run_batches(MatRef X, VecRef y, const BatchMatrix& batches);
   // One step from an ELBO and its gradient evaluated elsewhere, e.g. summed over the workers
-  // that hold the batch's rows (docs/math.md section 10.2): grad_x [x size] and, with natural
+  // that hold the batch's rows (docs/math.md section 10.3): grad_x [x size] and, with natural
   // gradients, grad_values [num values]. The same checks as run(); false when it failed.
   bool apply(double elbo, const VectorXd& grad_x, const VectorXd& grad_values);
 

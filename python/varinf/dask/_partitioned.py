@@ -1,6 +1,6 @@
 """Training data held as dask arrays, chunked by rows: the checks where they enter, the sum of
 per-chunk results in a fixed tree order, and the two passes of SGPR and FITC over the chunks
-(docs/math.md section 10.2; Gal, van der Wilk & Rasmussen 2014).
+(docs/math.md section 10; Gal, van der Wilk & Rasmussen 2014).
 
 Each pass sends the chunks the parameters (one task-graph key, so each worker receives them
 once per pass) and gets back O(m^2 + m d + p) numbers per chunk; the rows never move. The
@@ -102,7 +102,7 @@ def _add(a, b):
 
 def tree_sum(parts: list):
     """The sum of delayed tuples (field by field) by a balanced binary tree in the parts' order:
-    the same rounding for the same chunking, whichever worker finishes first."""
+    the same rounding for the same chunking, whichever worker finishes first (docs/math.md section 10.4)."""
     while len(parts) > 1:
         parts = [dask.delayed(_add, pure=True)(*parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
                  for i in range(0, len(parts), 2)]

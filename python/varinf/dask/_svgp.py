@@ -1,4 +1,4 @@
-"""SVGP trained by synchronous data-parallel steps on a Dask cluster (docs/math.md section 10.2).
+"""SVGP trained by synchronous data-parallel steps on a Dask cluster (docs/math.md section 10.3).
 
 One actor per worker holds that worker's chunks of X and y (they do not move) and the model's
 C++ layout. Every actor draws each global minibatch from the same seed with the trainer's own

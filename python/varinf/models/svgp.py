@@ -240,7 +240,7 @@ class SVGP(ConstantMean, Persistent):
         With dask arrays X and y (chunked by rows), training runs on the Dask cluster of
         ``client`` (default: the active distributed.Client) by synchronous data-parallel steps:
         each worker evaluates its rows of every minibatch, the same minibatches as in one
-        process with this seed (docs/math.md section 10.2; varinf.dask._svgp).
+        process with this seed (docs/math.md section 10.3; varinf.dask._svgp).
         """
         d = None if self._Z is None else self._Z_shape[1]
         seed64 = int(np.random.default_rng(seed).integers(2 ** 63))
