@@ -186,6 +186,31 @@ def test_trainer_is_adam_on_the_given_batches(data):
     np.testing.assert_allclose(trainer.x, x, rtol=1e-12, atol=1e-14)
 
 
+def test_elbo_terms_add_up_and_apply_is_the_step_of_run(data):
+    """The batch split in two shares (its scale, the KL in one share) adds up to the batch's
+    ELBO and gradient; a trainer stepping from that sum takes the step run() takes on the batch
+    its BatchSampler draws (docs/math.md section 10.3); a non-finite ELBO stops it unchanged."""
+    X, y, Z = data
+    model = vi.SVGP(K.SquaredExponential(), vi.likelihoods.Gaussian(0.3), Z, num_data=len(y), mean="constant")
+    layout, params = model._layout()
+    x = params.get()
+    rows = core.sparse.BatchSampler(11).next(len(y), 40)
+    whole = core.sparse.svgp_elbo_grad_x(layout, x, X[rows], y[rows])
+    a = core.sparse.svgp_elbo_grad_x(layout, x, X[rows[:15]], y[rows[:15]], scale=len(y) / 40, kl=True)
+    b = core.sparse.svgp_elbo_grad_x(layout, x, X[rows[15:]], y[rows[15:]], scale=len(y) / 40, kl=False)
+    for k in range(3):
+        np.testing.assert_allclose(np.add(a[k], b[k]), whole[k], rtol=1e-11, atol=1e-12 * np.max(np.abs(whole[k])))
+    by_run = core.sparse.SVGPTrainer(layout, x, 0.05, 0.9, 0.999, 1e-8, 11)
+    by_run.run(X, y, 40, 1)
+    by_apply = core.sparse.SVGPTrainer(layout, x, 0.05, 0.9, 0.999, 1e-8, 0)
+    assert by_apply.apply(whole[0], whole[1], whole[2])
+    np.testing.assert_allclose(by_apply.x, by_run.x, rtol=1e-12, atol=1e-14)
+    good = by_apply.x
+    assert not by_apply.apply(np.nan, whole[1], whole[2])
+    assert by_apply.failed and by_apply.failed_step == 2
+    np.testing.assert_array_equal(by_apply.x, good)  # the last good point
+
+
 def test_fit_is_seeded_and_callback_can_stop(data):
     X, y, Z = data
 

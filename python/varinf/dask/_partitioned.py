@@ -102,7 +102,8 @@ def _add(a, b):
 
 def tree_sum(parts: list):
     """The sum of delayed tuples (field by field) by a balanced binary tree in the parts' order:
-    the same rounding for the same chunking, whichever worker finishes first (docs/math.md section 10.4)."""
+    the same rounding for the same chunking, whichever worker finishes first (docs/math.md
+    section 10.4)."""
     while len(parts) > 1:
         parts = [dask.delayed(_add, pure=True)(*parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
                  for i in range(0, len(parts), 2)]
