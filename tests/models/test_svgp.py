@@ -205,10 +205,9 @@ def test_elbo_terms_add_up_and_apply_is_the_step_of_run(data):
     by_apply = core.sparse.SVGPTrainer(layout, x, 0.05, 0.9, 0.999, 1e-8, 0)
     assert by_apply.apply(whole[0], whole[1], whole[2])
     np.testing.assert_allclose(by_apply.x, by_run.x, rtol=1e-12, atol=1e-14)
-    good = by_apply.x
-    assert not by_apply.apply(np.nan, whole[1], whole[2])
+    assert not by_apply.apply(np.nan, whole[1], whole[2])  # the ELBO at the new x is not finite
     assert by_apply.failed and by_apply.failed_step == 2
-    np.testing.assert_array_equal(by_apply.x, good)  # the last good point
+    np.testing.assert_array_equal(by_apply.x, x)  # back to the last x whose ELBO was finite
 
 
 def test_fit_is_seeded_and_callback_can_stop(data):
