@@ -121,8 +121,13 @@ class _GPEstimator(SaveableEstimator, BaseEstimator):
     def _fit_inputs(self, X) -> np.ndarray:
         """Validated training inputs [n, d], standardised when ``normalize_X``."""
         if self.normalize_X:
-            self.X_mean_, self.X_scale_ = _location_scale(X)  # [d], [d]
+            self.X_mean_, self.X_scale_ = self._scales(X)  # [d], [d]
         return self._inputs(X)
+
+    @staticmethod
+    def _scales(values) -> tuple:
+        """Column means and scales of ``values`` (varinf.dask's estimators compute them with dask)."""
+        return _location_scale(values)
 
     def _inputs(self, X) -> np.ndarray:
         return (X - self.X_mean_) / self.X_scale_ if self.normalize_X else X
@@ -148,7 +153,12 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must hold numbers (regression targets), got an array of dtype {y.dtype}")
-        mean, std = (float(v) for v in _location_scale(y)) if self.normalize_y else (0.0, 1.0)
+        return self._fit_rows(X, y)
+
+    def _fit_rows(self, X, y):
+        """Normalise, build and train on validated X [n, d] and y [n] (numpy, or dask arrays
+        for varinf.dask's estimators)."""
+        mean, std = (float(v) for v in self._scales(y)) if self.normalize_y else (0.0, 1.0)
         if not _y_std_in_range(std):
             raise ValueError(f"y has standard deviation {std:.3g}: normalize_y needs one in "
                              f"[{_Y_STD_RANGE[0]:.3g}, {_Y_STD_RANGE[1]:.3g}], where its square (the scale of the "

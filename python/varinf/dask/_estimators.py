@@ -58,11 +58,11 @@ class _DaskEstimator:
             del self.feature_names_in_
         return X, y, client
 
-    def _dask_inputs(self, X):
-        """Standardised (when normalize_X) training inputs; the scales computed in one pass."""
-        if self.normalize_X:
-            self.X_mean_, self.X_scale_ = (np.asarray(v) for v in compute(*local._location_scale(X)))
-        return self._inputs(X)
+    @staticmethod
+    def _scales(values) -> tuple:
+        """Column means and scales, computed with dask in one pass for a dask array."""
+        scales = local._location_scale(values)
+        return tuple(np.asarray(v) for v in compute(*scales)) if is_dask(values) else scales
 
     def _new_inputs(self, X):
         if not is_dask(X):
@@ -113,15 +113,14 @@ class _DaskRegressor(_DaskEstimator):
         """Fit to X [n, d] and y [n], dask arrays or DataFrames (numpy: as the local estimator)."""
         if not (is_dask(X) or is_dask(y)):
             return super().fit(X, y)
-        X, y, client = self._dask_rows(X, y)
-        mean, std = ((float(v) for v in compute(*local._location_scale(y))) if self.normalize_y else (0.0, 1.0))
-        if not local._y_std_in_range(std):
-            raise ValueError(f"y has standard deviation {std:.3g}: normalize_y cannot scale it; rescale y")
-        X = self._dask_inputs(X)
-        self.y_train_mean_, self.y_train_std_ = mean, std
-        self.model_ = self._build_dask(X, (y - mean) / std, self._kernel_for(X.shape[1]), client)
-        self.noise_variance_ = self._noise * std ** 2
-        return self
+        X, y, self._fit_client = self._dask_rows(X, y)
+        try:
+            return self._fit_rows(X, y)
+        finally:
+            del self._fit_client
+
+    def _build(self, X, y, kernel):
+        return self._build_dask(X, y, kernel, self._fit_client) if is_dask(X) else super()._build(X, y, kernel)
 
     def predict(self, X, return_std: bool = False, return_cov: bool = False):
         """As the local estimator's; a lazy dask array (or two) for a dask X (no return_cov)."""
@@ -215,7 +214,7 @@ class SVGPClassifier(_DaskSVGP, local.SVGPClassifier):
             raise ValueError(f"{type(self).__name__} needs samples of exactly 2 classes in y, got {classes.size}")
         self.classes_ = classes
         X, targets, client = self._dask_rows(X, (y == classes[1]).astype(np.float64))
-        X = self._dask_inputs(X)
+        X = self._fit_inputs(X)
         self.model_ = self._train_dask(X, targets, self._kernel_for(X.shape[1]), Bernoulli(), client)
         return self
 
