@@ -9,7 +9,7 @@ DataFrames, following lightgbm.dask and xgboost.dask.
 The models take dask arrays too: ``vi.SGPR(X, y, kernel, Z)`` and ``vi.FITC`` evaluate their
 objective where the chunks lie, ``vi.SVGP.fit(X, y)`` trains by synchronous data-parallel steps
 on the cluster, and every ``predict_*`` given a dask array returns lazy dask arrays
-(docs/math.md section 10.2). ``import varinf`` never imports dask; this subpackage does.
+(docs/math.md section 10). ``import varinf`` never imports dask; this subpackage does.
 """
 
 _ESTIMATORS = ("SGPRRegressor", "SVGPRegressor", "SVGPClassifier")

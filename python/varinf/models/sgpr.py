@@ -127,7 +127,7 @@ class _SparseRegression(GaussianRegression):
         grads = [dtheta, [dnoise]] + ([[dmean]] if self._mean is not None else []) + [dZ.ravel()]
         return bound, np.concatenate(grads)
 
-    # --- data as dask arrays, and copies without data (varinf.dask; docs/math.md section 10.2) ----
+    # --- data as dask arrays, and copies without data (varinf.dask; docs/math.md section 10) ----
     _partitioned = None  # the dask rows (varinf.dask._partitioned.PartitionedRows), if any
     _detached = False  # True for a copy without training data: it predicts from its factor
 
