@@ -288,7 +288,10 @@ def _check_values(arrays: dict) -> None:
 def save(obj, file) -> None:
     """Write a model, kernel, likelihood (or registered estimator) to ``file``: a path (written
     exactly there, atomically), a file descriptor (left open) or a binary file object. The
-    format is in this module's docstring."""
+    format is in this module's docstring. An object with a ``_saved_form()`` is saved as what
+    that returns (a varinf.dask estimator as its local estimator, ``to_local()``)."""
+    if hasattr(obj, "_saved_form"):
+        obj = obj._saved_form()
     config, arrays = _state(obj)
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     if _META in arrays:

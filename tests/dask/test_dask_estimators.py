@@ -60,6 +60,16 @@ def test_pickling_drops_the_client_and_the_data(client):
     np.testing.assert_allclose(again.predict(X[:20]), dist.predict(X[:20]), rtol=1e-12)
 
 
+def test_saved_as_the_local_estimator(client, tmp_path):
+    X, y = _data(n=400)
+    dist = vi.dask.SGPRRegressor(n_inducing=8, max_iter=0).fit(da.from_array(X, chunks=(100, 2)),
+                                                              da.from_array(y, chunks=100))
+    vi.save(dist, tmp_path / "reg.vinf")
+    loaded = vi.load(tmp_path / "reg.vinf")
+    assert type(loaded) is vi.SGPRRegressor
+    np.testing.assert_allclose(loaded.predict(X[:20]), dist.predict(X[:20]), rtol=1e-12)
+
+
 def test_closed_client_is_refused(cluster):
     from distributed import Client
     X, y = _data(n=200)

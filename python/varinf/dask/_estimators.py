@@ -89,6 +89,10 @@ class _DaskEstimator:
                 setattr(plain, name, _local_copy(value))
         return plain
 
+    def _saved_form(self):
+        """What ``vi.save`` writes: the local estimator (``vi.load`` gives it back)."""
+        return self.to_local()
+
     def __getstate__(self):
         """Pickled without the client, and with a model on dask arrays replaced by its copy
         without data (what predicts)."""
