@@ -20,6 +20,7 @@ import time
 import warnings
 
 import numpy as np
+from dask.core import flatten
 
 from .._loader import core as _core
 from ._partitioned import PartitionedRows, as_row_chunks, sample_rows
@@ -68,7 +69,10 @@ class _Shard:
 
 
 def _default_client(client):
-    from distributed import default_client
+    try:
+        from distributed import default_client
+    except ImportError:
+        raise ImportError('SVGP on dask arrays trains on a Dask cluster: pip install "varinf[dask]"') from None
     try:
         client = default_client() if client is None else client
     except ValueError:
@@ -96,9 +100,7 @@ class Shards:
 
     def start(self, seed: int, batch_size: int, steps_done: int = 0):
         """(Re)build one actor per worker that holds chunks, its sampler at step ``steps_done``."""
-        from distributed import wait
-        from dask.core import flatten
-        from distributed import futures_of
+        from distributed import futures_of, wait
         self.seed, self.batch_size = seed, batch_size
         futures = {f.key: f for f in futures_of(self.X) + futures_of(self.y)}
         xkeys, ykeys = list(flatten(self.X.__dask_keys__())), list(flatten(self.y.__dask_keys__()))
