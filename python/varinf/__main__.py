@@ -8,12 +8,14 @@ import os
 import sys
 import warnings
 
-_DESCRIPTION = "varinf's command line: a demo, and GP models fitted to data files. " \
-               "Run 'python -m varinf COMMAND --help' for a command's options."
+_DESCRIPTION = "varinf's command line: a demo, and GP models fitted to data files, in one process or on a " \
+               "Dask cluster (--dask). Run 'python -m varinf COMMAND --help' for a command's options."
 _EXAMPLES = """examples:
   python -m varinf demo --plots plots/
   python -m varinf fit --model sgpr --target price --inducing 200 houses.csv -o houses.vinf
   python -m varinf predict houses.vinf new_houses.csv -o predictions.csv
+  python -m varinf fit --model sgpr --target price 'houses/part-*.csv' -o houses.vinf --dask tcp://scheduler:8786
+  python -m varinf predict houses.vinf 'new/*.parquet' -o 'predictions/part-*.csv' --dask local:4
 
 exit status: 0 on success, 2 for bad arguments or bad files (one line on stderr)."""
 
@@ -52,6 +54,24 @@ def _positive_float(text):
     return value
 
 
+def _dask_cluster(text):
+    """--dask: a scheduler's address, or local:N with N a positive number of workers."""
+    if text.startswith("local:"):
+        workers = text[len("local:"):]
+        if not (workers.isdigit() and int(workers) > 0):
+            raise argparse.ArgumentTypeError(f"expected local:N with N a positive number of workers, got {text!r}")
+    elif not text:
+        raise argparse.ArgumentTypeError("expected a scheduler address (tcp://host:8786) or local:N")
+    return text
+
+
+_DASK = ("--dask CLUSTER runs the command on a Dask cluster (pip install \"varinf[dask]\"): the address of a "
+         "running scheduler (tcp://host:8786), or local:N for N single-threaded worker processes started for "
+         "the command. DATA may then be a CSV file (.csv, .csv.gz) or a Parquet file or folder (.parquet), or a "
+         "quoted glob of them ('data/part-*.csv'), read by dask.dataframe; the workers read (and write) the "
+         "files, so on a remote cluster the paths must be on a file system they share.")
+
+
 def _fit_parser(sub):
     from ._cli import KERNELS, MODELS
 
@@ -59,8 +79,12 @@ def _fit_parser(sub):
                        description="Fits a GP regressor (gpr: exact; sgpr: sparse, Titsias' bound; svgp: stochastic "
                                    "variational) or a binary GP classifier (svgp-classifier) to the columns of a "
                                    "file and saves it. Inputs and outputs are standardised internally; predictions "
-                                   "come out in the file's units. " + _FORMATS)
-    p.add_argument("data", help="training data (.csv, .csv.gz, .npy or .npz)")
+                                   "come out in the file's units. " + _FORMATS + " " + _DASK + " With --dask, "
+                                   "the standardisation is computed on the cluster and the data stay there, "
+                                   "persisted in the workers' memory for the fit; gpr needs the data in memory "
+                                   "and does not take --dask.")
+    p.add_argument("data", help="training data (.csv, .csv.gz, .npy or .npz; with --dask CSV or Parquet files, "
+                                "or a quoted glob of them)")
     p.add_argument("--model", required=True, choices=MODELS, help="the model")
     p.add_argument("--target", help="the target column: a CSV column name, a column index for .npy, the name of "
                                     "the target array for .npz (default y)")
@@ -79,6 +103,9 @@ def _fit_parser(sub):
                    help="svgp Adam learning rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for k-means and minibatches (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--dask", metavar="CLUSTER", type=_dask_cluster,
+                   help="fit sgpr, svgp or svgp-classifier on a Dask cluster: tcp://host:port of a running "
+                        "scheduler, or local:N to start N worker processes for the fit")
 
 
 def _predict_parser(sub):
@@ -91,11 +118,22 @@ def _predict_parser(sub):
                                    "columns ignored); a model fitted on a numpy file needs a numpy file with "
                                    "the features in the columns they had in the training file. Rows are read and "
                                    "written in blocks, so CSV and .npy files larger than memory work (a .npz file's "
-                                   "X is read whole). The output file appears only when complete. " + _FORMATS)
+                                   "X is read whole). The output file appears only when complete. " + _FORMATS
+                                   + " " + _DASK + " With --dask, the output is partitioned: one CSV file per "
+                                   "input partition, named by -o with its '*' replaced by the partition's number "
+                                   "(-o 'out/pred-*.csv'), or a new Parquet folder (-o out/pred.parquet); the "
+                                   "files appear when all partitions are done.")
     p.add_argument("model", help="a model file written by 'python -m varinf fit'")
-    p.add_argument("data", help="inputs (.csv, .csv.gz, .npy or .npz)")
-    p.add_argument("-o", "--output", default="-", help="predictions CSV to write (default: standard output)")
-    p.add_argument("--block-rows", type=_positive, default=10000, help="rows per block (default: %(default)s)")
+    p.add_argument("data", help="inputs (.csv, .csv.gz, .npy or .npz; with --dask CSV or Parquet files, or a "
+                                "quoted glob of them)")
+    p.add_argument("-o", "--output", default="-",
+                   help="predictions CSV to write (default: standard output); with --dask a name with a '*' "
+                        "('out/pred-*.csv': one file per partition) or a new folder ending in .parquet")
+    p.add_argument("--block-rows", type=_positive, default=10000,
+                   help="rows per block (default: %(default)s; with --dask the blocks are the partitions)")
+    p.add_argument("--dask", metavar="CLUSTER", type=_dask_cluster,
+                   help="predict on a Dask cluster, partition by partition: tcp://host:port of a running "
+                        "scheduler, or local:N to start N worker processes for the command")
 
 
 def _run(args) -> int:

@@ -1,5 +1,6 @@
 """``python -m varinf fit`` and ``python -m varinf predict``: GP models fitted to numeric tables
-(CSV with a header row, .npy, .npz), saved with ``varinf.save``, predicting in blocks of rows.
+(CSV with a header row, .npy, .npz), saved with ``varinf.save``, predicting in blocks of rows;
+with ``--dask``, on a Dask cluster (varinf.dask._cli, imported only then).
 
 The saved model is a :class:`TableModel`: the GP, fitted to standardised inputs (and outputs for
 regression), and the scaling, so predictions come out in the file's units.
@@ -8,10 +9,12 @@ regression), and the scaling, so predictions come out in the file's units.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,7 +22,8 @@ from . import kernels
 from ._atomic import replacing
 from ._tables import BLOCK_ROWS, Table, TableError, npz_vector, open_table
 from ._threads import get_num_threads
-from .inducing import inducing_points
+from ._validation import is_dask
+from .inducing import KMEANS_SAMPLE, inducing_points
 from .likelihoods import Bernoulli, Gaussian
 from .models import GPR, SGPR, SVGP
 from .serialization import (
@@ -33,7 +37,8 @@ from .serialization import (
     save,
 )
 
-__all__ = ["KERNELS", "MODELS", "TableModel", "fit_command", "predict_command"]
+__all__ = ["KERNELS", "MODELS", "TableModel", "Training", "choose_columns", "fit_command", "moments",
+           "predict_command", "standardised"]
 
 MODELS = ("gpr", "sgpr", "svgp", "svgp-classifier")
 KERNELS = ("rbf", "matern32", "matern52")
@@ -177,23 +182,60 @@ def _training_data(path: str, target: str | None, features: list[str] | None):
     else:
         if target is None:
             raise TableError("--target is required for CSV and .npy files (a column name, or an index for .npy)")
-        target_pos = table.column_index(target, "target")
-        feature_pos = ([table.column_index(f, "feature") for f in features] if features
-                       else [i for i in range(len(table.columns)) if i != target_pos])
-        if target_pos in feature_pos:
-            raise TableError(f"the target column {target!r} is also listed in --features")
-        if not feature_pos:
-            raise TableError(f"{path}: no feature columns besides the target {target!r}")
+        feature_pos, target_pos = choose_columns(table, target, features)
         data = table.read(feature_pos + [target_pos])
         X, y = data[:, :-1], data[:, -1]
     return X, y, [table.columns[i] for i in feature_pos], len(table.columns)
 
 
-def _standardise(A):
-    """Column means and scales (1 for a constant column) of A [n, d]."""
-    mean = A.mean(axis=0)
-    scale = A.std(axis=0)
-    return mean, np.where(scale > 0, scale, 1.0)
+def choose_columns(table: Table, target: str, features: list[str] | None) -> tuple[list[int], int]:
+    """Positions of the feature columns (``features``, default every column but the target) and of
+    the target column in ``table``."""
+    target_pos = table.column_index(target, "target")
+    feature_pos = ([table.column_index(f, "feature") for f in features] if features
+                   else [i for i in range(len(table.columns)) if i != target_pos])
+    if target_pos in feature_pos:
+        raise TableError(f"the target column {target!r} is also listed in --features")
+    if not feature_pos:
+        raise TableError(f"{table.path}: no feature columns besides the target {target!r}")
+    return feature_pos, target_pos
+
+
+@dataclass
+class Training:
+    """Training data as the model sees them, X [n, d] standardised and targets y [n] (numpy or
+    dask arrays), and what a TableModel needs to map them back to the file's units."""
+    X: object
+    y: object
+    features: list
+    columns: int
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    y_mean: float = 0.0
+    y_scale: float = 1.0
+    classes: np.ndarray | None = None
+
+
+def moments(X, y, classifier: bool, unique=np.unique) -> tuple:
+    """The statistics a fit standardises with: column means [d] and standard deviations [d] of X,
+    y's mean and standard deviation, and for a classifier y's distinct values (``unique``:
+    dask.array.unique for dask arrays, whose statistics are then computed in one pass)."""
+    return X.mean(axis=0), X.std(axis=0), y.mean(), y.std(), unique(y) if classifier else None
+
+
+def standardised(X, y, features: list[str], columns: int, stats: tuple) -> Training:
+    """X and y (numpy or dask arrays) standardised with ``stats`` (``moments``, computed): a
+    constant column keeps scale 1; a classifier's two labels become 0 and 1."""
+    x_mean, x_std, y_mean, y_std, values = (np.asarray(v, dtype=float) if v is not None else None for v in stats)
+    x_scale = np.where(x_std > 0, x_std, 1.0)
+    Xs = (X - x_mean) / x_scale  # [n, d]
+    if values is None:
+        y_scale = float(y_std) if y_std > 0 else 1.0
+        return Training(Xs, (y - y_mean) / y_scale, features, columns, x_mean, x_scale, float(y_mean), y_scale)
+    if values.size != 2:
+        raise TableError(f"svgp-classifier needs a target with exactly 2 distinct values, got {values.size}"
+                         + (f" ({values[:5].tolist()}...)" if values.size > 2 else ""))
+    return Training(Xs, (y == values[1]).astype(float), features, columns, x_mean, x_scale, classes=values)
 
 
 def _build_and_fit(args, X, y):
@@ -209,7 +251,7 @@ def _build_and_fit(args, X, y):
         model = GPR(X, y, kernel, noise_variance=_NOISE_INIT).fit(max_iter=args.iterations or 1000,
                                                                   progress=progress)
         return model, f"log marginal likelihood / n = {model.log_marginal_likelihood() / n:.4f}"
-    Z = inducing_points(X, m, seed=args.seed)  # [m, d]
+    Z = _inducing(X, m, args.seed)  # [m, d]
     if args.model == "sgpr":
         model = SGPR(X, y, kernel, Z=Z, noise_variance=_NOISE_INIT).fit(max_iter=args.iterations or 1000,
                                                                       progress=progress)
@@ -221,28 +263,64 @@ def _build_and_fit(args, X, y):
     return model, f"ELBO / n = {model.elbo(X, y) / n:.4f} (m = {m}, all rows)"
 
 
+def _inducing(X, m: int, seed: int) -> np.ndarray:
+    """m k-means centres [m, d] of X's rows; of a sample of them when X is a dask array."""
+    if is_dask(X):
+        from .dask._partitioned import sample_rows
+        X = sample_rows(X, KMEANS_SAMPLE, seed)
+    return inducing_points(X, m, seed=seed)
+
+
 def fit_command(args) -> int:
     _check_output(args.output)
-    X, y, features, columns = _training_data(args.data, args.target, _split_list(args.features))
-    x_mean, x_scale = _standardise(X)
-    classes, y_mean, y_scale = None, 0.0, 1.0
-    if args.model == "svgp-classifier":
-        classes = np.unique(y)
-        if classes.size != 2:
-            raise TableError(f"svgp-classifier needs a target with exactly 2 distinct values, got {classes.size}"
-                             + (f" ({classes[:5].tolist()}...)" if classes.size > 2 else ""))
-        targets = (y == classes[1]).astype(float)
-    else:
-        (y_mean,), (y_scale,) = _standardise(y[:, None])
-        targets = (y - y_mean) / y_scale
-    start = time.perf_counter()
-    model, summary = _build_and_fit(args, (X - x_mean) / x_scale, targets)
-    seconds = time.perf_counter() - start
-    fitted = TableModel(args.model, model, features, columns, x_mean, x_scale, y_mean, y_scale, classes)
-    save(fitted, args.output)
-    print(f"fitted {args.model} to {X.shape[0]} rows x {X.shape[1]} features of {args.data} in {seconds:.1f} s "
-          f"({get_num_threads()} threads); {summary}; saved {args.output}")
+    features = _split_list(args.features)
+    classifier = args.model == "svgp-classifier"
+    if args.dask is not None:
+        _check_dask_fit(args)
+    with _cluster(args.dask) as client:
+        if client is None:
+            X, y, names, columns = _training_data(args.data, args.target, features)
+            training = standardised(X, y, names, columns, moments(X, y, classifier))
+            where = f"{get_num_threads()} threads"
+        else:
+            training = _dask_cli().training_data(args.data, args.target, features, classifier, client)
+            where = _dask_cli().describe(client)
+        start = time.perf_counter()
+        model, summary = _build_and_fit(args, training.X, training.y)
+        seconds = time.perf_counter() - start
+        fitted = TableModel(args.model, model, training.features, training.columns, training.x_mean,
+                            training.x_scale, training.y_mean, training.y_scale, training.classes)
+        save(fitted, args.output)  # on dask data, SGPR's posterior is computed on the cluster
+    n, d = training.X.shape
+    print(f"fitted {args.model} to {n} rows x {d} features of {args.data} in {seconds:.1f} s ({where}); "
+          f"{summary}; saved {args.output}")
     return 0
+
+
+def _dask_cli():
+    """varinf.dask._cli, imported on the first use of --dask; TableError saying how to install dask
+    when it is missing."""
+    try:
+        return importlib.import_module(".dask._cli", __package__)
+    except ImportError as err:
+        raise TableError(f"--dask needs dask and distributed ({err}); pip install \"varinf[dask]\"") from None
+
+
+def _check_dask_fit(args) -> None:
+    """Refuses, before a cluster starts, what ``fit --dask`` cannot do."""
+    if args.model == "gpr":
+        raise TableError("--model gpr does not take --dask: the exact GP needs the data in memory (an n x n "
+                         "matrix); use --model sgpr or svgp on the cluster, or drop --dask")
+    if args.target is None:
+        raise TableError("--target is required with --dask (a column name)")
+    _dask_cli().check_data(args.data)
+
+
+def _cluster(spec: str | None):
+    """The Dask client of ``--dask spec`` for the command's duration, or None without --dask."""
+    if spec is None:
+        return contextlib.nullcontext()
+    return _dask_cli().session(spec)
 
 
 # --- predict -------------------------------------------------------------------------------------------
@@ -260,6 +338,8 @@ def _load_model(path: str) -> TableModel:
 
 
 def predict_command(args, block_rows: int = BLOCK_ROWS) -> int:
+    if args.dask is not None:
+        return _predict_on_dask(args)
     to_file = args.output != "-"
     if to_file:
         _check_output(args.output)
@@ -276,6 +356,19 @@ def predict_command(args, block_rows: int = BLOCK_ROWS) -> int:
             rows += block.shape[0]
     if to_file:
         print(f"wrote {rows} predictions ({', '.join(fitted.output_columns)}) to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _predict_on_dask(args) -> int:
+    """``predict --dask``: one output file per partition of the data (varinf.dask._cli)."""
+    dask_cli = _dask_cli()
+    dask_cli.check_partitioned_output(args.output)
+    dask_cli.check_data(args.data)
+    fitted = _load_model(args.model)
+    with _cluster(args.dask):
+        files = dask_cli.predict_partitioned(fitted, args.data, args.output)
+    print(f"wrote predictions ({', '.join(fitted.output_columns)}) of {args.data} to {files} file(s) "
+          f"{args.output}", file=sys.stderr)
     return 0
 
 
