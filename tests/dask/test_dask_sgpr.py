@@ -196,3 +196,18 @@ def test_crafted_factor_is_a_format_error(tmp_path):
             z.writestr(name, data)
     with pytest.raises(vi.FormatError, match="factor/L must be lower triangular with a positive diagonal"):
         vi.load(bad)
+
+
+def test_workers_get_the_allocator_settings_the_core_needs(client):
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_; the first varinf task on a worker raises
+    glibc's thresholds (varinf.dask._worker)."""
+    X, y = _data(n=200)
+    _, dist = _pair(vi.SGPR, X, y, chunks=(100, 3), y_chunks=100)
+    dist.elbo(return_grad=True)
+
+    def state():
+        import os
+        from varinf.dask import _worker
+        return "MALLOC_TRIM_THRESHOLD_" in os.environ, _worker._prepared
+
+    assert all(state == (True, True) for state in client.run(state).values())

@@ -8,6 +8,7 @@ import dask.array as da
 import numpy as np
 
 from ._partitioned import _as_dask_array
+from ._worker import prepare
 
 __all__ = ["lazy"]
 
@@ -43,5 +44,6 @@ def lazy(predictor, method: str, Xnew, columns: tuple, kwargs: dict, outputs: in
 def _column_block(model, X, *columns, method, kwargs):
     """The model's numpy method on one block of rows X [k, d] (and ynew [k, 1]): its results as
     the columns of one array [k, outputs]."""
+    prepare()
     out = getattr(model, method)(X, *(c[:, 0] for c in columns), **kwargs)
     return np.stack(out, axis=1) if isinstance(out, tuple) else out[:, None]

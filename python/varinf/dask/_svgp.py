@@ -24,6 +24,7 @@ from dask.core import flatten
 
 from .._loader import core as _core
 from ._partitioned import PartitionedRows, as_row_chunks, sample_rows
+from ._worker import prepare
 
 __all__ = ["Shards", "full_elbo"]
 
@@ -37,6 +38,7 @@ class _Shard:
 
     def __init__(self, model, seed: int, n: int, batch_size: int, steps_done: int, with_kl: bool, ranges,
                  *chunks):
+        prepare()
         k = len(ranges)
         self.X, self.y = [np.ascontiguousarray(c, np.float64) for c in chunks[:k]], list(chunks[k:])
         self.y = [model.likelihood.check_targets(c, "y", n=x.shape[0]) for c, x in zip(self.y, self.X)]
@@ -156,6 +158,7 @@ class Shards:
 
 def _chunk_elbo(shared, X, y):
     """One chunk's likelihood terms of the ELBO, scaled by num_data / n, and their gradient."""
+    prepare()
     model, x, scale = shared
     y = model.likelihood.check_targets(y, "y", n=X.shape[0])
     elbo, gx, _, _ = _core.sparse.svgp_elbo_grad_x(model._layout()[0], x, np.ascontiguousarray(X), y,
