@@ -11,7 +11,8 @@
   process (C++ loop, 2 threads) against the cluster's synchronous data-parallel steps (one actor
   per worker); both from the same start with the same seed, so they take the same steps, and
   the test NLPD after them.
-- Latency: a plain task round trip through the scheduler, an actor call round trip.
+- Latency: a plain task round trip through the scheduler, an actor call round trip, and the
+  time of 2000 tiny tasks (the scheduler's throughput, which bounds how many chunks pay).
 - The cost model behind the projection of one SGPR evaluation at n = 10^9 on 100 workers.
 
 Writes bench/results/dask.json (quick runs: bench/results/quick/dask.json).
@@ -89,10 +90,13 @@ def svgp_rows(X, y, Xt, yt, m, batch, steps, client):
             seconds = time.perf_counter() - start
         out.append((where, seconds / steps, float(-np.mean(model.predict_log_density(Xt, yt))), model))
     base = out[0][1]
-    p = out[0][3]._layout()[1].get().size
+    layout, params = out[0][3]._layout()
+    x = params.get()
+    _, gx, gv, _ = vi._core.sparse.svgp_elbo_grad_x(layout, x, np.zeros((0, D)), np.zeros(0), scale=0.0)
+    traffic = 8 * (x.size + 1 + gx.size + gv.size)  # x out; (ELBO, d/dx, d/dvalues) back
     return [{"what": f"SVGP step, m={m}, batch={batch}", "where": w, "seconds": s, "ratio": s / base,
              "gflops": 6.0 * m * m * batch / s / 1e9, "test_nlpd": nlpd,
-             "bytes_per_step_per_worker": 8 * (p + 2 * p + p) if w.startswith("Local") else None}
+             "bytes_per_step_per_worker": traffic if w.startswith("Local") else None}
             for w, s, nlpd, _ in out]
 
 
@@ -105,10 +109,15 @@ def latency_rows(client):
     def task_trip():
         client.submit(lambda x: x, np.random.random(), pure=False).result()
 
+    def many_tasks(count=2000):
+        client.gather(client.map(lambda i: i, range(count), pure=False))
+
     actor = client.submit(Echo, actor=True).result()
     t = run_interleaved({"task": task_trip, "actor": lambda: actor.ping(1).result()}, repeats=50, warmup=5)
+    many = run_interleaved({"many": many_tasks}, repeats=3)["many"][0]
     return [{"what": "round trip", "where": "task via the scheduler", "seconds": t["task"][0]},
-            {"what": "round trip", "where": "actor call", "seconds": t["actor"][0]}]
+            {"what": "round trip", "where": "actor call", "seconds": t["actor"][0]},
+            {"what": "2000 tiny tasks (scheduler throughput)", "where": "LocalCluster 2 x 1", "seconds": many}]
 
 
 def main():
@@ -124,6 +133,7 @@ def main():
     notes = [f"client peak allocation during a cluster evaluation: {memory['client_peak_mb']:.1f} MB for "
              f"{memory['data_mb']:.1f} MB of data; {memory['bytes_back_per_chunk']} bytes back per chunk and pass",
              "SVGP bytes per step per worker: x out, (ELBO, d/dx, d/dvalues) back (8 bytes a number)",
+             "SGPR rows per second per worker: n / (2 workers x the cluster's time for one evaluation)",
              f"machine: {os.cpu_count()} cores; in process and the cluster share them"]
     columns = [("what", "benchmark"), ("where", "where"), ("seconds", "seconds"), ("ratio", "vs in process"),
                ("gflops", "GFLOP/s"), ("rel_error", "rel. error of the bound"), ("test_nlpd", "test NLPD"),
