@@ -1,9 +1,13 @@
 """One Dask LocalCluster for the whole test session: 2 worker processes x 1 thread (the
-workers import varinf afresh, as on a real cluster). Tests that kill a worker start their own."""
+workers import varinf afresh, as on a real cluster). Tests that kill a worker start their own.
+Without dask and distributed (an optional extra) the folder is not collected."""
+
+import importlib.util
 
 import pytest
 
-pytest.importorskip("distributed")
+if any(importlib.util.find_spec(name) is None for name in ("dask", "distributed")):
+    collect_ignore_glob = ["test_*.py"]
 
 
 @pytest.fixture(scope="session")
