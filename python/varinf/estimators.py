@@ -42,7 +42,7 @@ except ImportError as exc:  # scikit-learn is an optional dependency
 
 from ._estimator_state import SaveableEstimator
 from ._validation import as_choice, as_positive_int
-from .inducing import inducing_points
+from .inducing import METHODS, inducing_points
 from .kernels import Kernel, SquaredExponential
 from .likelihoods import Bernoulli, Gaussian
 from .models import GPR, SGPR, SVGP, VAE
@@ -252,18 +252,21 @@ class SGPRRegressor(_GaussianGPRegressor):
     """Sparse GP regression with the collapsed bound of Titsias 2009 (varinf.SGPR).
 
     Parameters as GPRegressor, and
-    n_inducing : number of inducing inputs (at most n): k-means centres of the (standardised) inputs,
-        then learned.
-    random_state : seeds the k-means placement of the inducing inputs.
+    n_inducing : number of inducing inputs (at most n), placed among the (standardised) inputs by
+        ``inducing``, then learned.
+    inducing : ``"kmeans"`` (k-means centres) or ``"greedy-variance"`` (the inputs of greatest
+        conditional variance under the initial kernel; Burt, Rasmussen & van der Wilk 2020).
+    random_state : seeds the placement of the inducing inputs.
 
     Fitted attributes as GPRegressor, with ``elbo_`` (the collapsed bound of the normalised
     targets) instead of the log marginal likelihood.
     """
 
     def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
-                 max_iter=1000, random_state=None):
+                 max_iter=1000, random_state=None, inducing="kmeans"):
         self.kernel = kernel
         self.n_inducing = n_inducing
+        self.inducing = inducing
         self.noise_variance = noise_variance
         self.normalize_y = normalize_y
         self.normalize_X = normalize_X
@@ -275,7 +278,8 @@ class SGPRRegressor(_GaussianGPRegressor):
 
     def _build(self, X, y, kernel):
         m = min(as_positive_int(self.n_inducing, "n_inducing"), X.shape[0])
-        Z = inducing_points(X, m, seed=_seed(self.random_state))  # [m, d]
+        method = as_choice(self.inducing, "inducing", METHODS)
+        Z = inducing_points(X, m, seed=_seed(self.random_state), method=method, kernel=kernel)  # [m, d]
         model = SGPR(X, y, kernel, Z, noise_variance=self.noise_variance)
         self.n_iter_ = _optimize(model, self.max_iter)
         self.elbo_ = model.elbo()
@@ -301,7 +305,7 @@ class _SVGPEstimator(_GPEstimator):
         batch = min(as_positive_int(self.batch_size, "batch_size"), n)
         epochs = as_positive_int(self.epochs, "epochs", allow_none=True)
         iterations = None if epochs is not None else as_positive_int(self.iterations, "iterations")
-        model = SVGP(kernel, likelihood, m, num_data=n)
+        model = SVGP(kernel, likelihood, m, num_data=n, inducing=self.inducing)
         model.fit(X, y, iterations=iterations, epochs=epochs, batch_size=batch, learning_rate=self.learning_rate,
                   natgrad=self.natgrad, seed=_seed(self.random_state), progress=self.progress)
         self.elbo_ = float(model.elbo(X, y))
@@ -314,7 +318,8 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
     trained with Adam on minibatches in C++.
 
     Parameters as GPRegressor (without max_iter), and
-    n_inducing : number of inducing inputs (at most n), k-means centres of the inputs, then learned.
+    n_inducing : number of inducing inputs (at most n), placed among the inputs by ``inducing``
+        (as SGPRRegressor), then learned.
     batch_size : minibatch size (at most n).
     iterations : Adam steps, unless ``epochs`` (passes over the data) is given.
     learning_rate : Adam's step size.
@@ -328,9 +333,10 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
 
     def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
                  batch_size=256, iterations=1000, epochs=None, learning_rate=0.01, natgrad=False,
-                 random_state=None, progress=False):
+                 random_state=None, progress=False, inducing="kmeans"):
         self.kernel = kernel
         self.n_inducing = n_inducing
+        self.inducing = inducing
         self.noise_variance = noise_variance
         self.normalize_y = normalize_y
         self.normalize_X = normalize_X
@@ -365,9 +371,11 @@ class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
     """
 
     def __init__(self, kernel=None, n_inducing=100, normalize_X=False, batch_size=256, iterations=1000,
-                 epochs=None, learning_rate=0.01, natgrad=False, random_state=None, progress=False):
+                 epochs=None, learning_rate=0.01, natgrad=False, random_state=None, progress=False,
+                 inducing="kmeans"):
         self.kernel = kernel
         self.n_inducing = n_inducing
+        self.inducing = inducing
         self.normalize_X = normalize_X
         self.batch_size = batch_size
         self.iterations = iterations

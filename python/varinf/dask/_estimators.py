@@ -16,8 +16,8 @@ import dask
 import numpy as np
 
 from .. import estimators as local
-from .._validation import as_positive_int, is_dask
-from ..inducing import KMEANS_SAMPLE, kmeans_centres
+from .._validation import as_choice, as_positive_int, is_dask
+from ..inducing import KMEANS_SAMPLE, METHODS, place_inducing
 from ..likelihoods import Bernoulli, Gaussian
 from ..models import SGPR, SVGP
 from ._partitioned import as_row_chunks, compute, sample_rows
@@ -74,10 +74,11 @@ class _DaskEstimator:
             raise ValueError(f"X must be 2-D with {self.n_features_in_} columns, got shape {X.shape}")
         return self._inputs(X.astype(np.float64))
 
-    def _inducing(self, X, seed) -> np.ndarray:
-        """k-means centres of a sample of the dask rows X [m, d]."""
+    def _inducing(self, X, seed, kernel) -> np.ndarray:
+        """Inducing inputs [m, d] placed by ``inducing`` among a sample of the dask rows X."""
         m = min(as_positive_int(self.n_inducing, "n_inducing"), X.shape[0])
-        return kmeans_centres(sample_rows(X, KMEANS_SAMPLE, seed), m, seed)
+        method = as_choice(self.inducing, "inducing", METHODS)
+        return place_inducing(sample_rows(X, KMEANS_SAMPLE, seed), m, seed, method, kernel)
 
     def to_local(self):
         """The plain varinf estimator with this one's parameters and fitted state: it predicts
@@ -146,14 +147,14 @@ class SGPRRegressor(_DaskRegressor, local.SGPRRegressor):
     _LOCAL = local.SGPRRegressor
 
     def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
-                 max_iter=1000, random_state=None, client=None):
+                 max_iter=1000, random_state=None, inducing="kmeans", client=None):
         super().__init__(kernel=kernel, n_inducing=n_inducing, noise_variance=noise_variance,
                          normalize_y=normalize_y, normalize_X=normalize_X, max_iter=max_iter,
-                         random_state=random_state)
+                         random_state=random_state, inducing=inducing)
         self.client = client
 
     def _build_dask(self, X, y, kernel, client):
-        Z = self._inducing(X, local._seed(self.random_state))
+        Z = self._inducing(X, local._seed(self.random_state), kernel)
         model = SGPR(X, y, kernel, Z, noise_variance=self.noise_variance)
         self.n_iter_ = local._optimize(model, self.max_iter)
         self.elbo_ = model.elbo()
@@ -169,7 +170,7 @@ class _DaskSVGP(_DaskEstimator):
         epochs = as_positive_int(self.epochs, "epochs", allow_none=True)
         iterations = None if epochs is not None else as_positive_int(self.iterations, "iterations")
         seed = local._seed(self.random_state)
-        model = SVGP(kernel, likelihood, self._inducing(X, seed), num_data=n)
+        model = SVGP(kernel, likelihood, self._inducing(X, seed, kernel), num_data=n)
         model.fit(X, y, iterations=iterations, epochs=epochs, batch_size=batch, learning_rate=self.learning_rate,
                   natgrad=self.natgrad, seed=seed, progress=self.progress, client=client)
         self.elbo_ = float(model.elbo(X, y))
@@ -184,11 +185,11 @@ class SVGPRegressor(_DaskRegressor, _DaskSVGP, local.SVGPRegressor):
 
     def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
                  batch_size=256, iterations=1000, epochs=None, learning_rate=0.01, natgrad=False,
-                 random_state=None, progress=False, client=None):
+                 random_state=None, progress=False, inducing="kmeans", client=None):
         super().__init__(kernel=kernel, n_inducing=n_inducing, noise_variance=noise_variance,
                          normalize_y=normalize_y, normalize_X=normalize_X, batch_size=batch_size,
                          iterations=iterations, epochs=epochs, learning_rate=learning_rate, natgrad=natgrad,
-                         random_state=random_state, progress=progress)
+                         random_state=random_state, progress=progress, inducing=inducing)
         self.client = client
 
     def _build_dask(self, X, y, kernel, client):
@@ -202,10 +203,11 @@ class SVGPClassifier(_DaskSVGP, local.SVGPClassifier):
     _LOCAL = local.SVGPClassifier
 
     def __init__(self, kernel=None, n_inducing=100, normalize_X=False, batch_size=256, iterations=1000,
-                 epochs=None, learning_rate=0.01, natgrad=False, random_state=None, progress=False, client=None):
+                 epochs=None, learning_rate=0.01, natgrad=False, random_state=None, progress=False,
+                 inducing="kmeans", client=None):
         super().__init__(kernel=kernel, n_inducing=n_inducing, normalize_X=normalize_X, batch_size=batch_size,
                          iterations=iterations, epochs=epochs, learning_rate=learning_rate, natgrad=natgrad,
-                         random_state=random_state, progress=progress)
+                         random_state=random_state, progress=progress, inducing=inducing)
         self.client = client
 
     def fit(self, X, y):

@@ -9,8 +9,8 @@ import numpy as np
 
 from .._constants import KUU_JITTER
 from .._loader import core as _core
-from .._validation import as_matrix, is_integer
-from ..inducing import KMEANS_SAMPLE, inducing_points, kmeans_centres, warn_kuu_jitter
+from .._validation import as_choice, as_matrix, is_integer
+from ..inducing import KMEANS_SAMPLE, METHODS, inducing_points, place_inducing, warn_kuu_jitter
 from ..kernels import Kernel
 from ..parameters import Parameter
 from ..serialization import FormatError, config_value, load_component, register, restore_trainable
@@ -33,11 +33,12 @@ class _SparseRegression(GaussianRegression):
     _objective_field = "bound"
 
     def __init__(self, X, y, kernel: Kernel, Z, noise_variance: float = 1.0, mean=None,
-                 train_Z: bool = True):
+                 train_Z: bool = True, inducing: str = "kmeans"):
+        inducing = as_choice(inducing, "inducing", METHODS)
         self._init_data(X, y, kernel, noise_variance, mean)
-        if is_integer(Z):  # dask rows: k-means on a sample of them
+        if is_integer(Z):  # dask rows: placed among a sample of them
             sample = self.X if self._partitioned is None else self._partitioned.sample(KMEANS_SAMPLE, seed=0)
-            Z = kmeans_centres(sample, Z, seed=0)
+            Z = place_inducing(sample, Z, 0, inducing, kernel)
         Z = as_matrix(Z, "Z", d=self.X.shape[1])  # [m, d]
         self._Z = Parameter("Z", Z.ravel(), lower=None, trainable=train_Z)
         self._Z_shape = Z.shape
@@ -214,9 +215,11 @@ class SGPR(_SparseRegression):
     ----------
     X, y, kernel : as for varinf.GPR (X [n, d] and y [n] are copied; the model keeps read-only copies)
     Z : array_like [m, d], the inducing inputs (learned by ``fit`` unless ``train_Z=False``),
-        or an int m: k-means centres of X
+        or an int m: placed among the rows of X by ``inducing``
     noise_variance, mean : as for varinf.GPR
     train_Z : bool, whether ``fit`` moves the inducing inputs
+    inducing : for an int Z, ``"kmeans"`` (k-means centres) or ``"greedy-variance"`` (the rows of
+        greatest conditional variance under the initial kernel, Burt et al. 2020; varinf.inducing)
 
     The C++ core evaluates the objective and its gradient with respect to Z, the kernel
     parameters, the noise and the mean in one call, in blocks of data rows (memory

@@ -10,13 +10,14 @@ import numpy as np
 
 from .._constants import KUU_JITTER
 from .._loader import core as _core
-from .._validation import as_finite_float, as_float, as_matrix, as_positive_int, is_dask, is_integer
-from ..inducing import KMEANS_SAMPLE, kmeans_centres, warn_kuu_jitter
+from .._validation import as_choice, as_finite_float, as_float, as_matrix, as_positive_int, is_dask, is_integer
+from ..inducing import KMEANS_SAMPLE, METHODS, place_inducing, warn_kuu_jitter
 from ..kernels import Kernel
 from ..likelihoods import Likelihood
 from ..parameters import RAW_MIN, Parameter, ParameterVector
 from ..progress import Progress
 from ..serialization import (
+    FormatError,
     config_number,
     config_value,
     dump_component,
@@ -44,13 +45,15 @@ class SVGP(ConstantMean, Persistent):
     ----------
     kernel : varinf.kernels.Kernel
     likelihood : varinf.likelihoods.Likelihood
-    Z : array_like [m, d], or an int m: the inducing inputs are then the k-means centres of
-        (a sample of) the X first given to ``fit``
+    Z : array_like [m, d], or an int m: the inducing inputs are then placed by ``inducing``
+        among (a sample of) the rows of the X first given to ``fit``
     num_data : int, the number of training points n (minibatch terms are scaled by n / B)
     whiten : bool, parametrise q(v) with u = L v, Kuu = L L^T (default, as GPflow/GPyTorch)
     q_diag : bool, a diagonal q_sqrt [m] instead of a lower-triangular [m, m] one
     mean : None or "zero", "constant" (learned, starts at 0) or a number (learned, starts there)
     train_Z : bool, whether ``fit`` moves the inducing inputs
+    inducing : for an int Z, ``"kmeans"`` (k-means centres) or ``"greedy-variance"`` (the rows of
+        greatest conditional variance under the initial kernel, Burt et al. 2020; varinf.inducing)
 
     The C++ core evaluates the ELBO on a batch and its gradient with respect to q_mu, q_sqrt,
     Z, the kernel, the likelihood and the mean in one call; ``fit`` runs the minibatch loop,
@@ -58,7 +61,7 @@ class SVGP(ConstantMean, Persistent):
     """
 
     def __init__(self, kernel: Kernel, likelihood: Likelihood, Z, num_data: int, whiten: bool = True,
-                 q_diag: bool = False, mean=None, train_Z: bool = True):
+                 q_diag: bool = False, mean=None, train_Z: bool = True, inducing: str = "kmeans"):
         if not isinstance(kernel, Kernel):
             raise ValueError(f"kernel must be a varinf.kernels.Kernel, got {type(kernel).__name__}")
         if not isinstance(likelihood, Likelihood):
@@ -69,6 +72,7 @@ class SVGP(ConstantMean, Persistent):
         self.whiten = bool(whiten)
         self.q_diag = bool(q_diag)
         self._train_Z = bool(train_Z)
+        self.inducing = as_choice(inducing, "inducing", METHODS)
         self._mean = make_mean(mean, np.zeros(1))  # "constant" starts at 0
         self.elbo_history_ = np.zeros(0)
         if is_integer(Z):
@@ -91,7 +95,7 @@ class SVGP(ConstantMean, Persistent):
     def _require_inducing(self):
         if self._Z is None:
             raise ValueError(f"Z was given as a number ({self._num_inducing}): call fit(X, y) first, "
-                             "which places the inducing inputs by k-means on X")
+                             f"which places the inducing inputs among the rows of X ({self.inducing})")
 
     # --- parameters ------------------------------------------------------------------------
     @property
@@ -252,7 +256,7 @@ class SVGP(ConstantMean, Persistent):
             X = as_matrix(X, "X", d=d)  # [n, d]
         if self._Z is None:
             sample = X if not is_dask(X) else data.sample(KMEANS_SAMPLE, seed)
-            self._set_inducing(kmeans_centres(sample, self._num_inducing, seed))
+            self._set_inducing(place_inducing(sample, self._num_inducing, seed, self.inducing, self.kernel))
         self.kernel.check_input(X, "X")
         n = X.shape[0]
         if not is_dask(X):
@@ -343,8 +347,9 @@ class SVGP(ConstantMean, Persistent):
     # --- saving (varinf.serialization) ------------------------------------------------------------
     def _save_state(self):
         """config ``{"kernel": spec, "likelihood": spec, "num_data", "whiten", "q_diag", "train_Z",
-        "has_mean", "trainable": {"mean", "q_mu", "q_sqrt"}, "num_inducing"}`` (``num_inducing``
-        is null once Z is placed, the number m before); arrays: the kernel's under ``kernel/``, the
+        "has_mean", "trainable": {"mean", "q_mu", "q_sqrt"}, "num_inducing", "inducing"}``
+        (``num_inducing`` is null once Z is placed, the number m before; ``inducing`` how Z will be
+        placed, absent in files of varinf before it); arrays: the kernel's under ``kernel/``, the
         likelihood's under ``likelihood/``, ``elbo_history`` [steps], ``mean`` (if any) and, once Z
         is placed, ``Z`` [m, d], ``q_mu`` [m], ``q_sqrt`` ([m] when q_diag, else [m, m])."""
         kernel, arrays = dump_component(self.kernel, "kernel/")
@@ -354,7 +359,8 @@ class SVGP(ConstantMean, Persistent):
         arrays.update(values)
         config = {"kernel": kernel, "likelihood": likelihood, "num_data": self.num_data, "whiten": self.whiten,
                   "q_diag": self.q_diag, "train_Z": self._train_Z if self._Z is None else self._Z.trainable,
-                  "has_mean": self._mean is not None, "trainable": trainable, "num_inducing": None}
+                  "has_mean": self._mean is not None, "trainable": trainable, "num_inducing": None,
+                  "inducing": self.inducing}
         if self._Z is None:
             config["num_inducing"] = self._num_inducing
         else:
@@ -374,7 +380,7 @@ class SVGP(ConstantMean, Persistent):
         Z = arrays.take("Z") if fitted else config_number(config, "num_inducing", int, minimum=1)
         model = cls(kernel, likelihood, Z, config_number(config, "num_data", int, minimum=1),
                     whiten=config_value(config, "whiten", bool), q_diag=q_diag, mean=cls._saved_mean(config, arrays),
-                    train_Z=config_value(config, "train_Z", bool))
+                    train_Z=config_value(config, "train_Z", bool), inducing=_saved_method(config))
         params = model._own_parameters()
         if fitted:
             model.q_mu, model.q_sqrt = q_mu, q_sqrt
@@ -382,6 +388,14 @@ class SVGP(ConstantMean, Persistent):
         restore_trainable(params, config_value(config, "trainable", dict))
         model.elbo_history_ = arrays.take("elbo_history", (None,)).copy()
         return model
+
+
+def _saved_method(config) -> str:
+    """The saved placement of the inducing inputs ("kmeans" in files that predate the choice)."""
+    method = config.get("inducing", "kmeans")
+    if method not in METHODS:
+        raise FormatError(f"inducing must be one of {METHODS}, got {method!r}")
+    return method
 
 
 def _warn_diverged(trainer, learning_rate, gamma):
