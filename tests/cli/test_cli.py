@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import varinf as vi
 from varinf.__main__ import main
+from _cli import fails as _fails
 
 
 def _has_matplotlib():
@@ -173,16 +174,6 @@ def test_numpy_files(tmp_path, table, capsys):
     assert "fitted sgpr to 40 rows x 2 features" in capsys.readouterr().out
     assert main(["predict", str(tmp_path / "z.vinf"), str(tmp_path / "features.npy"), "-o",
                  str(tmp_path / "p.csv")]) == 0
-
-
-def _fails(argv, capsys, *expected):
-    """main(argv) exits with status 2 and one line on stderr containing ``expected``."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    for text in expected:
-        assert text in err, err
-    return err
 
 
 def test_fit_errors_name_the_problem(tmp_path, csv_file, capsys):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import varinf as vi
 from varinf.__main__ import main
+from _cli import fails as _fails
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
@@ -41,16 +42,6 @@ def _partitioned(pattern):
     paths = sorted(glob.glob(pattern))
     assert paths
     return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-
-
-def _fails(argv, capsys, *expected):
-    """main(argv) exits with status 2 and one line on stderr containing ``expected``."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    for text in expected:
-        assert text in err, err
-    return err
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
