@@ -51,6 +51,8 @@ def _as_dask_array(a, name: str):
         a = da.from_array(np.asarray(a))
     if a.dtype.kind not in "fiub":
         raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    if a.ndim == 0:
+        raise ValueError(f"{name} must be an array of rows, got a scalar")
     if any(math.isnan(c) for c in a.chunks[0]):
         raise ValueError(f"{name} has unknown chunk sizes (NaN): call {name}.compute_chunk_sizes() first "
                          f"(or to_dask_array(lengths=True) on a dask DataFrame)")

@@ -40,8 +40,8 @@ class _Shard:
                  *chunks):
         prepare()
         k = len(ranges)
-        self.X, self.y = [np.ascontiguousarray(c, np.float64) for c in chunks[:k]], list(chunks[k:])
-        self.y = [model.likelihood.check_targets(c, "y", n=x.shape[0]) for c, x in zip(self.y, self.X)]
+        self.X = [np.ascontiguousarray(c, np.float64) for c in chunks[:k]]  # [n_j, d] each
+        self.y = [model.likelihood.check_targets(c, "y", n=x.shape[0]) for c, x in zip(chunks[k:], self.X)]
         self.starts = np.array([r[0] for r in ranges], dtype=np.int64)
         self.stops = np.array([r[1] for r in ranges], dtype=np.int64)
         self.layout, _ = model._layout()
