@@ -20,22 +20,9 @@ from .._validation import as_choice, as_positive_int, is_dask
 from ..inducing import KMEANS_SAMPLE, METHODS, place_inducing
 from ..likelihoods import Bernoulli, Gaussian
 from ..models import SGPR, SVGP
-from ._partitioned import as_row_chunks, compute, sample_rows
+from ._partitioned import active_client, as_row_chunks, compute, sample_rows
 
 __all__ = ["SGPRRegressor", "SVGPRegressor", "SVGPClassifier"]
-
-
-def _active_client(client):
-    """``client``, or the active distributed.Client, or None (dask's default scheduler)."""
-    if client is None:
-        try:
-            from distributed import default_client
-            client = default_client()
-        except (ImportError, ValueError):
-            return None
-    if client.status in ("closing", "closed"):
-        raise ValueError("client is closed; create a new distributed.Client")
-    return client
 
 
 class _DaskEstimator:
@@ -48,7 +35,7 @@ class _DaskEstimator:
         with n_features_in_ and feature_names_in_ set as scikit-learn's validate_data does."""
         columns = getattr(X, "columns", None)
         X, y = as_row_chunks(X, y)
-        client = _active_client(self.client)
+        client = active_client(self.client)
         if client is not None:
             X, y = client.persist([X, y])
         self.n_features_in_ = X.shape[1]
@@ -128,14 +115,11 @@ class _DaskRegressor(_DaskEstimator):
         return self._build_dask(X, y, kernel, self._fit_client) if is_dask(X) else super()._build(X, y, kernel)
 
     def predict(self, X, return_std: bool = False, return_cov: bool = False):
-        """As the local estimator's; a lazy dask array (or two) for a dask X (no return_cov)."""
-        if not is_dask(X):
-            return super().predict(X, return_std, return_cov)
-        if return_cov:
+        """As the local estimator's, which computes lazily on a dask X: a lazy dask array (or
+        two); no return_cov for a dask X."""
+        if is_dask(X) and return_cov:
             raise ValueError("return_cov=True needs X in memory (an [n*, n*] matrix); pass a numpy array")
-        mean, var = self.model_.predict_f(self._new_inputs(X))  # lazy [n*], [n*]
-        mean = mean * self.y_train_std_ + self.y_train_mean_
-        return (mean, (var + self._noise) ** 0.5 * self.y_train_std_) if return_std else mean
+        return super().predict(X, return_std, return_cov)
 
 
 class SGPRRegressor(_DaskRegressor, local.SGPRRegressor):
@@ -223,13 +207,6 @@ class SVGPClassifier(_DaskSVGP, local.SVGPClassifier):
         X = self._fit_inputs(X)
         self.model_ = self._train_dask(X, targets, self._kernel_for(X.shape[1]), Bernoulli(), client)
         return self
-
-    def decision_function(self, X):
-        """As the local estimator's; lazy for a dask X."""
-        if not is_dask(X):
-            return super().decision_function(X)
-        mean, var = self.model_.predict_f(self._new_inputs(X))  # lazy [n*], [n*]
-        return mean / (1.0 + var) ** 0.5
 
     def predict_proba(self, X):
         """Class probabilities [n*, 2]; lazy for a dask X."""

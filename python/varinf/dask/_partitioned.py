@@ -20,7 +20,7 @@ import numpy as np
 from .._loader import core as _core
 from ._worker import prepare
 
-__all__ = ["PartitionedRows", "as_row_chunks", "sample_rows", "tree_sum", "compute"]
+__all__ = ["PartitionedRows", "active_client", "as_row_chunks", "sample_rows", "tree_sum", "compute"]
 
 
 _GONE = "the Dask client or cluster that holds the data is gone"
@@ -41,6 +41,20 @@ def compute(*collections, data=()):
             raise RuntimeError(f"{_GONE} ({type(exc).__name__}: {exc}); start a client and create the model "
                                "again") from exc
         raise
+
+
+def active_client(client=None):
+    """``client``, or the active distributed.Client, or None (no client: dask's default
+    scheduler); ValueError for a closed client."""
+    if client is None:
+        try:
+            from distributed import default_client
+            client = default_client()
+        except (ImportError, ValueError):
+            return None
+    if client.status in ("closing", "closed"):
+        raise ValueError("client is closed; create a new distributed.Client")
+    return client
 
 
 def _as_dask_array(a, name: str):

@@ -23,7 +23,7 @@ import numpy as np
 from dask.core import flatten
 
 from .._loader import core as _core
-from ._partitioned import PartitionedRows, as_row_chunks, sample_rows
+from ._partitioned import PartitionedRows, active_client, as_row_chunks, sample_rows
 from ._worker import prepare
 
 __all__ = ["Shards", "full_elbo"]
@@ -70,19 +70,13 @@ class _Shard:
         return np.concatenate(xs), np.concatenate(ys)
 
 
-def _default_client(client):
-    try:
-        from distributed import default_client
-    except ImportError:
-        raise ImportError('SVGP on dask arrays trains on a Dask cluster: pip install "varinf[dask]"') from None
-    try:
-        client = default_client() if client is None else client
-    except ValueError:
+def _cluster_client(client):
+    """``client`` or the active distributed.Client: SVGP's actors need one."""
+    client = active_client(client)
+    if client is None:
         raise ValueError("SVGP on dask arrays trains on a Dask cluster: create a distributed.Client first "
-                         "(distributed.Client(distributed.LocalCluster()) on one machine), or pass numpy "
-                         "arrays") from None
-    if client.status in ("closing", "closed"):
-        raise ValueError("the Dask client is closed; create a new distributed.Client")
+                         "(distributed.Client(distributed.LocalCluster()) on one machine; pip install "
+                         '"varinf[dask]"), or pass numpy arrays')
     return client
 
 
@@ -90,7 +84,7 @@ class Shards:
     """The actors over a fit's data, and the synchronous steps."""
 
     def __init__(self, model, X, y, d: int | None, client=None):
-        self.client = _default_client(client)
+        self.client = _cluster_client(client)
         self.model = model
         self.X, self.y = as_row_chunks(X, y, d)
         self.X, self.y = self.client.persist([self.X, self.y])
