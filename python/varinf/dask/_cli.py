@@ -8,6 +8,7 @@ Every problem (no scheduler at the address, no file, a column that is not a numb
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import logging
 import os
@@ -72,11 +73,15 @@ def _connect(address: str):
     try:
         return Client(address, timeout=_CONNECT_SECONDS)
     except ValueError as err:
-        raise TableError(f"--dask {address}: not a scheduler address ({_one_line(err)}); give tcp://host:port "
-                         "or local:N") from None
+        problem = (f"not a scheduler address ({_one_line(err)}); give tcp://host:port or local:N")
     except OSError as err:  # nothing listening
-        raise TableError(f"--dask {address}: no Dask scheduler answered ({_one_line(err)}); start one "
-                         "('dask scheduler') or use --dask local:N") from None
+        problem = (f"no Dask scheduler answered ({_one_line(err)}); start one ('dask scheduler') or use "
+                   "--dask local:N")
+    # The half-made Client stays in a reference cycle through the traceback. Collected later, inside
+    # another Client's or LocalCluster's start, its __del__ closes a loop whose lock that start holds:
+    # the process hangs (seen in the test suite). Collected here, it closes at once.
+    gc.collect()
+    raise TableError(f"--dask {address}: {problem}")
 
 
 def describe(client) -> str:
