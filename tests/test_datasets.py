@@ -97,3 +97,14 @@ def test_shipped_digits_equal_scikit_learns():
     digits = datasets.load_digits()
     np.testing.assert_array_equal(X, digits.data / 16.0)
     np.testing.assert_array_equal(y, digits.target)
+
+
+def test_mcycle_shipped():
+    X, y = vi.datasets.load_mcycle()
+    assert X.shape == (133, 1) and y.shape == (133,)
+    assert X.dtype == np.float64 and y.dtype == np.float64
+    assert np.all(np.isfinite(X)) and np.all(np.isfinite(y))
+    assert X.min() == 2.4 and X.max() == 57.6
+    assert y.min() == -134.0 and y.max() == 75.0
+    assert X[0, 0] == 2.4 and y[0] == 0.0 and X[-1, 0] == 57.6 and y[-1] == 10.7  # original order
+    assert np.all(np.diff(X[:, 0]) >= 0)  # sorted by time, as in MASS

@@ -1,6 +1,5 @@
-// Sparse GP models: likelihoods, SGPR (and FITC) collapsed bounds, SVGP ELBO and training
-// loop. Natural-gradient steps, the ELBO of one SVGPArgs and training on given batches are
-// entry points of the testing submodule: the models reach them through SVGPTrainer.
+// Sparse GP models: likelihoods and the SGPR (and FITC) collapsed bounds, in one call and by
+// partitions of the rows; the SVGP's are wired in from bind_svgp.cpp.
 #include <functional>
 #include <initializer_list>
 #include <limits>
@@ -10,7 +9,6 @@
 #include "common.hpp"
 #include "varinf/likelihoods.hpp"
 #include "varinf/sgpr.hpp"
-#include "varinf/svgp.hpp"
 
 namespace varinf::bindings {
 
@@ -341,222 +339,15 @@ void bind_likelihood_testing(py::module_ testing) {
   testing.def("inverse_mills", py::vectorize(&inverse_mills), py::arg("z"));
 }
 
-// The SVGP state as Python holds it: (kernel, theta, likelihood, lik_theta, Z, q_mu, q_sqrt,
-// whiten, q_diag, mean, num_data, jitter).
-struct SVGPArgs {
-  const Kernel& kernel;
-  CArray theta;
-  const Likelihood& likelihood;
-  CArray lik_theta, Z, q_mu, q_sqrt;
-  bool whiten, q_diag;
-  double mean, num_data, jitter;
-
-  SVGPProblem problem() const {
-    const Index m = Z.shape(0);
-    require(theta.ndim() == 1 && theta.shape(0) == kernel.num_params() && lik_theta.ndim() == 1 &&
-                lik_theta.shape(0) == likelihood.num_params() && Z.ndim() == 2 && m >= 1 &&
-                q_mu.ndim() == 1 && q_mu.shape(0) == m &&
-                (q_diag ? (q_sqrt.ndim() == 1 && q_sqrt.shape(0) == m)
-                        : (q_sqrt.ndim() == 2 && q_sqrt.shape(0) == m && q_sqrt.shape(1) == m)),
-            "inconsistent SVGP arguments (theta, lik_theta, Z [m, d], q_mu [m], q_sqrt)");
-    const MatRef qs = view(q_sqrt);  // q_diag: the diagonal [m] as one column
-    return {kernel, theta.data(), likelihood, lik_theta.data(), view(Z), vview(q_mu), qs,
-            whiten, q_diag, mean, num_data, jitter};
-  }
-
-  void check_inputs(const CArray& X) const {
-    require(X.ndim() == 2 && X.shape(1) == Z.shape(1), "X must have as many columns as Z");
-  }
-};
-
-void bind_svgp(py::module_ m) {
-  py::class_<SVGPArgs>(m, "SVGPArgs", "The SVGP parameters at one point (a view of numpy arrays).")
-      .def(py::init<const Kernel&, CArray, const Likelihood&, CArray, CArray, CArray, CArray, bool,
-                    bool, double, double, double>(),
-           py::arg("kernel"), py::arg("theta"), py::arg("likelihood"), py::arg("lik_theta"), py::arg("Z"),
-           py::arg("q_mu"), py::arg("q_sqrt"), py::arg("whiten"), py::arg("q_diag"), py::arg("mean"),
-           py::arg("num_data"), py::arg("jitter"), py::keep_alive<1, 2>(), py::keep_alive<1, 4>());
-
-  m.def("svgp_predict", [](const SVGPArgs& a, const CArray& Xnew, bool full_cov) {
-    const SVGPProblem p = a.problem();
-    a.check_inputs(Xnew);
-    return predict_moments(
-        Xnew.shape(0), full_cov,
-        [&](VecOut mu, VecOut var) { svgp_predict(p, view(Xnew), mu, var); },
-        [&](VecOut mu, MatOut cov) { svgp_predict_cov(p, view(Xnew), mu, cov); });
-  }, py::arg("args"), py::arg("Xnew"), py::arg("full_cov"),
-  "latent (mean [n*], variance [n*] or covariance [n*, n*])");
-}
-
-// The ELBO and every gradient of one SVGPArgs, for the finite-difference tests (the models
-// train through SVGPLayout's flat vector instead).
-void bind_svgp_testing(py::module_ testing) {
-  testing.def("svgp_elbo_grad", [](const SVGPArgs& a, const CArray& X, const CArray& y) {
-    const SVGPProblem p = a.problem();
-    a.check_inputs(X);
-    require(y.ndim() == 1 && y.shape(0) == X.shape(0), "y must have one entry per row of X");
-    SVGPGradient g;
-    {
-      NoGil nogil;
-      g = svgp_elbo_grad(p, view(X), vview(y));
-    }
-    CArray dq_sqrt = a.q_diag ? copy_out(VectorXd(g.dq_sqrt.col(0))) : copy_out(g.dq_sqrt);
-    py::dict grads;
-    grads["theta"] = copy_out(g.dtheta);
-    grads["lik_theta"] = copy_out(g.dlik);
-    grads["q_mu"] = copy_out(g.dq_mu);
-    grads["q_sqrt"] = dq_sqrt;
-    grads["Z"] = copy_out(g.dZ);
-    grads["mean"] = g.dmean;
-    return py::make_tuple(g.elbo, g.kl, grads, g.jitter);
-  }, py::arg("args"), py::arg("X"), py::arg("y"), "(elbo, kl, {name: gradient}, jitter)");
-}
-
-using IndexArray = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
-
-SVGPLayout make_layout(KernelPtr kernel, LikelihoodPtr likelihood, Index m, Index d, bool has_mean,
-                       bool whiten, bool q_diag, const IndexArray& index, const CArray& fixed,
-                       const CArray& lower, double raw_min, double num_data, double jitter) {
-  SVGPLayout l;
-  l.kernel = std::move(kernel);
-  l.likelihood = std::move(likelihood);
-  l.m = m;
-  l.d = d;
-  l.has_mean = has_mean;
-  l.whiten = whiten;
-  l.q_diag = q_diag;
-  l.num_data = num_data;
-  l.jitter = jitter;
-  l.raw_min = raw_min;
-  l.index.assign(index.data(), index.data() + index.size());
-  l.fixed = Eigen::Map<const VectorXd>(fixed.data(), fixed.size());
-  l.lower = Eigen::Map<const VectorXd>(lower.data(), lower.size());
-  bool ok = m >= 1 && d >= 1 && Index(l.index.size()) == l.num_values() && l.fixed.size() == l.num_values();
-  for (Index j : l.index) ok = ok && j < l.lower.size();
-  require(ok, "inconsistent SVGP layout");
-  return l;
-}
-
-void check_data(const SVGPLayout& l, const VectorXd& x, const CArray& X, const CArray& y) {
-  require(x.size() == l.lower.size(), "x has the wrong size for this layout");
-  require(X.ndim() == 2 && X.shape(1) == l.d && y.ndim() == 1 && y.shape(0) == X.shape(0),
-          "X must be [n, d] with d the width of Z, and y [n]");
-}
-
-void check_data_for(const SVGPTrainer& t, const CArray& X, const CArray& y) {
-  check_data(t.layout(), t.x(), X, y);
-}
-
-void bind_svgp_training(py::module_ m) {
-  py::class_<SVGPLayout>(m, "SVGPLayout", "How the unconstrained vector x maps onto the SVGP's values.")
-      .def(py::init(&make_layout), py::arg("kernel"), py::arg("likelihood"), py::arg("m"), py::arg("d"),
-           py::arg("has_mean"), py::arg("whiten"), py::arg("q_diag"), py::arg("index"), py::arg("fixed"),
-           py::arg("lower"), py::arg("raw_min"), py::arg("num_data"), py::arg("jitter"));
-
-  m.def("svgp_elbo_grad_x", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y,
-                               double scale, bool kl) {
-    const VectorXd xv = vview(x);
-    check_data(l, xv, X, y);
-    VectorXd grad, grad_values;
-    double elbo, jitter;
-    {
-      NoGil nogil;
-      elbo = svgp_elbo_grad_x(l, xv, view(X), vview(y), grad, &jitter, &grad_values, ElboTerms{scale, kl});
-    }
-    return py::make_tuple(elbo, copy_out(grad), copy_out(grad_values), jitter);
-  }, py::arg("layout"), py::arg("x"), py::arg("X"), py::arg("y"),
-        py::arg("scale") = std::numeric_limits<double>::quiet_NaN(), py::arg("kl") = true,
-        "(elbo, d elbo / dx, d elbo / d values, jitter): the rows' likelihood terms times scale (NaN: "
-        "num_data / rows), minus the KL when kl");
-
-  py::class_<BatchSampler>(m, "BatchSampler", "The SVGP trainer's minibatch order, drawn from a seed.")
-      .def(py::init<std::uint64_t>(), py::arg("seed"))
-      .def("next", [](BatchSampler& s, Index n, Index batch_size) {
-        require(batch_size >= 1 && batch_size <= n, "batch_size must be in [1, n]");
-        std::vector<Index> rows;
-        s.next(n, batch_size, rows);
-        return py::array_t<std::int64_t>(py::ssize_t(rows.size()), rows.data());
-      }, py::arg("n"), py::arg("batch_size"), "the next batch's rows of 0..n-1 [batch_size]");
-
-  py::class_<SVGPTrainer>(m, "SVGPTrainer", "Adam on the SVGP ELBO over minibatches, in C++.")
-      .def(py::init([](const SVGPLayout& l, const CArray& x0, double lr, double beta1, double beta2,
-                       double eps, std::uint64_t seed, double natgrad_gamma) {
-             const VectorXd x = vview(x0);
-             require(x.size() == l.lower.size(), "x0 has the wrong size for this layout");
-             return SVGPTrainer(l, x, AdamOptions{lr, beta1, beta2, eps}, seed, natgrad_gamma);
-           }), py::arg("layout"), py::arg("x0"), py::arg("learning_rate"), py::arg("beta1"), py::arg("beta2"),
-           py::arg("eps"), py::arg("seed"), py::arg("natgrad_gamma") = 0.0)
-      .def("run", [](SVGPTrainer& t, const CArray& X, const CArray& y, Index batch_size, Index steps) {
-        check_data_for(t, X, y);
-        require(batch_size >= 1 && batch_size <= X.shape(0), "batch_size must be in [1, n]");
-        std::vector<double> elbos;
-        {
-          NoGil nogil;
-          elbos = t.run(view(X), vview(y), batch_size, steps);
-        }
-        return copy_out(elbos);
-      }, py::arg("X"), py::arg("y"), py::arg("batch_size"), py::arg("steps"), "ELBO of each step taken [<= steps]")
-      .def("apply", [](SVGPTrainer& t, double elbo, const CArray& grad_x, const CArray& grad_values) {
-        require(grad_x.ndim() == 1 && grad_x.shape(0) == t.x().size(), "grad_x has the wrong size");
-        require(grad_values.ndim() == 1 && grad_values.shape(0) == t.layout().num_values(),
-                "grad_values has the wrong size");
-        return t.apply(elbo, vview(grad_x), vview(grad_values));
-      }, py::arg("elbo"), py::arg("grad_x"), py::arg("grad_values"),
-      "one step from an ELBO and its gradient summed elsewhere; False when it failed")
-      .def_property_readonly("x", [](const SVGPTrainer& t) { return copy_out(t.x()); })
-      .def_property_readonly("failed", &SVGPTrainer::failed)
-      .def_property_readonly("collapsed",
-                             [](const SVGPTrainer& t) { return t.failure() == SVGPTrainer::Failure::kCollapsed; })
-      .def_property_readonly("failed_step", &SVGPTrainer::failed_step);
-}
-
-// One natural-gradient step and training on given batches, checked against numpy in the tests
-// (SVGPTrainer takes these steps itself, on batches it draws).
-void bind_svgp_training_testing(py::module_ testing) {
-  testing.def("svgp_natgrad_step", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& y,
-                                      double gamma) {
-    VectorXd xv = vview(x);
-    check_data(l, xv, X, y);
-    require(svgp_natgrad_supported(l), "natural gradients need q_mu and q_sqrt trainable");
-    bool ok;
-    double elbo;
-    {
-      NoGil nogil;
-      ok = svgp_natgrad_step(l, xv, view(X), vview(y), gamma, elbo);
-    }
-    return py::make_tuple(ok, elbo, copy_out(xv));
-  }, py::arg("layout"), py::arg("x"), py::arg("X"), py::arg("y"), py::arg("gamma"),
-  "(ok, elbo before the step, new x)");
-
-  testing.def("svgp_run_batches", [](SVGPTrainer& t, const CArray& X, const CArray& y, const IndexArray& batches) {
-    check_data_for(t, X, y);
-    require(batches.ndim() == 2, "batches must be [steps, batch_size]");
-    const std::int64_t* b = batches.data();
-    for (py::ssize_t i = 0; i < batches.size(); ++i)
-      require(b[i] >= 0 && b[i] < X.shape(0), "batch row index out of range");
-    const Eigen::Map<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
-        bm(b, batches.shape(0), batches.shape(1));
-    std::vector<double> elbos;
-    {
-      NoGil nogil;
-      elbos = t.run_batches(view(X), vview(y), bm);
-    }
-    return copy_out(elbos);
-  }, py::arg("trainer"), py::arg("X"), py::arg("y"), py::arg("batches"),
-  "trainer.run on the given batches of row indices [steps, batch_size]: the ELBO of each step taken");
-}
-
 }  // namespace
 
 void bind_sparse(py::module_ m, py::module_ testing) {
   bind_likelihoods(m);
+  bind_latent_likelihoods(m);
   bind_likelihood_testing(testing);
   bind_sgpr(m);
   bind_partitioned(m);
-  bind_svgp(m);
-  bind_svgp_testing(testing);
-  bind_svgp_training(m);
-  bind_svgp_training_testing(testing);
+  bind_svgp(m, testing);
 }
 
 }  // namespace varinf::bindings

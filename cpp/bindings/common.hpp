@@ -137,6 +137,8 @@ void bind_kernels(py::module_ m);
 void bind_linalg(py::module_ m, py::module_ testing);
 void bind_gp(py::module_ m);
 void bind_sparse(py::module_ m, py::module_ testing);
+void bind_latent_likelihoods(py::module_ m);  // into sparse, by bind_sparse
+void bind_svgp(py::module_ m, py::module_ testing);  // into sparse, by bind_sparse
 void bind_vae(py::module_ m, py::module_ testing);
 
 }  // namespace varinf::bindings

@@ -1,21 +1,25 @@
-// SVGP minibatch ELBO and its reverse pass (Hensman, Fusi & Lawrence 2013; docs/math.md section 7).
+// SVGP minibatch ELBO and its reverse pass (Hensman, Fusi & Lawrence 2013; docs/math.md section 7),
+// for L latent GPs in groups that share a kernel and inducing inputs (docs/math.md section 11.1).
 //
-// Notation: Kuu = K(Z, Z) + jitter I = L L^T [m, m], Kuf = K(Z, X_batch) [m, k],
-// A = L^-1 Kuf [m, k], G = A (whitened) or L^-T A = Kuu^-1 Kuf (unwhitened) [m, k],
-// T = Lq^T G [m, k]. Then (docs/math.md section 7)
-//   mu  = G^T q_mu + mean,  var = diag Kff - colsum(A^2) + colsum(T^2)           [k]
-//   ELBO = (n / B) sum_i E_{N(f; mu_i, var_i)} log p(y_i | f) - KL[q || p].
-// Reverse pass, with gmu = dELBO/dmu, gv = dELBO/dvar and D = diag(gv):
-//   dq_mu += G gmu;  dLq += 2 G D T^T (lower);  Gbar = q_mu gmu^T + 2 Lq T D;  Abar = -2 A D
-//   (+ Gbar whitened);  unwhitened G = L^-T A: H = L^-1 Gbar, Abar += H, Lbar -= G H^T;
-//   A = L^-1 Kuf: Kufbar = L^-T Abar, Lbar -= Kufbar A^T  (docs/math.md section 3, triangular solve)
-// and Kuubar = cholesky_reverse(L, Lbar) (Murray 2016). The batch is cut into blocks of rows,
-// one run of blocks per thread, each thread with its own [m, m] accumulators.
+// Notation for a group: Kuu = K(Z, Z) + jitter I = L L^T [m, m], Kuf = K(Z, X_batch) [m, k],
+// A = L^-1 Kuf [m, k], G = A (whitened) or L^-T A = Kuu^-1 Kuf (unwhitened) [m, k]; for each of
+// its latent GPs l, T_l = Lq_l^T G [m, k]. Then (docs/math.md section 7)
+//   mu_l  = G^T q_mu_l + mean_l,  var_l = diag Kff - colsum(A^2) + colsum(T_l^2)      [k]
+//   ELBO = (n / B) sum_i E_{q(f_i)} log p(y_i | f_i) - sum_l KL[q_l || p_l],
+// the likelihood reading f = [mu_l, var_l]_l or, with mixing, g = W f (section 11.1).
+// Reverse pass, with gmu_l = dELBO/dmu_l, gv_l = dELBO/dvar_l and D_l = diag(gv_l):
+//   dq_mu_l += G gmu_l;  dLq_l += 2 G D_l T_l^T (lower);  Gbar = sum_l (q_mu_l gmu_l^T + 2 Lq_l T_l D_l);
+//   Abar = -2 A sum_l D_l (+ Gbar whitened);  unwhitened G = L^-T A: H = L^-1 Gbar, Abar += H,
+//   Lbar -= G H^T;  A = L^-1 Kuf: Kufbar = L^-T Abar, Lbar -= Kufbar A^T  (docs/math.md section 3)
+// and Kuubar = cholesky_reverse(L, Lbar) (Murray 2016). With one latent GP every operation is
+// the single-GP one, in the same order. The batch is cut into blocks of rows, one run of blocks
+// per thread, each thread with its own accumulators.
 // L^-1 is formed once per call (m^3 / 3 flops), so that every L^-1 X and L^-T X on a block is
 // a triangular product: Eigen's triangular solves run their diagonal blocks in scalar code,
 // its triangular products run entirely in the vectorised GEMM kernel.
 #include "varinf/svgp.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <tuple>
 
@@ -29,209 +33,325 @@ namespace {
 
 using Eigen::Lower;
 
-// Lq [m, m] lower triangular (a diagonal matrix when q_diag).
-MatrixXd q_factor(const SVGPProblem& p) {
-  const Index m = p.Z.rows();
-  if (p.q_diag) return p.q_sqrt.col(0).asDiagonal().toDenseMatrix();
-  MatrixXd Lq = MatrixXd::Zero(m, m);
-  Lq.triangularView<Lower>() = p.q_sqrt;
-  return Lq;
-}
-
-// K(Z, Z)'s factor and inverse, and q(u)'s factor.
-struct Factors {
+// One group's K(Z, Z) factor and its inverse.
+struct GroupFactor {
   double jitter = 0.0;  // the jitter K(Z, Z) needed (declared first: L's initialiser sets it)
   MatrixXd L;           // [m, m] lower: chol(K(Z, Z) + jitter I)
   MatrixXd Linv;        // [m, m] lower: L^-1
-  MatrixXd Lq;          // [m, m] lower (q_diag: diagonal)
 
-  explicit Factors(const SVGPProblem& p)
-      : L(detail::inducing_cholesky(p.kernel, p.theta, p.Z, p.jitter, jitter)),
-        Linv(L.rows(), L.cols()),
-        Lq(q_factor(p)) {
+  GroupFactor(const LatentGroup& g, double jitter0)
+      : L(detail::inducing_cholesky(g.kernel, g.theta, g.Z, jitter0, jitter)), Linv(L.rows(), L.cols()) {
     lower_inverse(L, Linv);
   }
-  auto Li() const { return Linv.triangularView<Lower>(); }                 // L^-1
+  auto Li() const { return Linv.triangularView<Lower>(); }                      // L^-1
   auto LiT() const { return Linv.transpose().triangularView<Eigen::Upper>(); }  // L^-T
 };
 
-// Forward quantities of one block of rows: the marginals of f (docs/math.md section 7.2).
-struct Block {
-  MatrixXd A;   // [m, k] L^-1 Kuf
-  MatrixXd Gu;  // [m, k] L^-T A (unwhitened only)
-  MatrixXd T;   // [m, k] Lq^T G
-  VectorXd mu;  // [k]
-  VectorXd var; // [k]
+// Latent GP l's q(u) factor Lq_l [m, m] lower triangular (a diagonal matrix when q_diag).
+MatrixXd q_factor(const SVGPProblem& p, Index l) {
+  const Index m = p.m();
+  if (p.q_diag) return p.q_sqrt.col(l).asDiagonal().toDenseMatrix();
+  MatrixXd Lq = MatrixXd::Zero(m, m);
+  Lq.triangularView<Lower>() = p.q_sqrt.middleRows(l * m, m);
+  return Lq;
+}
+
+// Every group's K(Z, Z) factor, and every latent GP's q(u).
+struct Factors {
+  std::vector<GroupFactor> groups;
+  std::vector<MatrixXd> Lq;    // [L] of [m, m]
+  std::vector<VectorXd> q_mu;  // [L] of [m]
+  std::vector<Index> group_of; // [L]
+  double jitter = 0.0;         // the largest jitter used
+
+  explicit Factors(const SVGPProblem& p) {
+    for (const LatentGroup& g : p.groups) {
+      groups.emplace_back(g, p.jitter);
+      jitter = std::max(jitter, groups.back().jitter);
+      for (Index l = g.first; l < g.first + g.count; ++l) {
+        Lq.push_back(q_factor(p, l));
+        q_mu.push_back(p.q_mu.col(l));
+        group_of.push_back(Index(groups.size()) - 1);
+      }
+    }
+  }
+};
+
+// A group's forward quantities on one block of rows.
+struct GroupBlock {
+  MatrixXd A;     // [m, k] L^-1 Kuf
+  MatrixXd Gu;    // [m, k] L^-T A (unwhitened only)
+  VectorXd base;  // [k] diag Kff - colsum(A^2)
   const MatrixXd& G(bool whiten) const { return whiten ? A : Gu; }
 };
 
-void forward(const SVGPProblem& p, const Factors& F, MatRef Xb, Block& b) {
-  const Index m = p.Z.rows(), k = Xb.rows();
-  const MatrixXd& Lq = F.Lq;
-  MatrixXd Kuf(m, k);  // K(Xb, Z) [k, m] row-major is Kuf [m, k] column-major: no copy
-  Eigen::Map<RowMatrixXd> Kfu(Kuf.data(), k, m);
-  p.kernel.K(p.theta, Xb, p.Z, Kfu);
-  b.A.noalias() = F.Li() * Kuf;
-  if (!p.whiten) b.Gu.noalias() = F.LiT() * b.A;
-  const MatrixXd& G = b.G(p.whiten);
-  b.mu.noalias() = G.transpose() * p.q_mu;
-  b.mu.array() += p.mean;
-  if (p.q_diag) {
-    b.T.noalias() = Lq.diagonal().asDiagonal() * G;
-  } else {
-    b.T.noalias() = Lq.triangularView<Lower>().transpose() * G;
-  }
-  b.var.resize(k);
-  p.kernel.K_diag(p.theta, Xb, b.var);
-  b.var -= b.A.colwise().squaredNorm().transpose();
-  b.var += b.T.colwise().squaredNorm().transpose();
-}
-
-// Per-thread sums of the batch terms.
-struct Acc {
-  double ell = 0.0, dmean = 0.0;
-  VectorXd dtheta, dlik, dq_mu;  // [p], [q], [m]
-  MatrixXd dLq;                  // [m, m] (lower) or [m, 1] (q_diag)
-  MatrixXd Lbar;                 // [m, m] lower: dELBO/dL
-  RowMatrixXd dZ;                // [m, d]
-  auto fields() { return std::tie(ell, dmean, dtheta, dlik, dq_mu, dLq, Lbar, dZ); }
+// The forward quantities of one block of rows: the marginals of every f_l (docs/math.md
+// section 7.2).
+struct Block {
+  std::vector<GroupBlock> g;  // [G]
+  std::vector<MatrixXd> T;    // [L] of [m, k] Lq_l^T G
+  MatrixXd mu, var;           // [k, L]
 };
 
-// Adds the likelihood terms of block b (the k rows Xb [k, d], yb [k]) and their reverse pass
-// (docs/math.md section 7.5) into acc.
-void reverse(const SVGPProblem& p, const Factors& F, MatRef Xb, VecRef yb, double scale, const Block& b,
-             Acc& acc) {
-  const Index k = Xb.rows();
-  const MatrixXd& Lq = F.Lq;
-  VectorXd gmu(k), gv(k);  // [k]
-  VectorXd dlik = VectorXd::Zero(p.likelihood.num_params());
-  acc.ell += scale * p.likelihood.variational_expectations(p.lik_theta, yb, b.mu, b.var, gmu, gv, dlik.data());
-  acc.dlik += scale * dlik;
-  gmu *= scale;
-  gv *= scale;
-  acc.dmean += gmu.sum();
-  const MatrixXd& G = b.G(p.whiten);
-  acc.dq_mu.noalias() += G * gmu;
-  const VectorXd gv2 = 2.0 * gv;                    // [k]
-  const MatrixXd TD2 = b.T * gv2.asDiagonal();      // [m, k] 2 T D
-  MatrixXd Abar = p.q_mu * gmu.transpose();         // [m, k] Gbar, then Abar in place
-  if (p.q_diag) {
-    acc.dLq.col(0) += G.cwiseProduct(TD2).rowwise().sum();
-    Abar.noalias() += Lq.diagonal().asDiagonal() * TD2;
-  } else {
-    acc.dLq.triangularView<Lower>() += G * TD2.transpose();
-    Abar.noalias() += Lq.triangularView<Lower>() * TD2;
+void forward(const SVGPProblem& p, const Factors& F, MatRef Xb, Block& b) {
+  const Index m = p.m(), k = Xb.rows(), nl = p.num_latent();
+  b.g.resize(p.groups.size());
+  b.T.resize(nl);
+  b.mu.resize(k, nl);
+  b.var.resize(k, nl);
+  for (size_t gi = 0; gi < p.groups.size(); ++gi) {
+    const LatentGroup& grp = p.groups[gi];
+    const GroupFactor& f = F.groups[gi];
+    GroupBlock& gb = b.g[gi];
+    MatrixXd Kuf(m, k);  // K(Xb, Z) [k, m] row-major is Kuf [m, k] column-major: no copy
+    Eigen::Map<RowMatrixXd> Kfu(Kuf.data(), k, m);
+    grp.kernel.K(grp.theta, Xb, grp.Z, Kfu);
+    gb.A.noalias() = f.Li() * Kuf;
+    if (!p.whiten) gb.Gu.noalias() = f.LiT() * gb.A;
+    const MatrixXd& G = gb.G(p.whiten);
+    gb.base.resize(k);
+    grp.kernel.K_diag(grp.theta, Xb, gb.base);
+    gb.base -= gb.A.colwise().squaredNorm().transpose();
+    for (Index l = grp.first; l < grp.first + grp.count; ++l) {
+      b.mu.col(l).noalias() = G.transpose() * F.q_mu[l];
+      if (p.mean.size()) b.mu.col(l).array() += p.mean[l];
+      if (p.q_diag) {
+        b.T[l].noalias() = F.Lq[l].diagonal().asDiagonal() * G;
+      } else {
+        b.T[l].noalias() = F.Lq[l].triangularView<Lower>().transpose() * G;
+      }
+      b.var.col(l) = gb.base + b.T[l].colwise().squaredNorm().transpose();
+    }
   }
-  if (!p.whiten) {
-    Abar = F.Li() * Abar;  // H = L^-1 Gbar [m, k]
-    acc.Lbar.triangularView<Lower>() -= G * Abar.transpose();
-  }
-  Abar.noalias() -= b.A * gv2.asDiagonal();
-  const RowMatrixXd Kbar = F.LiT() * Abar;  // [m, k] Kufbar = L^-T Abar
-  acc.Lbar.triangularView<Lower>() -= Kbar * b.A.transpose();
-  p.kernel.grad(p.theta, p.Z, Xb, Kbar, acc.dtheta.data(), acc.dZ);
-  p.kernel.grad_diag(p.theta, Xb, gv, acc.dtheta.data(), no_input_grad());
 }
 
-// Adds -KL[q(u) || p(u)] and its gradient (docs/math.md section 7.3); returns KL. With
-// V = L^-1 Lq [m, m], a = L^-1 q_mu [m] (unwhitened) or V = Lq, a = q_mu (whitened):
+// Per-thread sums of the batch terms. Blocks of columns (or rows) hold the groups' and the
+// latent GPs' parts.
+struct Acc {
+  double ell = 0.0;
+  VectorXd dtheta, dlik, dmean;  // [sum of the groups' p], [q], [L] or [0]
+  MatrixXd dq_mu;                // [m, L]
+  MatrixXd dLq;                  // [m, L m]: block l lower (or [m, L] when q_diag)
+  MatrixXd Lbar;                 // [m, G m]: block g lower, dELBO/dL of group g
+  RowMatrixXd dZ;                // [G m, d]
+  MatrixXd dW;                   // [P, L] (or [0, 0])
+  auto fields() { return std::tie(ell, dtheta, dlik, dmean, dq_mu, dLq, Lbar, dZ, dW); }
+};
+
+// Where group g's kernel parameters start in dtheta.
+Index theta_offset(const SVGPProblem& p, size_t g) {
+  Index off = 0;
+  for (size_t i = 0; i < g; ++i) off += p.groups[i].kernel.num_params();
+  return off;
+}
+
+// The likelihood's terms of block b and their adjoints gmu, gv [k, L] with respect to the
+// latent marginals, scaled; with mixing, g = W f (docs/math.md section 11.1):
+//   mean_ip = sum_l W_pl mu_il, var_ip = sum_l W_pl^2 v_il, so with adjoints gm, gv [k, P]
+//   mubar = gm W, vbar = gv (W o W), Wbar = gm^T mu + 2 W o (gv^T var).
+void likelihood_terms(const SVGPProblem& p, Index row0, MatRef Yb, double scale, const Block& b, Acc& acc,
+                      MatrixXd& gmu, MatrixXd& gv) {
+  const Index k = Yb.rows();
+  const MatrixXd W2 = p.W.cwiseAbs2();                                 // [P, L]
+  const MatrixXd fmu = p.mixing() ? MatrixXd(b.mu * p.W.transpose()) : MatrixXd();  // [k, P]
+  const MatrixXd fvar = p.mixing() ? MatrixXd(b.var * W2.transpose()) : MatrixXd();  // [k, P]
+  const MatrixXd& mu = p.mixing() ? fmu : b.mu;
+  const MatrixXd& var = p.mixing() ? fvar : b.var;
+  MatrixXd gm(k, mu.cols()), gvv(k, mu.cols());  // [k, P] (or [k, L])
+  VectorXd dlik = VectorXd::Zero(p.likelihood.num_params());
+  acc.ell += scale * p.likelihood.variational_expectations(p.lik_theta, row0, Yb, mu, var, gm, gvv, dlik.data());
+  acc.dlik += scale * dlik;
+  gm *= scale;
+  gvv *= scale;
+  if (!p.mixing()) {
+    gmu = std::move(gm);
+    gv = std::move(gvv);
+    return;
+  }
+  acc.dW.noalias() += gm.transpose() * b.mu;
+  acc.dW += 2.0 * p.W.cwiseProduct(gvv.transpose() * b.var);
+  gmu.noalias() = gm * p.W;
+  gv.noalias() = gvv * W2;
+}
+
+// Adds the likelihood terms of block b (the k rows Xb [k, d], Yb [k, c], the first of them
+// row0 of the batch) and their reverse pass (docs/math.md section 7.5) into acc.
+void reverse(const SVGPProblem& p, const Factors& F, MatRef Xb, MatRef Yb, Index row0, double scale,
+             const Block& b, Acc& acc) {
+  const Index m = p.m(), k = Xb.rows();
+  MatrixXd gmu, gv;  // [k, L]
+  likelihood_terms(p, row0, Yb, scale, b, acc, gmu, gv);
+  if (p.mean.size()) acc.dmean += gmu.colwise().sum().transpose();
+  for (size_t gi = 0; gi < p.groups.size(); ++gi) {
+    const LatentGroup& grp = p.groups[gi];
+    const GroupFactor& f = F.groups[gi];
+    const GroupBlock& gb = b.g[gi];
+    const MatrixXd& G = gb.G(p.whiten);
+    auto Lbar = acc.Lbar.middleCols(gi * m, m);
+    MatrixXd Abar(m, k);    // [m, k] Gbar, then Abar in place
+    VectorXd gv2, gvsum;    // [k] 2 gv_l, and summed over the group
+    for (Index l = grp.first; l < grp.first + grp.count; ++l) {
+      acc.dq_mu.col(l).noalias() += G * gmu.col(l);
+      gv2 = 2.0 * gv.col(l);
+      const MatrixXd TD2 = b.T[l] * gv2.asDiagonal();  // [m, k] 2 T_l D_l
+      if (l == grp.first) {
+        Abar.noalias() = F.q_mu[l] * gmu.col(l).transpose();
+        gvsum = gv2;
+      } else {
+        Abar.noalias() += F.q_mu[l] * gmu.col(l).transpose();
+        gvsum += gv2;
+      }
+      if (p.q_diag) {
+        acc.dLq.col(l) += G.cwiseProduct(TD2).rowwise().sum();
+        Abar.noalias() += F.Lq[l].diagonal().asDiagonal() * TD2;
+      } else {
+        acc.dLq.middleCols(l * m, m).triangularView<Lower>() += G * TD2.transpose();
+        Abar.noalias() += F.Lq[l].triangularView<Lower>() * TD2;
+      }
+    }
+    if (!p.whiten) {
+      Abar = f.Li() * Abar;  // H = L^-1 Gbar [m, k]
+      Lbar.triangularView<Lower>() -= G * Abar.transpose();
+    }
+    Abar.noalias() -= gb.A * gvsum.asDiagonal();
+    const RowMatrixXd Kbar = f.LiT() * Abar;  // [m, k] Kufbar = L^-T Abar
+    Lbar.triangularView<Lower>() -= Kbar * gb.A.transpose();
+    double* dtheta = acc.dtheta.data() + theta_offset(p, gi);
+    grp.kernel.grad(grp.theta, grp.Z, Xb, Kbar, dtheta, acc.dZ.middleRows(gi * m, m));
+    grp.kernel.grad_diag(grp.theta, Xb, 0.5 * gvsum, dtheta, no_input_grad());
+  }
+}
+
+// Adds -KL[q(u_l) || p(u_l)] and its gradient for latent GP l (docs/math.md section 7.3);
+// returns KL. With V = L^-1 Lq [m, m], a = L^-1 q_mu [m] (unwhitened) or V = Lq, a = q_mu
+// (whitened):
 //   KL = 1/2 (||V||_F^2 + ||a||^2 - m - 2 sum log|diag Lq| [+ 2 sum log diag L])
 //   d(-KL)/dLq = -L^-T V + diag(1 / diag Lq),  d(-KL)/dq_mu = -L^-T a,
 //   d(-KL)/dL = L^-T (V V^T + a a^T) - diag(1 / diag L)        (unwhitened only)
-double add_kl(const SVGPProblem& p, const Factors& F, Acc& acc) {
-  const MatrixXd& L = F.L;
-  const MatrixXd& Lq = F.Lq;
-  const Index m = Lq.rows();
+double add_kl(const SVGPProblem& p, const Factors& F, Index l, Acc& acc) {
+  const Index gi = F.group_of[l], m = p.m();
+  const GroupFactor& f = F.groups[gi];
+  const MatrixXd& L = f.L;
+  const MatrixXd& Lq = F.Lq[l];
   MatrixXd V = Lq;          // [m, m]
-  VectorXd a = p.q_mu;      // [m]
+  VectorXd a = F.q_mu[l];   // [m]
   if (!p.whiten) {
-    V = F.Li() * Lq;
-    a = F.Li() * p.q_mu;
+    V = f.Li() * Lq;
+    a = f.Li() * F.q_mu[l];
   }
   const VectorXd dq = Lq.diagonal();  // [m]
   double kl = 0.5 * (V.squaredNorm() + a.squaredNorm() - m) - dq.array().abs().log().sum();
   MatrixXd LtV = V;    // [m, m] L^-T V
   VectorXd Lta = a;    // [m] L^-T a
   if (!p.whiten) {
+    auto Lbar = acc.Lbar.middleCols(gi * m, m);
     kl += 0.5 * logdet_from_cholesky(L);
-    LtV = F.LiT() * V;
-    Lta = F.LiT() * a;
+    LtV = f.LiT() * V;
+    Lta = f.LiT() * a;
     MatrixXd VVaa = V * V.transpose();  // [m, m]
     VVaa.noalias() += a * a.transpose();
-    VVaa = F.LiT() * VVaa;
-    acc.Lbar.triangularView<Lower>() += VVaa;
-    acc.Lbar.diagonal().array() -= L.diagonal().array().inverse();
+    VVaa = f.LiT() * VVaa;
+    Lbar.triangularView<Lower>() += VVaa;
+    Lbar.diagonal().array() -= L.diagonal().array().inverse();
   }
-  acc.dq_mu -= Lta;
+  acc.dq_mu.col(l) -= Lta;
   if (p.q_diag) {
-    acc.dLq.col(0) += dq.array().inverse().matrix() - LtV.diagonal();
+    acc.dLq.col(l) += dq.array().inverse().matrix() - LtV.diagonal();
   } else {
-    acc.dLq.triangularView<Lower>() -= LtV;
-    acc.dLq.diagonal() += dq.array().inverse().matrix();
+    auto dLq = acc.dLq.middleCols(l * m, m);
+    dLq.triangularView<Lower>() -= LtV;
+    dLq.diagonal() += dq.array().inverse().matrix();
   }
   return kl;
 }
 
+Acc zero_acc(const SVGPProblem& p) {
+  const Index m = p.m(), nl = p.num_latent(), ng = Index(p.groups.size());
+  Acc a;
+  a.dtheta = VectorXd::Zero(theta_offset(p, p.groups.size()));
+  a.dlik = VectorXd::Zero(p.likelihood.num_params());
+  a.dmean = VectorXd::Zero(p.mean.size());
+  a.dq_mu = MatrixXd::Zero(m, nl);
+  a.dLq = MatrixXd::Zero(m, p.q_diag ? nl : nl * m);
+  a.Lbar = MatrixXd::Zero(m, ng * m);
+  a.dZ = RowMatrixXd::Zero(ng * m, p.groups.front().Z.cols());
+  a.dW = MatrixXd::Zero(p.W.rows(), p.W.cols());
+  return a;
+}
+
+// Through each Kuu = L L^T into its Z and kernel parameters.
+void add_kuu_terms(const SVGPProblem& p, const Factors& F, Acc& acc) {
+  const Index m = p.m();
+  for (size_t gi = 0; gi < p.groups.size(); ++gi) {
+    const LatentGroup& grp = p.groups[gi];
+    auto Lbar = acc.Lbar.middleCols(gi * m, m);
+    cholesky_reverse(F.groups[gi].L, F.groups[gi].Linv, Lbar);
+    grp.kernel.grad_sym(grp.theta, grp.Z, Eigen::Map<const RowMatrixXd>(Lbar.data(), m, m),
+                        acc.dtheta.data() + theta_offset(p, gi), acc.dZ.middleRows(gi * m, m));
+  }
+}
+
 }  // namespace
 
-SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y, const ElboTerms& terms) {
-  const Index B = X.rows(), m = p.Z.rows(), d = p.Z.cols();
+SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, MatRef Y, const ElboTerms& terms) {
+  const Index B = X.rows(), m = p.m(), nl = p.num_latent();
   SVGPGradient out;
   const Factors F(p);
   out.jitter = F.jitter;
   const double scale = std::isnan(terms.scale) ? p.num_data / double(B) : terms.scale;
-  auto make = [&] {
-    Acc a;
-    a.dtheta = VectorXd::Zero(p.kernel.num_params());
-    a.dlik = VectorXd::Zero(p.likelihood.num_params());
-    a.dq_mu = VectorXd::Zero(m);
-    a.dLq = MatrixXd::Zero(m, p.q_diag ? 1 : m);
-    a.Lbar = MatrixXd::Zero(m, m);
-    a.dZ = RowMatrixXd::Zero(m, d);
-    return a;
-  };
   auto body = [&](Index s, Index k, Acc& acc) {
     Block b;
     forward(p, F, X.middleRows(s, k), b);
-    reverse(p, F, X.middleRows(s, k), y.segment(s, k), scale, b, acc);
+    reverse(p, F, X.middleRows(s, k), Y.middleRows(s, k), s, scale, b, acc);
   };
-  Acc acc = reduce_row_blocks<Acc>(B, rows_per_block(m), 12.0 * B * m * m, make, body);
-  out.kl = terms.kl ? add_kl(p, F, acc) : 0.0;
+  Acc acc = reduce_row_blocks<Acc>(B, rows_per_block(m), 12.0 * B * m * m * nl, [&] { return zero_acc(p); }, body);
+  out.kl = 0.0;
+  if (terms.kl)
+    for (Index l = 0; l < nl; ++l) out.kl += add_kl(p, F, l, acc);
   out.elbo = acc.ell - out.kl;
-  // Through Kuu = L L^T into Z and the kernel parameters.
-  cholesky_reverse(F.L, F.Linv, acc.Lbar);
-  p.kernel.grad_sym(p.theta, p.Z, Eigen::Map<const RowMatrixXd>(acc.Lbar.data(), m, m),
-                    acc.dtheta.data(), acc.dZ);
+  add_kuu_terms(p, F, acc);
   out.dtheta = std::move(acc.dtheta);
   out.dlik = std::move(acc.dlik);
-  out.dq_mu = std::move(acc.dq_mu);
+  out.dq_mu = acc.dq_mu;
   out.dZ = std::move(acc.dZ);
-  out.dmean = acc.dmean;
-  if (!p.q_diag) acc.dLq.triangularView<Eigen::StrictlyUpper>().setZero();
-  out.dq_sqrt = acc.dLq;
+  out.dW = acc.dW;
+  out.dmean = std::move(acc.dmean);
+  if (p.q_diag) {
+    out.dq_sqrt = acc.dLq;
+  } else {
+    out.dq_sqrt.resize(nl * m, m);
+    for (Index l = 0; l < nl; ++l) {
+      auto block = acc.dLq.middleCols(l * m, m);
+      block.triangularView<Eigen::StrictlyUpper>().setZero();
+      out.dq_sqrt.middleRows(l * m, m) = block;
+    }
+  }
   return out;
 }
 
-void svgp_predict(const SVGPProblem& p, MatRef Xnew, VecOut mean, VecOut var) {
-  const Index m = p.Z.rows();
+void svgp_predict(const SVGPProblem& p, MatRef Xnew, MatOut mean, MatOut var) {
+  const Index m = p.m();
   const Factors F(p);
-  for_row_blocks(Xnew.rows(), rows_per_block(m), 4.0 * Xnew.rows() * m * m, [&](Index s, Index k) {
+  for_row_blocks(Xnew.rows(), rows_per_block(m), 4.0 * Xnew.rows() * m * m * p.num_latent(), [&](Index s, Index k) {
     Block b;
     forward(p, F, Xnew.middleRows(s, k), b);
-    mean.segment(s, k) = b.mu;
-    var.segment(s, k) = b.var;
+    mean.middleRows(s, k) = b.mu;
+    var.middleRows(s, k) = b.var;
   });
 }
 
-// Full covariance [n*, n*]: K** - A^T A + T^T T over all of Xnew at once (docs/math.md section 7.9).
-void svgp_predict_cov(const SVGPProblem& p, MatRef Xnew, VecOut mean, MatOut cov) {
+// Full covariance [n*, n*] of latent GP l: K** - A^T A + T^T T over all of Xnew at once
+// (docs/math.md section 7.9).
+void svgp_predict_cov(const SVGPProblem& p, Index l, MatRef Xnew, VecOut mean, MatOut cov) {
   const Factors F(p);
   Block b;
   forward(p, F, Xnew, b);
-  mean = b.mu;
-  p.kernel.K_sym(p.theta, Xnew, cov);
-  cov.noalias() -= b.A.transpose() * b.A;
-  cov.noalias() += b.T.transpose() * b.T;
+  const Index gi = F.group_of[l];
+  const LatentGroup& grp = p.groups[gi];
+  mean = b.mu.col(l);
+  grp.kernel.K_sym(grp.theta, Xnew, cov);
+  cov.noalias() -= b.g[gi].A.transpose() * b.g[gi].A;
+  cov.noalias() += b.T[l].transpose() * b.T[l];
 }
 
 }  // namespace varinf

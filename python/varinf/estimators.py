@@ -35,7 +35,7 @@ try:
     )
     from sklearn.preprocessing import LabelEncoder
     from sklearn.utils import check_random_state
-    from sklearn.utils.multiclass import check_classification_targets, type_of_target
+    from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 except ImportError as exc:  # scikit-learn is an optional dependency
     raise ImportError('varinf.estimators needs scikit-learn >= 1.6: pip install "varinf[sklearn]"') from exc
@@ -43,8 +43,8 @@ except ImportError as exc:  # scikit-learn is an optional dependency
 from ._estimator_state import SaveableEstimator
 from ._validation import as_choice, as_positive_int
 from .inducing import METHODS, inducing_points
-from .kernels import Kernel, SquaredExponential
-from .likelihoods import Bernoulli, Gaussian
+from .kernels import Kernel, LinearCoregionalization, SeparateIndependent, SquaredExponential
+from .likelihoods import Bernoulli, Gaussian, RobustMax, Softmax
 from .models import GPR, SGPR, SVGP, VAE
 from .models._regression import sample_joint
 from .serialization import FormatError, register
@@ -148,23 +148,29 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
     """What the three regressors share: target normalisation, predictions with std / cov
     un-normalised, samples. Subclasses define ``_build(X, y, kernel)`` (a trained model)."""
 
+    # Whether y may be [n, P] (several outputs).
+    _MULTI_OUTPUT = False
+
     def fit(self, X, y):
-        """Fit the model to X [n, d] and y [n]; returns self."""
-        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        """Fit the model to X [n, d] and y [n] (or [n, P] where several outputs are supported);
+        returns self."""
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True, multi_output=self._MULTI_OUTPUT)
         if y.dtype.kind not in "biuf":
             raise ValueError(f"y must hold numbers (regression targets), got an array of dtype {y.dtype}")
-        return self._fit_rows(X, y)
+        return self._fit_rows(X, y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y)
 
     def _fit_rows(self, X, y):
-        """Normalise, build and train on validated X [n, d] and y [n] (numpy, or dask arrays
-        for varinf.dask's estimators)."""
-        mean, std = (float(v) for v in self._scales(y)) if self.normalize_y else (0.0, 1.0)
-        if not _y_std_in_range(std):
-            raise ValueError(f"y has standard deviation {std:.3g}: normalize_y needs one in "
-                             f"[{_Y_STD_RANGE[0]:.3g}, {_Y_STD_RANGE[1]:.3g}], where its square (the scale of the "
-                             "predictive variances) is a finite float64; rescale y")
+        """Normalise, build and train on validated X [n, d] and y [n] or [n, P] (numpy, or dask
+        arrays for varinf.dask's estimators)."""
+        mean, std = (np.zeros(y.shape[1:]), np.ones(y.shape[1:]))
+        if self.normalize_y:
+            mean, std = (np.asarray(v, dtype=np.float64) for v in self._scales(y))
+        if not np.all([_y_std_in_range(s) for s in np.ravel(std)]):
+            raise ValueError(f"y has standard deviation {np.ravel(std)[0] if std.ndim == 0 else std}: normalize_y "
+                             f"needs one in [{_Y_STD_RANGE[0]:.3g}, {_Y_STD_RANGE[1]:.3g}], where its square (the "
+                             "scale of the predictive variances) is a finite float64; rescale y")
         X = self._fit_inputs(X)
-        self.y_train_mean_, self.y_train_std_ = mean, std
+        self.y_train_mean_, self.y_train_std_ = (float(mean), float(std)) if y.ndim == 1 else (mean, std)
         self.model_ = self._build(X, (y - mean) / std, self._kernel_for(X.shape[1]))
         # The noise variance in the units of y.
         self.noise_variance_ = self._noise * std ** 2
@@ -172,13 +178,20 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
 
     def _restore_fitted(self, fitted) -> int:
         d = super()._restore_fitted(fitted)
-        mean = fitted.number("y_train_mean_")
-        std = fitted.number("y_train_std_", minimum=0, above=True)
-        if not _y_std_in_range(std) or (not self.normalize_y and (mean, std) != (0.0, 1.0)):
+        if getattr(self.model_, "_single", True):
+            mean = fitted.number("y_train_mean_")
+            std = fitted.number("y_train_std_", minimum=0, above=True)
+            noise = fitted.number("noise_variance_")
+        else:  # one entry per output
+            P = self.model_.num_outputs
+            mean = fitted.array("y_train_mean_", (P,))
+            std = fitted.array("y_train_std_", (P,), positive=True)
+            noise = fitted.array("noise_variance_", (P,), positive=True)
+        unscaled = np.all(mean == 0.0) and np.all(std == 1.0)
+        if not all(_y_std_in_range(s) for s in np.ravel(std)) or (not self.normalize_y and not unscaled):
             raise FormatError(f"y_train_mean_ {mean} and y_train_std_ {std} are invalid with "
                               f"normalize_y={self.normalize_y}")
-        noise = fitted.number("noise_variance_")
-        if not math.isclose(noise, self._noise * std ** 2, rel_tol=1e-12):
+        if not np.allclose(noise, self._noise * std ** 2, rtol=1e-12, atol=0.0):
             raise FormatError(f"noise_variance_ {noise} is not the model's noise in the units of y")
         return d
 
@@ -188,7 +201,9 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
         if return_std and return_cov:
             raise RuntimeError("At most one of return_std or return_cov can be requested.")
         X = self._new_inputs(X)
-        mean, var = self.model_.predict_f(X, full_cov=return_cov)  # [n*], [n*] or [n*, n*]
+        if return_cov and np.ndim(self.y_train_std_):
+            raise ValueError("return_cov is for one output; with several use return_std")
+        mean, var = self.model_.predict_f(X, full_cov=return_cov)  # [n*] (or [n*, P]), [n*] or [n*, n*]
         mean = mean * self.y_train_std_ + self.y_train_mean_
         if return_cov:
             var[np.diag_indices_from(var)] += self._noise
@@ -205,6 +220,8 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
     def sample_y(self, X, n_samples: int = 1, random_state=0) -> np.ndarray:
         """Joint samples of y* at X, [n*, n_samples] (as GaussianProcessRegressor.sample_y)."""
         n_samples = as_positive_int(n_samples, "n_samples")
+        if np.ndim(self.y_train_std_):
+            raise ValueError("sample_y is for one output; with several sample the model_'s predict_f_samples")
         mean, cov = self.predict(X, return_cov=True)
         return sample_joint(mean, cov, n_samples, _seed(random_state)).T  # [n*, n_samples]
 
@@ -294,9 +311,11 @@ class _SVGPEstimator(_GPEstimator):
     _FITTED_NUMBERS = {"elbo_": (float, None)}
 
     def _restore_fitted(self, fitted) -> int:
-        if not isinstance(self.model_.likelihood, self._LIKELIHOOD):
-            raise FormatError(f"a {type(self).__name__} needs an SVGP with a {self._LIKELIHOOD.__name__} "
-                              f"likelihood, got {type(self.model_.likelihood).__name__}")
+        allowed = self._LIKELIHOOD if isinstance(self._LIKELIHOOD, tuple) else (self._LIKELIHOOD,)
+        if not isinstance(self.model_.likelihood, allowed):
+            raise FormatError(f"a {type(self).__name__} needs an SVGP with a "
+                              f"{' or '.join(c.__name__ for c in allowed)} likelihood, "
+                              f"got {type(self.model_.likelihood).__name__}")
         return super()._restore_fitted(fitted)
 
     def _train_svgp(self, X, y, kernel, likelihood) -> SVGP:
@@ -333,7 +352,7 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
 
     def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
                  batch_size=256, iterations=1000, epochs=None, learning_rate=0.01, natgrad=False,
-                 random_state=None, progress=False, inducing="kmeans"):
+                 random_state=None, progress=False, inducing="kmeans", n_latent_gps=None):
         self.kernel = kernel
         self.n_inducing = n_inducing
         self.inducing = inducing
@@ -347,32 +366,70 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
         self.natgrad = natgrad
         self.random_state = random_state
         self.progress = progress
+        self.n_latent_gps = n_latent_gps
 
     _LIKELIHOOD = Gaussian
+    _MULTI_OUTPUT = True
 
     def _build(self, X, y, kernel):
-        return self._train_svgp(X, y, kernel, Gaussian(variance=self.noise_variance))
+        if y.ndim == 1:
+            return self._train_svgp(X, y, kernel, Gaussian(variance=self.noise_variance))
+        P = y.shape[1]
+        return self._train_svgp(X, y, self._output_kernels(kernel, P), Gaussian(variance=np.full(P, self.noise_variance)))
+
+    def _output_kernels(self, kernel, P):
+        """Several outputs: one latent GP per output, each with its own copy of the kernel
+        (``n_latent_gps=None``), or Q latent GPs mixed into the P outputs by a learned W [P, Q]
+        (``n_latent_gps=Q``; linear coregionalisation, docs/math.md section 11.1), W starting
+        at seeded N(0, 1 / Q) entries."""
+        if self.n_latent_gps is None:
+            return SeparateIndependent([copy_kernel(kernel) for _ in range(P)])
+        Q = as_positive_int(self.n_latent_gps, "n_latent_gps")
+        W = np.random.default_rng(_seed(self.random_state)).standard_normal((P, Q)) / np.sqrt(Q)
+        return LinearCoregionalization([copy_kernel(kernel) for _ in range(Q)], W)
+
+    @property
+    def kernel_(self):
+        """The trained kernel: with several outputs the SeparateIndependent or
+        LinearCoregionalization of the trained copies."""
+        return self.model_.kernel
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
     @property
     def _noise(self):
         return self.model_.likelihood.variance
 
 
+# The multi-class likelihoods SVGPClassifier offers, by the name of its ``likelihood`` parameter.
+_CLASSIFIER_LIKELIHOODS = ("auto", "bernoulli", "robustmax", "softmax")
+
+
 @register
 class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
-    """Binary GP classification: varinf.SVGP with the Bernoulli (probit) likelihood.
+    """GP classification with any number of classes: varinf.SVGP on minibatches.
 
-    Any two labels (numbers or strings) are accepted; ``classes_`` holds them sorted and the
-    second is the positive class. Parameters as SVGPRegressor without the noise and normalize_y.
+    Any labels (numbers or strings) are accepted; ``classes_`` holds them sorted. With
+    ``likelihood="auto"`` two classes take the Bernoulli (probit) likelihood on one latent GP,
+    and K > 2 classes the RobustMax likelihood on K latent GPs that share the kernel (GPflow's
+    MultiClass; docs/math.md section 11.3); ``"robustmax"`` and ``"softmax"`` (Monte Carlo,
+    section 11.4) choose the multi-class likelihood for any K >= 2, ``"bernoulli"`` insists on two
+    classes. Parameters as SVGPRegressor without the noise and normalize_y.
 
-    ``predict_proba`` gives p(y* | data) = Phi(mu / sqrt(1 + var)) for the latent posterior
-    N(mu, var) (Rasmussen & Williams 2006, eq. 3.82); ``decision_function`` gives
-    mu / sqrt(1 + var), positive where the second class is predicted.
+    ``predict_proba`` gives p(y* = k | data) [n*, K] in the order of ``classes_``: for Bernoulli
+    Phi(mu / sqrt(1 + var)) for the latent posterior N(mu, var) (Rasmussen & Williams 2006,
+    eq. 3.82); for the multi-class likelihoods the likelihood's predictive probabilities, divided
+    by their sum (RobustMax's quadrature leaves it within about 1e-3 of 1). ``decision_function``
+    gives mu / sqrt(1 + var) for Bernoulli (positive where the second class is predicted) and
+    log predict_proba [n*, K] otherwise.
     """
 
     def __init__(self, kernel=None, n_inducing=100, normalize_X=False, batch_size=256, iterations=1000,
                  epochs=None, learning_rate=0.01, natgrad=False, random_state=None, progress=False,
-                 inducing="kmeans"):
+                 inducing="kmeans", likelihood="auto"):
         self.kernel = kernel
         self.n_inducing = n_inducing
         self.inducing = inducing
@@ -384,59 +441,82 @@ class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
         self.natgrad = natgrad
         self.random_state = random_state
         self.progress = progress
+        self.likelihood = likelihood
 
     def fit(self, X, y):
-        """Fit to X [n, d] and labels y [n] of exactly two classes; returns self."""
+        """Fit to X [n, d] and labels y [n] of two or more classes; returns self."""
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
-        y_type = type_of_target(y, input_name="y")
-        if y_type != "binary":
-            raise ValueError(f"Only binary classification is supported. The type of the target is {y_type}.")
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
-        if len(self.classes_) != 2:
-            raise ValueError(f"{type(self).__name__} needs samples of 2 classes; y holds one class, "
+        if len(self.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; y holds one class, "
                              f"{self.classes_[0]!r}")
+        likelihood = self._likelihood_for(len(self.classes_))
         X = self._fit_inputs(X)
         self.model_ = self._train_svgp(X, encoder.transform(y).astype(np.float64), self._kernel_for(X.shape[1]),
-                                       Bernoulli())
+                                       likelihood)
         return self
 
-    _LIKELIHOOD = Bernoulli
+    def _likelihood_for(self, K: int):
+        name = as_choice(self.likelihood, "likelihood", _CLASSIFIER_LIKELIHOODS)
+        if name == "bernoulli" and K != 2:
+            raise ValueError(f"likelihood='bernoulli' needs 2 classes, y holds {K}: use 'robustmax' or 'softmax'")
+        if name == "softmax":
+            return Softmax(K, seed=_seed(self.random_state))
+        return Bernoulli() if name == "bernoulli" or (name == "auto" and K == 2) else RobustMax(K)
+
+    _LIKELIHOOD = (Bernoulli, RobustMax, Softmax)
+
+    @property
+    def _binary(self) -> bool:
+        return isinstance(self.model_.likelihood, Bernoulli)
 
     def _restore_fitted(self, fitted) -> int:
         d = super()._restore_fitted(fitted)
-        classes = fitted.labels("classes_", 2)
-        if not classes[0] < classes[1]:
-            raise FormatError(f"classes_ must hold two distinct labels in sorted order, got {classes.tolist()!r}")
+        K = 2 if self._binary else self.model_.likelihood.num_classes
+        classes = fitted.labels("classes_", K)
+        if not all(a < b for a, b in zip(classes[:-1], classes[1:])):
+            raise FormatError(f"classes_ must hold {K} distinct labels in sorted order, got {classes.tolist()!r}")
         return d
 
     def decision_function(self, X) -> np.ndarray:
-        """mu / sqrt(1 + var) [n*]: positive where ``classes_[1]`` is the more probable class."""
+        """Bernoulli: mu / sqrt(1 + var) [n*], positive where ``classes_[1]`` is the more probable
+        class; a multi-class likelihood: log predict_proba [n*, K] (for two classes the log odds of
+        ``classes_[1]`` [n*], as scikit-learn expects of binary classifiers)."""
+        if not self._binary_fitted():
+            log_p = np.log(self.predict_proba(X))
+            return log_p[:, 1] - log_p[:, 0] if len(self.classes_) == 2 else log_p
         X = self._new_inputs(X)
         mean, var = self.model_.predict_f(X)  # [n*], [n*]
         # Probit link: p(y* = 1) = Phi(mu / sqrt(1 + var)) (Rasmussen & Williams 2006, eq. 3.82).
         return mean / np.sqrt(1.0 + var)
 
+    def _binary_fitted(self) -> bool:
+        check_is_fitted(self)
+        return self._binary
+
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities [n*, 2], columns in the order of ``classes_``."""
-        p = scipy.special.ndtr(self.decision_function(X))  # [n*]
-        return np.column_stack([1.0 - p, p])  # [n*, 2]
+        """Class probabilities [n*, K], columns in the order of ``classes_``."""
+        if self._binary_fitted():
+            p = scipy.special.ndtr(self.decision_function(X))  # [n*]
+            return np.column_stack([1.0 - p, p])  # [n*, 2]
+        p, _ = self.model_.predict_y(self._new_inputs(X))  # [n*, K]
+        return p / p.sum(axis=1, keepdims=True)
 
     def predict_log_proba(self, X) -> np.ndarray:
-        """log predict_proba [n*, 2], computed without cancellation."""
+        """log predict_proba [n*, K], for Bernoulli computed without cancellation."""
+        if not self._binary_fitted():
+            return np.log(self.predict_proba(X))
         z = self.decision_function(X)  # [n*]
         return np.column_stack([scipy.special.log_ndtr(-z), scipy.special.log_ndtr(z)])  # [n*, 2]
 
     def predict(self, X) -> np.ndarray:
-        """The more probable class of each row [n*]."""
-        positive = self.decision_function(X) > 0  # [n*]
-        return self.classes_[positive.astype(int)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
+        """The most probable class of each row [n*]."""
+        if self._binary_fitted():
+            positive = self.decision_function(X) > 0  # [n*]
+            return self.classes_[positive.astype(int)]
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
 
 @register

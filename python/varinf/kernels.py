@@ -35,6 +35,7 @@ from .serialization import (
 __all__ = [
     "Kernel", "SquaredExponential", "RBF", "Matern12", "Matern32", "Matern52",
     "RationalQuadratic", "Periodic", "Linear", "Constant", "White", "Sum", "Product",
+    "SeparateIndependent", "LinearCoregionalization",
 ]
 
 # Lower bound of positive kernel parameters (docs/math.md section 2.1).
@@ -380,3 +381,123 @@ class Sum(_Combination):
 class Product(_Combination):
     """k1 * k2 * ... (elementwise)."""
     _factory = staticmethod(_core.kernels.product)
+
+
+# --- several latent GPs (docs/math.md section 11.1) -------------------------------------------------
+class _LatentKernels:
+    """One kernel per latent GP of an SVGP with several (not a Kernel: it has no K of its own).
+    The same kernel object may appear several times: its parameters are then shared, and the
+    latent GPs that share it and the inducing inputs share one K(Z, Z) and K(Z, X)."""
+
+    def __init__(self, kernels):
+        kernels = list(kernels) if isinstance(kernels, (list, tuple)) else None
+        if not kernels or not all(isinstance(k, Kernel) for k in kernels):
+            raise ValueError("kernels must be a non-empty list of varinf.kernels.Kernel objects")
+        self.kernels = kernels
+
+    @property
+    def num_latent_gps(self) -> int:
+        return len(self.kernels)
+
+    @property
+    def parameters(self) -> list:
+        """Every distinct parameter: the kernels' (then W's, for coregionalisation)."""
+        seen, out = set(), []
+        for p in [p for k in self.kernels for p in k.parameters] + self._own_parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+        return out
+
+    def _own_parameters(self) -> list:
+        return []
+
+    def check_input(self, X, name: str = "X") -> None:
+        for k in self.kernels:
+            k.check_input(X, name)
+
+    def __repr__(self):
+        return f"{type(self).__name__}([{', '.join(repr(k) for k in self.kernels)}])"
+
+    def _save_state(self):
+        """config ``{"children": [{"class", "config"}, ...], "shared": [i, ...]}``: child i's arrays
+        under ``i/``; ``shared[i]`` is the index of the first child that is the same object."""
+        arrays, children, shared = {}, [], []
+        for i, child in enumerate(self.kernels):
+            first = next(j for j, k in enumerate(self.kernels) if k is child)
+            shared.append(first)
+            spec, child_arrays = dump_component(child, f"{i}/") if first == i else ({}, {})
+            children.append(spec)
+            arrays.update(child_arrays)
+        return {"children": children, "shared": shared}, arrays
+
+    @classmethod
+    def _children(cls, config, arrays) -> list:
+        children = config_value(config, "children", list)
+        shared = config_value(config, "shared", list)
+        if not children or len(shared) != len(children):
+            raise FormatError(f"a {cls.__name__} needs children, one 'shared' entry each")
+        kernels = []
+        for i, (spec, first) in enumerate(zip(children, shared)):
+            if not isinstance(first, int) or isinstance(first, bool) or not 0 <= first <= i:
+                raise FormatError(f"'shared' entry {i} must be an index at most {i}, got {first!r}")
+            kernels.append(kernels[first] if first < i else load_component(spec, arrays, f"{i}/", Kernel))
+        return kernels
+
+
+@register
+class SeparateIndependent(_LatentKernels):
+    """Independent latent GPs, latent GP l with kernel ``kernels[l]`` (GPflow's
+    SeparateIndependent)."""
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        return cls(cls._children(config, arrays))
+
+
+@register
+class LinearCoregionalization(_LatentKernels):
+    """P outputs g = W f mixing L independent latent GPs f_l with kernels ``kernels[l]``, W [P, L]
+    learned (GPflow's LinearCoregionalization; Alvarez, Rosasco & Lawrence 2012; docs/math.md
+    section 11.1)."""
+
+    def __init__(self, kernels, W):
+        super().__init__(kernels)
+        W = as_matrix(W, "W")
+        if W.shape[1] != len(self.kernels):
+            raise ValueError(f"W must be [P, {len(self.kernels)}] (one column per kernel), got {W.shape}")
+        self._W_shape = W.shape
+        self._W = Parameter("W", W.ravel(), lower=None)
+
+    @property
+    def num_outputs(self) -> int:
+        return self._W_shape[0]
+
+    @property
+    def W(self) -> np.ndarray:
+        """The mixing matrix [P, L] (a copy)."""
+        return self._W.value.reshape(self._W_shape).copy()
+
+    @W.setter
+    def W(self, value):
+        value = as_matrix(value, "W")
+        if value.shape != self._W_shape:
+            raise ValueError(f"W must keep its shape {self._W_shape}, got {value.shape}")
+        self._W.value = value.ravel()
+
+    def _own_parameters(self):
+        return [self._W]
+
+    def _save_state(self):
+        """As SeparateIndependent's, and the array ``W`` [P, L] with its ``trainable`` flag."""
+        config, arrays = super()._save_state()
+        config["trainable"] = {"W": self._W.trainable}
+        arrays["W"] = self.W
+        return config, arrays
+
+    @classmethod
+    def _from_state(cls, config, arrays):
+        kernels = cls._children(config, arrays)
+        model = cls(kernels, arrays.take("W", (None, len(kernels))))
+        restore_trainable([model._W], config_value(config, "trainable", dict))
+        return model

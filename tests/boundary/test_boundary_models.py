@@ -223,12 +223,14 @@ def test_likelihoods_raise_or_are_finite(lik, y, mu, var):
 @pytest.mark.parametrize("value", [0, -1, np.nan, np.inf, "1", None, [1.0, 2.0], 2.5])
 def test_likelihood_constructors_name_the_argument(make, name, value):
     lik = outcome(lambda: make(value), name)
-    if lik is not None:  # a valid value: the likelihood works
+    if lik is not None:  # a valid value: the likelihood works (a list: one value per output)
         y = np.array([0.0, 1.0, 2.0]) if isinstance(lik, L.Poisson) else np.array([0.0, 1.0, 1.0])
-        mean, var = lik.predict_mean_and_var(np.zeros(3), np.ones(3))
+        shape = (3,) if np.ndim(value) == 0 else (3, len(value))
+        y = y if len(shape) == 1 else np.repeat(y[:, None], shape[1], axis=1)
+        mean, var = lik.predict_mean_and_var(np.zeros(shape), np.ones(shape))
         assert_finite(mean)
         assert np.all(var > 0)  # inf for a Student-t with df <= 2
-        assert_finite(lik.predict_log_density(y, np.zeros(3), np.ones(3)))
+        assert_finite(lik.predict_log_density(y, np.zeros(shape), np.ones(shape)))
 
 
 @settings_for(60)

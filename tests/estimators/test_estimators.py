@@ -32,7 +32,8 @@ from varinf.estimators import (
 # The sparse models run the checks with 20 inducing inputs (defaults: 100) and SGPR with at most 200
 # L-BFGS-B iterations (default 1000) to keep them quick.
 @parametrize_with_checks([GPRegressor(), SGPRRegressor(n_inducing=20, max_iter=200), SVGPRegressor(n_inducing=20),
-                          SVGPClassifier(n_inducing=20), VAETransformer()])
+                          SVGPRegressor(n_inducing=20, n_latent_gps=1), SVGPClassifier(n_inducing=20),
+                          SVGPClassifier(n_inducing=20, likelihood="softmax"), VAETransformer()])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -196,12 +197,15 @@ def test_classifier_with_string_labels():
     assert set(clf.predict(X)) <= {"cat", "dog"}
 
 
-@pytest.mark.parametrize("labels, match", [(np.zeros(10), "needs samples of 2 classes"),
-                                           (np.arange(10) % 3, "Only binary classification")])
-def test_classifier_needs_two_classes(labels, match):
+@pytest.mark.parametrize("labels, kwargs, match", [
+    (np.zeros(10), {}, "needs samples of at least 2 classes"),
+    (np.arange(10) % 3, dict(likelihood="bernoulli"), "likelihood='bernoulli' needs 2 classes, y holds 3"),
+    (np.arange(10) % 3, dict(likelihood="probit"), "likelihood must be one of"),
+])
+def test_classifier_needs_two_classes_and_a_known_likelihood(labels, kwargs, match):
     X = np.random.default_rng(0).standard_normal((10, 2))
     with pytest.raises(ValueError, match=match):
-        SVGPClassifier(iterations=5).fit(X, labels)
+        SVGPClassifier(iterations=5, **kwargs).fit(X, labels)
 
 
 # --- VAE transformer -------------------------------------------------------------------------------

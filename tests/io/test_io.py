@@ -206,8 +206,27 @@ def test_kernel_round_trip(kernel, tmp_path):
         assert np.array_equal(loaded.K(X, X[:3]), kernel.K(X, X[:3]))
 
 
+def _latent_kernels():
+    shared = K.Matern32(lengthscales=[1.1, 0.9])
+    return [K.SeparateIndependent([K.Matern52(variance=2.0), K.SquaredExponential(lengthscales=[0.5, 2.0])]),
+            K.LinearCoregionalization([shared, shared, K.Matern12()], W=np.arange(6.0).reshape(2, 3) - 2.5)]
+
+
+@pytest.mark.parametrize("kernels", _latent_kernels(), ids=repr)
+def test_latent_kernels_round_trip(kernels, tmp_path):
+    kernels.parameters[-1].trainable = False
+    loaded = _save_load(kernels, tmp_path)
+    assert type(loaded) is type(kernels) and repr(loaded) == repr(kernels)
+    assert [p.trainable for p in loaded.parameters] == [p.trainable for p in kernels.parameters]
+    for a, b in zip(loaded.parameters, kernels.parameters):
+        assert np.array_equal(a.value, b.value)
+    # A kernel listed twice is one object again (its parameters stay shared).
+    assert [[a is b for b in loaded.kernels] for a in loaded.kernels] == \
+        [[a is b for b in kernels.kernels] for a in kernels.kernels]
+
+
 def test_every_kernel_and_likelihood_class_is_covered():
-    kernel_classes = {type(k) for k in ALL_KERNELS}
+    kernel_classes = {type(k) for k in ALL_KERNELS + _latent_kernels()}
     kernel_classes |= {type(c) for k in ALL_KERNELS if hasattr(k, "kernels") for c in k.kernels}
     exported = {getattr(K, n) for n in K.__all__} - {K.Kernel}
     assert exported <= kernel_classes
@@ -215,7 +234,9 @@ def test_every_kernel_and_likelihood_class_is_covered():
 
 
 ALL_LIKELIHOODS = [L.Gaussian(0.3), L.Bernoulli(), L.Poisson(quadrature_points=11),
-                   L.StudentT(scale=0.2, df=5.5, quadrature_points=13)]
+                   L.StudentT(scale=0.2, df=5.5, quadrature_points=13), L.Gaussian([0.3, 0.1]),
+                   L.RobustMax(3, epsilon=0.01, quadrature_points=12), L.Softmax(4, num_samples=7, seed=5),
+                   L.HeteroskedasticGaussian(quadrature_points=9)]
 
 
 @pytest.mark.parametrize("lik", ALL_LIKELIHOODS, ids=repr)
@@ -227,7 +248,12 @@ def test_likelihood_round_trip(lik, tmp_path):
     assert vars(loaded).get("quadrature_points") == vars(lik).get("quadrature_points")
     assert vars(loaded).get("df") == vars(lik).get("df")
     assert [p.trainable for p in loaded.parameters] == [False] * len(lik.parameters)
+    for name in ("num_classes", "epsilon", "num_samples", "seed"):
+        assert vars(loaded).get(name) == vars(lik).get(name)
     mu, var = np.array([-0.5, 0.2, 1.0]), np.array([0.1, 0.5, 2.0])
+    columns = lik.latent_dim or max((p.size for p in lik.parameters), default=1)
+    if columns > 1:  # [3, L]
+        mu, var = np.outer(mu, np.linspace(1.0, 2.0, columns)), np.outer(var, np.ones(columns))
     for a, b in zip(loaded.predict_mean_and_var(mu, var), lik.predict_mean_and_var(mu, var)):
         assert np.array_equal(a, b)
 

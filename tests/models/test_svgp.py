@@ -12,6 +12,7 @@ from varinf import kernels as K
 from varinf._loader import core
 from varinf.reference import sparse as ref
 from _gil import assert_releases_gil
+from _svgp import single_args
 from _grad import central_differences
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"  # tests/data
@@ -55,9 +56,8 @@ def test_cpp_elbo_and_gradient(data, rng, whiten, q_diag, lik, targets, ve):
 
     def evaluate(**changed):
         v = {**start, **changed}
-        args = core.sparse.SVGPArgs(kernel.core(), v["theta"], lik.core(), v["lik"], np.ascontiguousarray(v["Z"]),
-                             v["q_mu"], np.ascontiguousarray(v["q_sqrt"]), whiten, q_diag, float(v["mean"][0]),
-                             400.0, 1e-6)
+        args = single_args(kernel, v["theta"], lik, v["lik"], v["Z"], v["q_mu"], v["q_sqrt"], whiten, q_diag,
+                           v["mean"][0])
         return core.testing.svgp_elbo_grad(args, Xb, yb)
 
     elbo, kl, grads, _ = evaluate()
@@ -291,7 +291,7 @@ def test_bad_input_raises_naming_the_argument(data, call, match):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(num_data=0), "num_data must be >= 1"),
-    (dict(Z=np.zeros((4, 2, 1))), "Z must be 2-D"),
+    (dict(Z=np.zeros((4, 2, 1))), r"Z must be \[m, d\] or \[num_latent_gps = 1, m, d\]"),
     (dict(likelihood="gaussian"), "likelihood must be"),
     (dict(mean="linear"), "mean must be"),
 ])
@@ -391,15 +391,16 @@ def test_numpy_reference_step_equals_cpp(data, rng):
     X, y, Z = data
     kernel = K.SquaredExponential(1.3, [0.9, 1.4])
     q_mu, q_sqrt = variational(rng, Z.shape[0], False)
-    args = core.sparse.SVGPArgs(kernel.core(), kernel.theta(), vi.likelihoods.Gaussian(0.05).core(), np.array([0.05]),
-                         Z, q_mu, q_sqrt, True, False, 0.0, 1000.0, 1e-6)
+    args = single_args(kernel, kernel.theta(), vi.likelihoods.Gaussian(0.05), [0.05], Z, q_mu, q_sqrt, True, False,
+                       0.0, num_data=1000.0)
     elbo, _, grads, _ = core.testing.svgp_elbo_grad(args, X[:64], y[:64])
     ref_elbo, ref_grads = ref.svgp_elbo_grad_se(Z, q_mu, q_sqrt, 1.3, np.array([0.9, 1.4]), 0.05, X[:64], y[:64],
                                                 1000)
     assert ref_elbo == pytest.approx(elbo, rel=1e-11)
     np.testing.assert_allclose(np.r_[ref_grads["variance"], ref_grads["lengthscales"]], grads["theta"], rtol=1e-9)
     for name in ["q_mu", "q_sqrt", "Z"]:
-        np.testing.assert_allclose(ref_grads[name], grads[name], rtol=1e-8, atol=1e-9 * np.abs(grads[name]).max())
+        got = grads[name].reshape(np.shape(ref_grads[name]))  # one latent GP: [m, 1], [1, m, m], [1, m, d]
+        np.testing.assert_allclose(ref_grads[name], got, rtol=1e-8, atol=1e-9 * np.abs(got).max())
     assert ref_grads["noise"] == pytest.approx(grads["lik_theta"][0], rel=1e-10)
 
 

@@ -12,38 +12,53 @@
 #include <vector>
 
 #include "varinf/kernels.hpp"
-#include "varinf/likelihoods.hpp"
+#include "varinf/latent_likelihoods.hpp"
 #include "varinf/optim.hpp"
 #include "varinf/random.hpp"
 #include "varinf/types.hpp"
 
 namespace varinf {
 
-struct SVGPProblem {
+// L latent GPs f_1..f_L, independent a priori, each with q(u_l) = N(q_mu[:, l], S_l) at m
+// inducing inputs (GPflow's layout; docs/math.md section 11.1). Latent GPs that share a kernel
+// and inducing inputs form a group: one K(Z, Z) and one K(Z, X) per block serve all of them.
+// With a mixing matrix W [P, L] (linear coregionalisation) the likelihood sees g = W f.
+struct LatentGroup {
   const Kernel& kernel;
   const double* theta;  // kernel parameter values
-  const Likelihood& likelihood;
+  MatRef Z;             // [m, d] inducing inputs
+  Index first, count;   // the group's latent GPs: first, ..., first + count - 1
+};
+
+struct SVGPProblem {
+  std::vector<LatentGroup> groups;  // in order of their latent GPs, covering 0..L-1
+  const LatentLikelihood& likelihood;
   const double* lik_theta;  // likelihood parameter values
-  MatRef Z;                 // [m, d] inducing inputs
-  VecRef q_mu;              // [m]
-  MatRef q_sqrt;            // [m, m] (lower triangle read) or [m, 1] when q_diag
+  MatRef q_mu;              // [m, L]
+  MatRef q_sqrt;            // [L m, m]: rows l m..(l + 1) m - 1 hold Lq_l (lower triangle read), or [m, L] when q_diag
+  MatRef W;                 // [P, L] mixing, or [0, 0]: the likelihood sees f itself
   bool whiten;
   bool q_diag;
-  double mean;      // constant prior mean of f
+  VecRef mean;      // [L] constant prior means of f, or [0] (zero mean)
   double num_data;  // n: the batch's likelihood terms are scaled by n / batch size
-  double jitter;    // added to the diagonal of K(Z, Z)
+  double jitter;    // added to the diagonal of each K(Z, Z)
+
+  Index m() const { return q_mu.rows(); }
+  Index num_latent() const { return q_mu.cols(); }
+  bool mixing() const { return W.rows() > 0; }
 };
 
 struct SVGPGradient {
   double elbo;           // (n / B) sum_batch E[log p(y | f)] - KL
-  double kl;             // KL[q(u) || p(u)]
-  VectorXd dtheta;       // [p] kernel parameter values
+  double kl;             // sum_l KL[q(u_l) || p(u_l)]
+  VectorXd dtheta;       // the groups' kernel parameter values, one group after the other
   VectorXd dlik;         // [q] likelihood parameter values
-  VectorXd dq_mu;        // [m]
-  RowMatrixXd dq_sqrt;   // [m, m] lower triangular (or [m, 1] when q_diag)
-  RowMatrixXd dZ;        // [m, d]
-  double dmean;
-  double jitter;         // jitter the factorisation of K(Z, Z) used
+  RowMatrixXd dq_mu;     // [m, L]
+  RowMatrixXd dq_sqrt;   // [L m, m] lower triangular blocks (or [m, L] when q_diag)
+  RowMatrixXd dZ;        // [G m, d]: rows g m..(g + 1) m - 1 for group g
+  RowMatrixXd dW;        // [P, L] (or [0, 0])
+  VectorXd dmean;        // [L] (or [0])
+  double jitter;         // the largest jitter a factorisation of K(Z, Z) used
 };
 
 // Which terms of the ELBO a call adds up: the likelihood terms of its rows times `scale` (NaN:
@@ -55,27 +70,36 @@ struct ElboTerms {
   bool kl = true;
 };
 
-// The ELBO on the batch (X [B, d], y [B]) and its gradient.
-SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, VecRef y, const ElboTerms& terms = {});
+// The ELBO on the batch (X [B, d], Y [B, c]) and its gradient.
+SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, MatRef Y, const ElboTerms& terms = {});
 
-// Latent predictive mean and variance of f at Xnew [n*, d], in blocks of rows on the threads.
-void svgp_predict(const SVGPProblem& p, MatRef Xnew, VecOut mean, VecOut var);
-// Latent predictive mean and full covariance [n*, n*].
-void svgp_predict_cov(const SVGPProblem& p, MatRef Xnew, VecOut mean, MatOut cov);
+// Latent predictive means and variances of f at Xnew [n*, d]: [n*, L] each, in blocks of rows
+// on the threads.
+void svgp_predict(const SVGPProblem& p, MatRef Xnew, MatOut mean, MatOut var);
+// Latent GP l's predictive mean [n*] and full covariance [n*, n*].
+void svgp_predict_cov(const SVGPProblem& p, Index l, MatRef Xnew, VecOut mean, MatOut cov);
 
 // ---------------------------------------------------------------------------------------------
 // Training: Adam on an unconstrained vector x, the minibatch loop and sampling in C++.
 //
-// The model's values, flattened in one order: [kernel theta (p), likelihood theta (q),
-// mean (0 or 1), q_mu (m), q_sqrt (m (m + 1) / 2 lower-triangle entries row by row, or m when
-// q_diag), Z (m d row-major)]. Value i is fixed[i] when index[i] < 0, else it comes from
-// x[index[i]]: softplus(x) + lower when lower[index[i]] is finite (the Parameter transform of
-// docs/math.md section 2.1), x itself when lower is NaN. Several values may share one x entry (tied
-// parameters); their gradients add up.
-struct SVGPLayout {
+// The model's values, flattened in one order (docs/math.md section 11.1): [the kernel theta of
+// each group, likelihood theta (q), W (P L row-major, when mixing), mean (0 or L), q_mu (m L,
+// [m, L] row-major), q_sqrt (for each latent GP the m (m + 1) / 2 lower-triangle entries row by
+// row, or m L as [m, L] row-major when q_diag), the Z of each group (m d row-major)]. With one
+// latent GP this is [theta, lik theta, mean, q_mu, q_sqrt, Z]. Value i is fixed[i] when
+// index[i] < 0, else it comes from x[index[i]]: softplus(x) + lower when lower[index[i]] is
+// finite (the Parameter transform of docs/math.md section 2.1), x itself when lower is NaN.
+// Several values may share one x entry (tied parameters, e.g. one Z for several groups); their
+// gradients add up.
+struct SVGPLayoutGroup {
   KernelPtr kernel;
-  LikelihoodPtr likelihood;
-  Index m = 0, d = 0;
+  Index first = 0, count = 1;  // its latent GPs
+};
+
+struct SVGPLayout {
+  std::vector<SVGPLayoutGroup> groups;
+  LatentLikelihoodPtr likelihood;
+  Index m = 0, d = 0, L = 1, P = 0;  // P: rows of W, 0 without mixing
   bool has_mean = false, whiten = true, q_diag = false;
   std::vector<Index> index;  // [num values]
   VectorXd fixed;            // [num values]
@@ -86,21 +110,24 @@ struct SVGPLayout {
   double num_data = 1.0;
   double jitter = 1e-6;
 
+  Index num_kernel_params() const;  // of all groups
+  Index q_sqrt_size() const;        // of all latent GPs
+  Index q_mu_offset() const;        // where q_mu starts among the values
   Index num_values() const;
 };
 
 // The ELBO on a batch and its gradient with respect to x (dELBO/dx [x size]); when asked,
 // also the gradient with respect to the values [num values].
-double svgp_elbo_grad_x(const SVGPLayout& layout, const VectorXd& x, MatRef X, VecRef y,
+double svgp_elbo_grad_x(const SVGPLayout& layout, const VectorXd& x, MatRef X, MatRef Y,
                         VectorXd& grad_x, double* jitter_used = nullptr,
                         VectorXd* grad_values = nullptr, const ElboTerms& terms = {});
 
-// Natural gradients (Salimbeni et al. 2018) need q_mu and q_sqrt trainable, untransformed and
-// untied.
+// Natural gradients (Salimbeni et al. 2018), one step per latent GP, need q_mu and q_sqrt
+// trainable, untransformed and untied.
 bool svgp_natgrad_supported(const SVGPLayout& layout);
-// One natural-gradient step of size gamma on q(u) alone, from the ELBO on (X, y); false (x
+// One natural-gradient step of size gamma on q(u) alone, from the ELBO on (X, Y); false (x
 // unchanged) when the ELBO is not finite or the new covariance is not positive definite.
-bool svgp_natgrad_step(const SVGPLayout& layout, VectorXd& x, MatRef X, VecRef y, double gamma,
+bool svgp_natgrad_step(const SVGPLayout& layout, VectorXd& x, MatRef X, MatRef Y, double gamma,
                        double& elbo);
 
 // Adam (optim.hpp, PyTorch's rule; docs/math.md sections 7.11-7.12) ascending the ELBO over
@@ -119,13 +146,13 @@ class SVGPTrainer {
   SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::uint64_t seed,
               double natgrad_gamma = 0.0);
 
-  // Up to `steps` steps on batches of `batch_size` rows of (X [n, d], y [n]); returns the
+  // Up to `steps` steps on batches of `batch_size` rows of (X [n, d], Y [n, c]); returns the
   // ELBO of each step taken.
-  std::vector<double> run(MatRef X, VecRef y, Index batch_size, Index steps);
+  std::vector<double> run(MatRef X, MatRef Y, Index batch_size, Index steps);
   // The same with given batches: row indices [steps, batch_size] (for side-by-side runs).
   using BatchMatrix =
       Eigen::Ref<const Eigen::Matrix<std::int64_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-  std::vector<double> run_batches(MatRef X, VecRef y, const BatchMatrix& batches);
+  std::vector<double> run_batches(MatRef X, MatRef Y, const BatchMatrix& batches);
   // One step from an ELBO and its gradient evaluated elsewhere, e.g. summed over the workers
   // that hold the batch's rows (docs/math.md section 10.3): grad_x [x size] and, with natural
   // gradients, grad_values [num values]. The same checks as run(); false when it failed.
@@ -142,8 +169,8 @@ class SVGPTrainer {
 
  private:
   using BatchRows = std::function<void(Index step, std::vector<Index>& rows)>;
-  std::vector<double> advance(MatRef X, VecRef y, Index steps, const BatchRows& fill);
-  Failure step(MatRef Xb, VecRef yb, double& elbo);  // x unchanged unless kNone
+  std::vector<double> advance(MatRef X, MatRef Y, Index steps, const BatchRows& fill);
+  Failure step(MatRef Xb, MatRef Yb, double& elbo);  // x unchanged unless kNone
   Failure update(double elbo);                       // from grad_ (and grad_values_)
   void stop(Failure failure);
   void keep_above_raw_min();

@@ -18,8 +18,11 @@ class ConstantMean:
     learned constant (a Parameter), and how the mean is saved."""
 
     @property
-    def mean(self) -> float:
-        return 0.0 if self._mean is None else float(self._mean.value)
+    def mean(self):
+        """The constant prior mean (0.0 when zero; an array [L] for one constant per latent GP)."""
+        if self._mean is None:
+            return 0.0
+        return float(self._mean.value) if self._mean.size == 1 else self._mean.value.copy()
 
     @mean.setter
     def mean(self, value):

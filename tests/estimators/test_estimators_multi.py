@@ -1,0 +1,84 @@
+"""The estimators with several latent GPs (docs/math.md section 11): multi-class SVGPClassifier
+(RobustMax, Softmax) and multi-output SVGPRegressor (independent outputs or coregionalisation)."""
+
+import numpy as np
+import pytest
+
+import varinf as vi
+from varinf.estimators import SVGPClassifier, SVGPRegressor
+
+
+def test_ten_digits_reach_95_percent():
+    X, y = vi.datasets.load_digits_scaled(dtype=np.float64)
+    Xtr, Xte, ytr, yte = vi.datasets.train_test_split(X, y, test_fraction=0.2, seed=0)
+    clf = SVGPClassifier(n_inducing=100, iterations=800, random_state=0).fit(Xtr, ytr)
+    assert isinstance(clf.model_.likelihood, vi.likelihoods.RobustMax) and clf.model_.num_latent_gps == 10
+    assert np.mean(clf.predict(Xte) == yte) >= 0.95
+
+
+def _three_blobs(n=150, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[-2.0, 0.0], [2.0, 0.0], [0.0, 2.5]])
+    labels = rng.integers(0, 3, size=n)
+    X = centres[labels] + 0.7 * rng.standard_normal((n, 2))
+    return X, np.array(["ant", "bee", "cat"])[labels]
+
+
+@pytest.mark.parametrize("likelihood, kind", [("auto", vi.likelihoods.RobustMax), ("robustmax", vi.likelihoods.RobustMax),
+                                              ("softmax", vi.likelihoods.Softmax)])
+def test_multiclass_probabilities_follow_classes(likelihood, kind):
+    X, y = _three_blobs()
+    clf = SVGPClassifier(n_inducing=20, iterations=300, likelihood=likelihood, random_state=1).fit(X, y)
+    assert isinstance(clf.model_.likelihood, kind)
+    assert list(clf.classes_) == ["ant", "bee", "cat"]
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    p, _ = clf.model_.predict_y(X)  # the model's probabilities, divided by their sum
+    np.testing.assert_allclose(proba, p / p.sum(axis=1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(clf.decision_function(X), np.log(proba), rtol=1e-12)
+    assert np.mean(clf.predict(X) == y) > 0.9
+    assert np.array_equal(clf.predict(X), clf.classes_[np.argmax(proba, axis=1)])
+
+
+def test_multiclass_classifier_saves_and_loads(tmp_path):
+    X, y = _three_blobs()
+    clf = SVGPClassifier(n_inducing=15, iterations=50, random_state=2).fit(X, y)
+    vi.save(clf, tmp_path / "clf")
+    loaded = vi.load(tmp_path / "clf")
+    assert np.array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert list(loaded.classes_) == list(clf.classes_)
+
+
+def _two_outputs(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-3, 3, size=(n, 2))
+    f = np.sin(X[:, 0]) + 0.3 * X[:, 1]
+    Y = np.column_stack([10.0 + 5.0 * f, -f + 0.5 * np.cos(2 * X[:, 1])]) + 0.1 * rng.standard_normal((n, 2))
+    return X, Y
+
+
+@pytest.mark.parametrize("n_latent_gps, kernel_kind", [(None, vi.kernels.SeparateIndependent),
+                                                       (2, vi.kernels.LinearCoregionalization)])
+def test_multi_output_regression(n_latent_gps, kernel_kind, tmp_path):
+    X, Y = _two_outputs()
+    est = SVGPRegressor(n_inducing=30, iterations=800, learning_rate=0.02, normalize_y=True,
+                        n_latent_gps=n_latent_gps, random_state=0).fit(X[:150], Y[:150])
+    assert isinstance(est.kernel_, kernel_kind)
+    assert est.y_train_mean_.shape == est.y_train_std_.shape == est.noise_variance_.shape == (2,)
+    mean, std = est.predict(X[150:], return_std=True)
+    assert mean.shape == std.shape == (50, 2)
+    # Better than predicting each output's mean, output by output.
+    assert np.all(np.mean((mean - Y[150:]) ** 2, axis=0) < 0.1 * np.var(Y[150:], axis=0))
+    vi.save(est, tmp_path / "est")
+    loaded = vi.load(tmp_path / "est")
+    assert np.array_equal(loaded.predict(X[150:]), mean)
+    with pytest.raises(ValueError, match="return_cov is for one output"):
+        est.predict(X[:3], return_cov=True)
+
+
+def test_multi_output_regressor_with_one_column_is_the_single_output_one():
+    X, Y = _two_outputs()
+    a = SVGPRegressor(n_inducing=10, iterations=20, random_state=0).fit(X, Y[:, :1])
+    b = SVGPRegressor(n_inducing=10, iterations=20, random_state=0).fit(X, Y[:, 0])
+    assert np.array_equal(a.predict(X[:5]), b.predict(X[:5]))
