@@ -17,7 +17,8 @@ def svgp_args(groups, likelihood, lik_theta, q_mu, q_sqrt, whiten, q_diag, mean=
         [(k.core(), np.asarray(theta, dtype=float), np.ascontiguousarray(Z, dtype=float), first, count)
          for k, theta, Z, first, count in groups],
         likelihood.latent_core(outputs), np.asarray(lik_theta, dtype=float), q_mu,
-        np.ascontiguousarray(q_sqrt, dtype=float), np.zeros((0, 0)) if W is None else np.ascontiguousarray(W, dtype=float),
+        np.ascontiguousarray(q_sqrt, dtype=float),
+        np.zeros((0, 0)) if W is None else np.ascontiguousarray(W, dtype=float),
         whiten, q_diag, np.zeros(0) if mean is None else np.atleast_1d(np.asarray(mean, dtype=float)),
         float(num_data), jitter)
 

@@ -60,8 +60,8 @@ struct SVGPArgs {
     }
     require(ok && next == L, "inconsistent SVGP arguments (groups, likelihood, q_mu [m, L], q_sqrt, W, mean)");
     const Eigen::Map<const RowMatrixXd> qs(q_sqrt.data(), q_diag ? m : L * m, q_diag ? L : m);
-    return {out, *likelihood, lik_theta.data(), view(q_mu), qs, Eigen::Map<const RowMatrixXd>(W.data(), W.shape(0), W.shape(1)),
-            whiten, q_diag, vview(mean), num_data, jitter};
+    const Eigen::Map<const RowMatrixXd> mixing(W.data(), W.shape(0), W.shape(1));  // [P, L] or [0, 0]
+    return {out, *likelihood, lik_theta.data(), view(q_mu), qs, mixing, whiten, q_diag, vview(mean), num_data, jitter};
   }
 
   void check_inputs(const CArray& X) const {

@@ -14,13 +14,16 @@ _EXAMPLES = """examples:
   python -m varinf demo --plots plots/
   python -m varinf fit --model sgpr --target price --inducing 200 houses.csv -o houses.vinf
   python -m varinf predict houses.vinf new_houses.csv -o predictions.csv
+  python -m varinf fit --model svgp --target price,rent houses.csv -o both.vinf
+  python -m varinf fit --model svgp-classifier --target species iris.csv -o iris.vinf
   python -m varinf fit --model sgpr --target price 'houses/part-*.csv' -o houses.vinf --dask tcp://scheduler:8786
   python -m varinf predict houses.vinf 'new/*.parquet' -o 'predictions/part-*.csv' --dask local:4
 
 exit status: 0 on success, 2 for bad arguments or bad files (one line on stderr)."""
 
 _FORMATS = ("Data files: UTF-8 CSV with a header row (optionally .csv.gz), .npy holding a 2-D array, or .npz "
-            "holding arrays X [n, d] and y [n]. A numpy file's columns are named by their index (0, 1, ...).")
+            "holding arrays X [n, d] and y [n] (or the 1-D target arrays --target names). A numpy file's columns "
+            "are named by their index (0, 1, ...).")
 
 
 def _demo_parser(sub):
@@ -73,21 +76,28 @@ _DASK = ("--dask CLUSTER runs the command on a Dask cluster (pip install \"varin
 
 
 def _fit_parser(sub):
-    from ._cli import KERNELS, MODELS
+    from ._cli import CLASSIFIER_LIKELIHOODS, KERNELS, MAX_CLASSES, MODELS
 
     p = sub.add_parser("fit", help="fit a GP to a table and save it",
                        description="Fits a GP regressor (gpr: exact; sgpr: sparse, Titsias' bound; svgp: stochastic "
-                                   "variational) or a binary GP classifier (svgp-classifier) to the columns of a "
-                                   "file and saves it. Inputs and outputs are standardised internally; predictions "
-                                   "come out in the file's units. " + _FORMATS + " " + _DASK + " With --dask, "
+                                   "variational) or a GP classifier (svgp-classifier) to the columns of a file and "
+                                   "saves it. Inputs and outputs are standardised internally (each target on its "
+                                   "own); predictions come out in the file's units. svgp fits several targets "
+                                   "at once (--target a,b): one latent GP per target, each with its own copy of "
+                                   "the kernel and its own noise variance, sharing the inducing points. "
+                                   "svgp-classifier takes a target of K >= 2 distinct values (class labels, at "
+                                   f"most {MAX_CLASSES} and at most one per 2 rows): 2 classes take the Bernoulli "
+                                   "(probit) likelihood on one latent GP, K > 2 the --likelihood on K latent GPs "
+                                   "sharing the kernel. " + _FORMATS + " " + _DASK + " With --dask, "
                                    "the standardisation is computed on the cluster and the data stay there, "
                                    "persisted in the workers' memory for the fit; gpr needs the data in memory "
-                                   "and does not take --dask.")
+                                   "and does not take --dask; --dask fits one target.")
     p.add_argument("data", help="training data (.csv, .csv.gz, .npy or .npz; with --dask CSV or Parquet files, "
                                 "or a quoted glob of them)")
     p.add_argument("--model", required=True, choices=MODELS, help="the model")
-    p.add_argument("--target", help="the target column: a CSV column name, a column index for .npy, the name of "
-                                    "the target array for .npz (default y)")
+    p.add_argument("--target", metavar="COLS",
+                   help="the target column: a CSV column name, a column index for .npy, the name of the target "
+                        "array for .npz (default y); for --model svgp several, separated by commas (a,b)")
     p.add_argument("--features", metavar="COLS", help="comma-separated feature columns (names, or indices for "
                                                       "numpy files); default: every other column")
     p.add_argument("-o", "--output", default="model.vinf",
@@ -102,6 +112,10 @@ def _fit_parser(sub):
     p.add_argument("--learning-rate", type=_positive_float, default=0.01,
                    help="svgp Adam learning rate (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed for k-means and minibatches (default: %(default)s)")
+    p.add_argument("--likelihood", choices=CLASSIFIER_LIKELIHOODS,
+                   help="svgp-classifier with more than 2 classes: robustmax (GPflow's MultiClass, by quadrature) "
+                        "or softmax (Monte Carlo, seeded by --seed); default robustmax. 2 classes always take the "
+                        "Bernoulli likelihood")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--dask", metavar="CLUSTER", type=_dask_cluster,
                    help="fit sgpr, svgp or svgp-classifier on a Dask cluster: tcp://host:port of a running "
@@ -111,9 +125,13 @@ def _fit_parser(sub):
 def _predict_parser(sub):
     p = sub.add_parser("predict", help="predict with a saved model, streaming the data in blocks",
                        description="Writes one CSV row per input row: columns mean,std (the predictive mean and "
-                                   "standard deviation of y) or, for a classifier, probability,class (the "
+                                   "standard deviation of y); for a model of several targets a,b, mean_a,std_a,"
+                                   "mean_b,std_b; for a classifier of 2 classes, probability,class (the "
                                    "probability of the second of the two sorted labels, and the more probable "
-                                   "label). Feature columns are found by name, in every format: a model fitted "
+                                   "label); of K > 2 classes, p_<label> for each label in sorted order (the class "
+                                   "probabilities, summing to 1; the label in the shortest text that reads back as "
+                                   "the number: p_3, p_0.5), then class (the most probable label). "
+                                   "Feature columns are found by name, in every format: a model fitted "
                                    "on a CSV file needs a CSV file with its feature names (in any order, other "
                                    "columns ignored); a model fitted on a numpy file needs a numpy file with "
                                    "the features in the columns they had in the training file. Rows are read and "

@@ -375,7 +375,8 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
         if y.ndim == 1:
             return self._train_svgp(X, y, kernel, Gaussian(variance=self.noise_variance))
         P = y.shape[1]
-        return self._train_svgp(X, y, self._output_kernels(kernel, P), Gaussian(variance=np.full(P, self.noise_variance)))
+        return self._train_svgp(X, y, self._output_kernels(kernel, P),
+                                Gaussian(variance=np.full(P, self.noise_variance)))
 
     def _output_kernels(self, kernel, P):
         """Several outputs: one latent GP per output, each with its own copy of the kernel

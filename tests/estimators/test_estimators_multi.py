@@ -24,7 +24,8 @@ def _three_blobs(n=150, seed=0):
     return X, np.array(["ant", "bee", "cat"])[labels]
 
 
-@pytest.mark.parametrize("likelihood, kind", [("auto", vi.likelihoods.RobustMax), ("robustmax", vi.likelihoods.RobustMax),
+@pytest.mark.parametrize("likelihood, kind", [("auto", vi.likelihoods.RobustMax),
+                                              ("robustmax", vi.likelihoods.RobustMax),
                                               ("softmax", vi.likelihoods.Softmax)])
 def test_multiclass_probabilities_follow_classes(likelihood, kind):
     X, y = _three_blobs()

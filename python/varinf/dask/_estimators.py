@@ -18,7 +18,6 @@ import numpy as np
 from .. import estimators as local
 from .._validation import as_choice, as_positive_int, is_dask
 from ..inducing import KMEANS_SAMPLE, METHODS, place_inducing
-from ..likelihoods import Bernoulli, Gaussian
 from ..models import SGPR, SVGP
 from ._partitioned import active_client, as_row_chunks, compute, sample_rows
 
@@ -30,11 +29,12 @@ class _DaskEstimator:
 
     _LOCAL = None  # the local estimator class
 
-    def _dask_rows(self, X, y):
-        """X [n, d] and y [n] as row-chunked dask arrays (persisted on the client's cluster),
-        with n_features_in_ and feature_names_in_ set as scikit-learn's validate_data does."""
+    def _dask_rows(self, X, y, outputs: bool = False):
+        """X [n, d] and y [n] (or [n, P] with ``outputs``) as row-chunked dask arrays (persisted
+        on the client's cluster), with n_features_in_ and feature_names_in_ set as scikit-learn's
+        validate_data does."""
         columns = getattr(X, "columns", None)
-        X, y = as_row_chunks(X, y)
+        X, y = as_row_chunks(X, y, columns=outputs)
         client = active_client(self.client)
         if client is not None:
             X, y = client.persist([X, y])
@@ -47,7 +47,8 @@ class _DaskEstimator:
 
     @staticmethod
     def _scales(values) -> tuple:
-        """Column means and scales, computed with dask in one pass for a dask array."""
+        """Column means and scales ([d] of X, [] or [P] of y), computed with dask in one pass
+        for a dask array."""
         scales = local._location_scale(values)
         return tuple(np.asarray(v) for v in compute(*scales)) if is_dask(values) else scales
 
@@ -102,10 +103,11 @@ class _DaskRegressor(_DaskEstimator):
     """fit and predict of the Gaussian regressors on dask collections."""
 
     def fit(self, X, y):
-        """Fit to X [n, d] and y [n], dask arrays or DataFrames (numpy: as the local estimator)."""
+        """Fit to X [n, d] and y [n] (or [n, P] where the local estimator takes several
+        outputs), dask arrays or DataFrames (numpy: as the local estimator)."""
         if not (is_dask(X) or is_dask(y)):
             return super().fit(X, y)
-        X, y, self._fit_client = self._dask_rows(X, y)
+        X, y, self._fit_client = self._dask_rows(X, y, outputs=self._MULTI_OUTPUT)
         try:
             return self._fit_rows(X, y)
         finally:
@@ -149,12 +151,15 @@ class _DaskSVGP(_DaskEstimator):
     """SVGP trained on the cluster by synchronous data-parallel steps (varinf.dask._svgp)."""
 
     def _train_dask(self, X, y, kernel, likelihood, client) -> SVGP:
+        """The local estimator's SVGP, trained on the cluster: the fit places Z among a sample of
+        the dask rows X [n, d] as the local one among X's rows; y [n] or [n, P]."""
         n = X.shape[0]
+        m = min(as_positive_int(self.n_inducing, "n_inducing"), n)
         batch = min(as_positive_int(self.batch_size, "batch_size"), n)
         epochs = as_positive_int(self.epochs, "epochs", allow_none=True)
         iterations = None if epochs is not None else as_positive_int(self.iterations, "iterations")
         seed = local._seed(self.random_state)
-        model = SVGP(kernel, likelihood, self._inducing(X, seed, kernel), num_data=n)
+        model = SVGP(kernel, likelihood, m, num_data=n, inducing=as_choice(self.inducing, "inducing", METHODS))
         model.fit(X, y, iterations=iterations, epochs=epochs, batch_size=batch, learning_rate=self.learning_rate,
                   natgrad=self.natgrad, seed=seed, progress=self.progress, client=client)
         self.elbo_ = float(model.elbo(X, y))
@@ -169,57 +174,74 @@ class SVGPRegressor(_DaskRegressor, _DaskSVGP, local.SVGPRegressor):
 
     def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
                  batch_size=256, iterations=1000, epochs=None, learning_rate=0.01, natgrad=False,
-                 random_state=None, progress=False, inducing="kmeans", client=None):
+                 random_state=None, progress=False, inducing="kmeans", n_latent_gps=None, client=None):
         super().__init__(kernel=kernel, n_inducing=n_inducing, noise_variance=noise_variance,
                          normalize_y=normalize_y, normalize_X=normalize_X, batch_size=batch_size,
                          iterations=iterations, epochs=epochs, learning_rate=learning_rate, natgrad=natgrad,
-                         random_state=random_state, progress=progress, inducing=inducing)
+                         random_state=random_state, progress=progress, inducing=inducing,
+                         n_latent_gps=n_latent_gps)
         self.client = client
 
     def _build_dask(self, X, y, kernel, client):
-        return self._train_dask(X, y, kernel, Gaussian(variance=self.noise_variance), client)
+        """The local estimator's model (y [n], or [n, P]: its kernels per output, docs/math.md
+        section 11.1), trained on the cluster (client: _fit_client)."""
+        return local.SVGPRegressor._build(self, X, y, kernel)
+
+    def _train_svgp(self, X, y, kernel, likelihood) -> SVGP:
+        if not is_dask(X):
+            return super()._train_svgp(X, y, kernel, likelihood)
+        return self._train_dask(X, y, kernel, likelihood, self._fit_client)
 
 
 class SVGPClassifier(_DaskSVGP, local.SVGPClassifier):
-    """varinf.SVGPClassifier on a Dask cluster: two classes, found with a dask ``unique`` over
-    y. Parameters as varinf.SVGPClassifier, and ``client`` (None: the active distributed.Client)."""
+    """varinf.SVGPClassifier on a Dask cluster: any number of classes, found with a dask
+    ``unique`` over y, and the local estimator's likelihood for them (Bernoulli for two with
+    ``likelihood="auto"``, RobustMax for more; docs/math.md section 11.3). Parameters as
+    varinf.SVGPClassifier, and ``client`` (None: the active distributed.Client)."""
 
     _LOCAL = local.SVGPClassifier
 
     def __init__(self, kernel=None, n_inducing=100, normalize_X=False, batch_size=256, iterations=1000,
                  epochs=None, learning_rate=0.01, natgrad=False, random_state=None, progress=False,
-                 inducing="kmeans", client=None):
+                 inducing="kmeans", likelihood="auto", client=None):
         super().__init__(kernel=kernel, n_inducing=n_inducing, normalize_X=normalize_X, batch_size=batch_size,
                          iterations=iterations, epochs=epochs, learning_rate=learning_rate, natgrad=natgrad,
-                         random_state=random_state, progress=progress, inducing=inducing)
+                         random_state=random_state, progress=progress, inducing=inducing, likelihood=likelihood)
         self.client = client
 
     def fit(self, X, y):
-        """Fit to X [n, d] and labels y [n] of two classes (dask collections or numpy)."""
+        """Fit to X [n, d] and labels y [n] of two or more classes (dask collections or numpy)."""
         if not (is_dask(X) or is_dask(y)):
             return super().fit(X, y)
-        y = y.to_dask_array(lengths=True) if hasattr(y, "to_dask_array") else y
+        y = y.to_dask_array(lengths=True) if hasattr(y, "to_dask_array") else dask.array.asarray(y)  # [n]
         classes = np.sort(np.asarray(compute(dask.array.unique(y))[0]))
-        if classes.size != 2:
-            raise ValueError(f"{type(self).__name__} needs samples of exactly 2 classes in y, got {classes.size}")
+        if classes.size < 2:
+            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; y holds "
+                             f"{classes.size}")
+        likelihood = self._likelihood_for(classes.size)
         self.classes_ = classes
-        X, targets, client = self._dask_rows(X, (y == classes[1]).astype(np.float64))
+        # Labels 0..K-1: each label's place among the sorted classes (as LabelEncoder), lazily.
+        codes = y.map_blocks(lambda b: np.searchsorted(classes, b).astype(np.float64), dtype=np.float64)
+        X, targets, client = self._dask_rows(X, codes)
         X = self._fit_inputs(X)
-        self.model_ = self._train_dask(X, targets, self._kernel_for(X.shape[1]), Bernoulli(), client)
+        self.model_ = self._train_dask(X, targets, self._kernel_for(X.shape[1]), likelihood, client)
         return self
 
     def predict_proba(self, X):
-        """Class probabilities [n*, 2]; lazy for a dask X."""
-        if not is_dask(X):
-            return super().predict_proba(X)
+        """Class probabilities [n*, K]; lazy for a dask X."""
+        if not is_dask(X) or not self._binary_fitted():
+            return super().predict_proba(X)  # multi-class: the likelihood's, lazy [n*, K]
         import scipy.special
         p = self.decision_function(X).map_blocks(scipy.special.ndtr, dtype=np.float64)  # [n*]
         return dask.array.stack([1.0 - p, p], axis=1)
 
     def predict(self, X):
-        """The more probable class of each row [n*]; lazy for a dask X."""
+        """The most probable class of each row [n*]; lazy for a dask X."""
         if not is_dask(X):
             return super().predict(X)
         classes = self.classes_
-        positive = self.decision_function(X) > 0  # lazy [n*]
-        return positive.map_blocks(lambda b: classes[b.astype(int)], dtype=classes.dtype)
+        if self._binary_fitted():
+            index = self.decision_function(X) > 0  # lazy [n*]
+        else:
+            index = self.predict_proba(X).argmax(axis=1)  # lazy [n*]
+        return index.map_blocks(lambda b: classes[b.astype(int)], dtype=classes.dtype)

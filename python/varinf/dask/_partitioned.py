@@ -77,10 +77,12 @@ def _finite(block) -> bool:
     return bool(np.all(np.isfinite(block)))
 
 
-def as_row_chunks(X, y, d: int | None = None):
+def as_row_chunks(X, y, d: int | None = None, columns: bool = False):
     """X [n, d] and y [n] as float64 dask arrays chunked by rows: X in one chunk across its
-    columns (rechunked when it is not), y rechunked to X's rows. Raises ValueError naming the
-    argument for unknown chunk sizes, wrong shapes, and NaN or Inf (with the chunk's rows)."""
+    columns (rechunked when it is not), y rechunked to X's rows. With ``columns`` y may also be
+    [n, c] (several outputs, docs/math.md section 11), its columns in one chunk. Raises
+    ValueError naming the argument for unknown chunk sizes, wrong shapes, and NaN or Inf (with
+    the chunk's rows)."""
     X = _as_dask_array(X, "X")
     if X.ndim == 1:
         X = X[:, None]
@@ -93,10 +95,11 @@ def as_row_chunks(X, y, d: int | None = None):
     y = _as_dask_array(y, "y")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must be 1-D with the {X.shape[0]} rows of X, got shape {y.shape}")
-    if y.chunks[0] != X.chunks[0]:
-        y = y.rechunk((X.chunks[0],))
+    if y.ndim not in ((1, 2) if columns else (1,)) or y.shape[0] != X.shape[0]:
+        want = "[n] or [n, c]" if columns else "1-D"
+        raise ValueError(f"y must be {want} with the {X.shape[0]} rows of X, got shape {y.shape}")
+    if y.chunks[0] != X.chunks[0] or len(y.chunks) == 2 and len(y.chunks[1]) > 1:
+        y = y.rechunk((X.chunks[0],) + y.shape[1:])  # [n] or [n, c], c in one chunk
     _check_finite(X, y)
     return X, y
 

@@ -3,7 +3,8 @@
 One actor per worker holds that worker's chunks of X and y (they do not move) and the model's
 C++ layout. Every actor draws each global minibatch from the same seed with the trainer's own
 BatchSampler, so the batches are those of an in-process fit with that seed, and evaluates the
-ELBO gradient of the batch's rows it holds; the first actor adds the KL term. A step sends x
+ELBO gradient of the batch's rows it holds; the first actor adds the KL term. y is [n], or
+[n, P] for P outputs of a model with several latent GPs (docs/math.md section 11). A step sends x
 [p] to each actor and gets back (ELBO share, d/dx [p], d/dvalues [p']): O(m^2 + p) numbers,
 never rows. The client adds the shares in a fixed order and takes one Adam (or natural-gradient)
 step with the C++ trainer: the steps are exact, as in one process.
@@ -34,14 +35,15 @@ _MAX_REBUILDS = 3
 
 
 class _Shard:
-    """Actor: one worker's chunks (row ranges [start, stop) of X and y) and the model's layout."""
+    """Actor: one worker's chunks (row ranges [start, stop) of X and y) and the model's layout;
+    y's chunks checked by the model ([n_j] or [n_j, P])."""
 
     def __init__(self, model, seed: int, n: int, batch_size: int, steps_done: int, with_kl: bool, ranges,
                  *chunks):
         prepare()
         k = len(ranges)
         self.X = [np.ascontiguousarray(c, np.float64) for c in chunks[:k]]  # [n_j, d] each
-        self.y = [model.likelihood.check_targets(c, "y", n=x.shape[0]) for c, x in zip(chunks[k:], self.X)]
+        self.y = [model._targets(c, "y", x.shape[0]) for c, x in zip(chunks[k:], self.X)]  # [n_j] or [n_j, P]
         self.starts = np.array([r[0] for r in ranges], dtype=np.int64)
         self.stops = np.array([r[1] for r in ranges], dtype=np.int64)
         self.layout, _ = model._layout()
@@ -59,7 +61,7 @@ class _Shard:
         return elbo, gx, gv
 
     def _gather(self, rows):
-        """The rows held here, chunk by chunk: X [k, d], y [k]."""
+        """The rows held here, chunk by chunk: X [k, d], y [k] (or [k, P])."""
         owner = np.searchsorted(self.starts, rows, side="right") - 1
         here = (owner >= 0) & (rows < self.stops[np.maximum(owner, 0)])
         xs, ys = [], []
@@ -86,7 +88,7 @@ class Shards:
     def __init__(self, model, X, y, d: int | None, client=None):
         self.client = _cluster_client(client)
         self.model = model
-        self.X, self.y = as_row_chunks(X, y, d)
+        self.X, self.y = as_row_chunks(X, y, d, columns=True)  # [n, d], [n] or [n, P]
         self.X, self.y = self.client.persist([self.X, self.y])
         self.n = self.X.shape[0]
         self.actors = []
@@ -154,7 +156,7 @@ def _chunk_elbo(shared, X, y):
     """One chunk's likelihood terms of the ELBO, scaled by num_data / n, and their gradient."""
     prepare()
     model, x, scale = shared
-    y = model.likelihood.check_targets(y, "y", n=X.shape[0])
+    y = model._targets(y, "y", X.shape[0])  # [k] or [k, P]
     elbo, gx, _, _ = _core.sparse.svgp_elbo_grad_x(model._layout()[0], x, np.ascontiguousarray(X), y,
                                                    scale=scale, kl=False)
     return elbo, gx
@@ -164,11 +166,18 @@ def full_elbo(model, X, y) -> tuple:
     """The ELBO of all the rows of dask arrays X and y, summed over their chunks where they lie,
     with the KL added once: (elbo, d/dx, jitter)."""
     model._require_inducing()
-    X, y = as_row_chunks(X, y, model.input_dim)
+    X, y = as_row_chunks(X, y, model.input_dim, columns=True)
     layout, pv = model._layout()
     x = pv.get()
     elbo, gx = PartitionedRows(X, y).map_sum(_chunk_elbo, (model, x, model.num_data / X.shape[0]))
     # The KL term and the jitter that K(Z, Z) needs, here: no rows.
-    kl_elbo, kl_gx, _, jitter = _core.sparse.svgp_elbo_grad_x(layout, x, np.zeros((0, X.shape[1])), np.zeros(0),
-                                                             scale=0.0)
+    kl_elbo, kl_gx, _, jitter = _core.sparse.svgp_elbo_grad_x(layout, x, np.zeros((0, X.shape[1])),
+                                                             _no_targets(model), scale=0.0)
     return elbo + kl_elbo, gx + kl_gx, jitter
+
+
+def _no_targets(model) -> np.ndarray:
+    """An empty Y for the layout's likelihood: [0] for one target column, [0, c] for c
+    (docs/math.md section 11.2)."""
+    c = model.likelihood.latent_core(model.num_outputs).num_targets
+    return np.zeros(0) if c == 1 else np.zeros((0, c))

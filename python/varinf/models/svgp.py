@@ -10,7 +10,8 @@ import numpy as np
 
 from .._constants import KUU_JITTER
 from .._loader import core as _core
-from .._validation import _as_float_array, as_choice, as_finite_float, as_float, as_matrix, as_positive_int, is_dask, is_integer
+from .._validation import (_as_float_array, as_choice, as_finite_float, as_float, as_matrix, as_positive_int, is_dask,
+                           is_integer)
 from ..inducing import KMEANS_SAMPLE, METHODS, place_inducing, warn_kuu_jitter
 from ..kernels import Kernel, LinearCoregionalization, _LatentKernels
 from ..likelihoods import Likelihood
@@ -143,7 +144,7 @@ class SVGP(ConstantMean, Persistent):
     @Z.setter
     def Z(self, value):
         self._require_inducing()
-        value = np.asarray(value, dtype=float) if len(self._Z_shape) == 3 else as_matrix(value, "Z", d=self._Z_shape[1])
+        value = _as_float_array(value, "Z") if len(self._Z_shape) == 3 else as_matrix(value, "Z", d=self._Z_shape[1])
         if value.shape != self._Z_shape:
             raise ValueError(f"Z must keep its shape {self._Z_shape}, got {value.shape}")
         self._Z.value = value.ravel()
@@ -455,7 +456,8 @@ class SVGP(ConstantMean, Persistent):
         num_samples = as_positive_int(num_samples, "num_samples")
         Xnew = self._new_inputs(Xnew)
         args = self._args()
-        rngs = [seed] if self.num_latent_gps == 1 else np.random.default_rng(seed).integers(2 ** 63, size=self.num_latent_gps)
+        L = self.num_latent_gps
+        rngs = [seed] if L == 1 else np.random.default_rng(seed).integers(2 ** 63, size=L)
         samples = np.stack([sample_joint(*_core.sparse.svgp_predict_cov(args, l, Xnew), num_samples, rng)
                             for l, rng in enumerate(rngs)], axis=-1)  # [S, n*, L]
         if self._mixing is not None:
