@@ -29,17 +29,19 @@ void set_nan_row(Index i, ColMatOut dmu, ColMatOut dvar) {
 //   P   = sum_k w_k h_k,  h_k = prod_{j != y} Phi_c(z_kj),  z_kj = (mu_y + s_y x_k - mu_j) / s_j,
 // Gauss-Hermite over x ~ N(mu_y, v_y) as GPflow's RobustMax.prob_is_largest, Phi included: GPflow
 // squashes each Phi into [c, 1 - c], Phi_c(z) = c + (1 - 2 c) Phi(z), c = 1e-6, and so does this
-// (the products then never underflow). s = sqrt(max(v, 1e-10)), GPflow's floor: as v_j -> 0,
+// (a product of K - 1 of them stays above c^(K - 1); for K > 50 one below 1e-300 may round to 0,
+// which is its worth to P). s = sqrt(max(v, 1e-10)), GPflow's floor: as v_j -> 0,
 // Phi(z_kj) becomes a step the rule cannot resolve, so below the floor P is constant in v and
-// dP/dv = 0. With g_kj = (1 - 2 c) phi(z_kj) prod_{i != j, y} Phi_c(z_ki) = dh_k / dz_kj (from
-// log Phi_c sums):
+// dP/dv = 0. With g_kj = (1 - 2 c) phi(z_kj) prod_{i != j, y} Phi_c(z_ki) = dh_k / dz_kj (as
+// h_k / Phi_c(z_kj), which never divides by less than c):
 //   dP/dmu_j = -sum_k w_k g_kj / s_j,  dP/ds_j = -sum_k w_k g_kj z_kj / s_j     (j != y)
 //   dP/dmu_y = sum_k w_k h'_k,         dP/ds_y = sum_k w_k h'_k x_k,  h'_k = sum_{j != y} g_kj / s_j
 // and dP/dv = dP/ds / (2 s).
 constexpr double kMinVar = 1e-10;
 constexpr double kSquash = 1e-6;  // c
 
-double log_squashed_cdf(double z) { return std::log(kSquash + (1.0 - 2.0 * kSquash) * std::exp(log_ndtr(z))); }
+// Phi_c(z) >= c: Phi itself may underflow (erfc to 0) without harm.
+double squashed_cdf(double z) { return kSquash + (1.0 - 2.0 * kSquash) * 0.5 * std::erfc(-z * 0.70710678118654752440); }
 
 class RobustMax final : public LatentLikelihood {
  public:
@@ -106,33 +108,33 @@ class RobustMax final : public LatentLikelihood {
   // P for class y, mean m [K] and standard deviations s [K]; with dm, ds non-null also writes
   // dP/dm [K] and dP/ds [K].
   double prob_is_largest(Index y, const VectorXd& m, const VectorXd& s, VectorXd* dm, VectorXd* ds) const {
-    VectorXd z(K_), log_cdf(K_);  // [K] z_kj and log Phi_c(z_kj) of node k (entry y unused)
+    VectorXd z(K_), cdf(K_);  // [K] z_kj and Phi_c(z_kj) of node k (entry y unused)
     if (dm) {
       dm->setZero();
       ds->setZero();
     }
     double P = 0.0;
     for (Index k = 0; k < x_.size(); ++k) {
-      double log_h = 0.0;
+      double h = 1.0;  // h_k
       for (Index j = 0; j < K_; ++j) {
         if (j == y) continue;
         z[j] = (m[y] + s[y] * x_[k] - m[j]) / s[j];
-        log_cdf[j] = log_squashed_cdf(z[j]);
-        log_h += log_cdf[j];
+        cdf[j] = squashed_cdf(z[j]);
+        h *= cdf[j];
       }
-      P += w_[k] * std::exp(log_h);
-      if (dm) add_derivatives(y, k, s, z, log_cdf, log_h, *dm, *ds);
+      P += w_[k] * h;
+      if (dm) add_derivatives(y, k, s, z, cdf, h, *dm, *ds);
     }
     return P;
   }
 
   // Adds node k's terms of dP/dm and dP/ds [K] (the formulas above the class).
-  void add_derivatives(Index y, Index k, const VectorXd& s, const VectorXd& z, const VectorXd& log_cdf,
-                       double log_h, VectorXd& dm, VectorXd& ds) const {
+  void add_derivatives(Index y, Index k, const VectorXd& s, const VectorXd& z, const VectorXd& cdf, double h,
+                       VectorXd& dm, VectorXd& ds) const {
     double dh = 0.0;  // h'_k
     for (Index j = 0; j < K_; ++j) {
       if (j == y) continue;
-      const double g = (1.0 - 2.0 * kSquash) * std::exp(log_h - log_cdf[j] - 0.5 * z[j] * z[j] - kLogSqrt2Pi);
+      const double g = (1.0 - 2.0 * kSquash) * h / cdf[j] * std::exp(-0.5 * z[j] * z[j] - kLogSqrt2Pi);
       dm[j] -= w_[k] * g / s[j];
       ds[j] -= w_[k] * g * z[j] / s[j];
       dh += g / s[j];

@@ -386,7 +386,8 @@ class RobustMax(_Classes):
         return f"RobustMax(num_classes={self.num_classes}, epsilon={self.epsilon:g})"
 
 
-# Monte Carlo samples per row for Softmax (GPyTorch's default).
+# Monte Carlo samples per row for Softmax: between GPyTorch's default (num_likelihood_samples, 10)
+# and GPflow's (num_monte_carlo_points, 100).
 SOFTMAX_SAMPLES = 15
 
 

@@ -3,11 +3,12 @@
 Likelihoods, SGPR, FITC and SVGP.
 """
 from __future__ import annotations
+import collections.abc
 import numpy
 import numpy.typing
 import typing
 import varinf._core_baseline.kernels
-__all__: list[str] = ['BatchSampler', 'Likelihood', 'SGPRFactor', 'SVGPArgs', 'SVGPLayout', 'SVGPTrainer', 'bernoulli_probit_likelihood', 'fitc_data_grad', 'fitc_factor', 'fitc_factor_from_stats', 'fitc_finish_grad', 'fitc_lml_grad', 'fitc_stats', 'gaussian_likelihood', 'inducing_factor', 'poisson_likelihood', 'sgpr_bound_grad', 'sgpr_collapsed_grad', 'sgpr_data_grad', 'sgpr_factor', 'sgpr_factor_from_stats', 'sgpr_predict', 'sgpr_qu', 'sgpr_stats', 'student_t_likelihood', 'svgp_elbo_grad_x', 'svgp_predict']
+__all__: list[str] = ['BatchSampler', 'LatentLikelihood', 'Likelihood', 'SGPRFactor', 'SVGPArgs', 'SVGPLayout', 'SVGPTrainer', 'bernoulli_probit_likelihood', 'columns_likelihood', 'fitc_data_grad', 'fitc_factor', 'fitc_factor_from_stats', 'fitc_finish_grad', 'fitc_lml_grad', 'fitc_stats', 'gaussian_likelihood', 'heteroskedastic_gaussian_likelihood', 'inducing_factor', 'poisson_likelihood', 'robustmax_likelihood', 'sgpr_bound_grad', 'sgpr_collapsed_grad', 'sgpr_data_grad', 'sgpr_factor', 'sgpr_factor_from_stats', 'sgpr_predict', 'sgpr_qu', 'sgpr_stats', 'softmax_likelihood', 'student_t_likelihood', 'svgp_elbo_grad_x', 'svgp_predict', 'svgp_predict_cov']
 class Likelihood:
     """
     An immutable likelihood; values come in theta.
@@ -26,6 +27,34 @@ class Likelihood:
         """
     @property
     def num_params(self) -> int:
+        ...
+class LatentLikelihood:
+    """
+    A likelihood over L latent functions per row; values come in theta.
+    """
+    def predict_log_density(self, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], mu: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], var: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> numpy.typing.NDArray[numpy.float64]:
+        """
+        log p(y) [k] under q(f)
+        """
+    def predict_mean_and_var(self, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], mu: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], var: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+        """
+        (mean, variance) of y, [k, num_predictive] each
+        """
+    def variational_expectations(self, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], mu: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], var: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], row0: typing.SupportsInt | typing.SupportsIndex = 0) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+        """
+        (sum of E[log p(y|f)], d/dmu [k, L], d/dvar [k, L], d/dtheta summed)
+        """
+    @property
+    def num_latent(self) -> int:
+        ...
+    @property
+    def num_params(self) -> int:
+        ...
+    @property
+    def num_predictive(self) -> int:
+        ...
+    @property
+    def num_targets(self) -> int:
         ...
 class SGPRFactor:
     """
@@ -48,13 +77,16 @@ class SVGPArgs:
     """
     The SVGP parameters at one point (a view of numpy arrays).
     """
-    def __init__(self, kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], likelihood: Likelihood, lik_theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], q_mu: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], q_sqrt: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], whiten: bool, q_diag: bool, mean: typing.SupportsFloat | typing.SupportsIndex, num_data: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def __init__(self, groups: collections.abc.Sequence[tuple], likelihood: LatentLikelihood, lik_theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], q_mu: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], q_sqrt: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], W: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], whiten: bool, q_diag: bool, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], num_data: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> None:
         ...
 class SVGPLayout:
     """
     How the unconstrained vector x maps onto the SVGP's values.
     """
-    def __init__(self, kernel: varinf._core_baseline.kernels.Kernel, likelihood: Likelihood, m: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, has_mean: bool, whiten: bool, q_diag: bool, index: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], fixed: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], lower: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], raw_min: typing.SupportsFloat | typing.SupportsIndex, num_data: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def __init__(self, groups: collections.abc.Sequence[tuple], likelihood: LatentLikelihood, m: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, L: typing.SupportsInt | typing.SupportsIndex, P: typing.SupportsInt | typing.SupportsIndex, has_mean: bool, whiten: bool, q_diag: bool, index: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], fixed: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], lower: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], raw_min: typing.SupportsFloat | typing.SupportsIndex, num_data: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> None:
+        ...
+    @property
+    def num_values(self) -> int:
         ...
 class BatchSampler:
     """
@@ -76,7 +108,7 @@ class SVGPTrainer:
         """
         one step from an ELBO and its gradient summed elsewhere; False when it failed
         """
-    def run(self, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], batch_size: typing.SupportsInt | typing.SupportsIndex, steps: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
+    def run(self, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], batch_size: typing.SupportsInt | typing.SupportsIndex, steps: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
         """
         ELBO of each step taken [<= steps]
         """
@@ -93,6 +125,8 @@ class SVGPTrainer:
     def x(self) -> numpy.typing.NDArray[numpy.float64]:
         ...
 def bernoulli_probit_likelihood(points: typing.SupportsInt | typing.SupportsIndex) -> Likelihood:
+    ...
+def columns_likelihood(pointwise: Likelihood, P: typing.SupportsInt | typing.SupportsIndex, per_column: bool) -> LatentLikelihood:
     ...
 def fitc_data_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor) -> tuple:
     """
@@ -116,11 +150,15 @@ def fitc_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annot
     """
 def gaussian_likelihood() -> Likelihood:
     ...
+def heteroskedastic_gaussian_likelihood(points: typing.SupportsInt | typing.SupportsIndex) -> LatentLikelihood:
+    ...
 def inducing_factor(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], float]:
     """
     (L = chol(K(Z, Z) + jitter I) [m, m], the jitter it needed)
     """
 def poisson_likelihood(points: typing.SupportsInt | typing.SupportsIndex) -> Likelihood:
+    ...
+def robustmax_likelihood(K: typing.SupportsInt | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, points: typing.SupportsInt | typing.SupportsIndex) -> LatentLikelihood:
     ...
 def sgpr_bound_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
@@ -150,13 +188,19 @@ def sgpr_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annot
     """
     (Kuf Kfu [m, m], Kuf r [m], Kuf 1 [m], r^T r, sum r, tr Kff, n)
     """
+def softmax_likelihood(K: typing.SupportsInt | typing.SupportsIndex, samples: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> LatentLikelihood:
+    ...
 def student_t_likelihood(df: typing.SupportsFloat | typing.SupportsIndex, points: typing.SupportsInt | typing.SupportsIndex) -> Likelihood:
     ...
-def svgp_elbo_grad_x(layout: SVGPLayout, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], scale: typing.SupportsFloat | typing.SupportsIndex = ..., kl: bool = True) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], float]:
+def svgp_elbo_grad_x(layout: SVGPLayout, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], scale: typing.SupportsFloat | typing.SupportsIndex = ..., kl: bool = True) -> tuple[float, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], float]:
     """
     (elbo, d elbo / dx, d elbo / d values, jitter): the rows' likelihood terms times scale (NaN: num_data / rows), minus the KL when kl
     """
-def svgp_predict(args: SVGPArgs, Xnew: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], full_cov: bool) -> tuple:
+def svgp_predict(args: SVGPArgs, Xnew: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     """
-    latent (mean [n*], variance [n*] or covariance [n*, n*])
+    latent (mean [n*, L], variance [n*, L])
+    """
+def svgp_predict_cov(args: SVGPArgs, l: typing.SupportsInt | typing.SupportsIndex, Xnew: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple:
+    """
+    latent GP l's (mean [n*], covariance [n*, n*])
     """

@@ -40,15 +40,15 @@ def inverse_mills(z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) ->
     ...
 def log_ndtr(z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> typing.Any:
     ...
-def svgp_elbo_grad(args: varinf._core_baseline.sparse.SVGPArgs, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[float, float, dict, float]:
+def svgp_elbo_grad(args: varinf._core_baseline.sparse.SVGPArgs, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64]) -> tuple[float, float, dict, float]:
     """
     (elbo, kl, {name: gradient}, jitter)
     """
-def svgp_natgrad_step(layout: varinf._core_baseline.sparse.SVGPLayout, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], gamma: typing.SupportsFloat | typing.SupportsIndex) -> tuple[bool, float, numpy.typing.NDArray[numpy.float64]]:
+def svgp_natgrad_step(layout: varinf._core_baseline.sparse.SVGPLayout, x: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], gamma: typing.SupportsFloat | typing.SupportsIndex) -> tuple[bool, float, numpy.typing.NDArray[numpy.float64]]:
     """
     (ok, elbo before the step, new x)
     """
-def svgp_run_batches(trainer: varinf._core_baseline.sparse.SVGPTrainer, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], batches: typing.Annotated[numpy.typing.ArrayLike, numpy.int64]) -> numpy.typing.NDArray[numpy.float64]:
+def svgp_run_batches(trainer: varinf._core_baseline.sparse.SVGPTrainer, X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], batches: typing.Annotated[numpy.typing.ArrayLike, numpy.int64]) -> numpy.typing.NDArray[numpy.float64]:
     """
     trainer.run on the given batches of row indices [steps, batch_size]: the ELBO of each step taken
     """
