@@ -51,7 +51,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import write_results
+from common import gpflow_adam_step, write_results
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
@@ -184,17 +184,7 @@ class GPflowMultiClass:
         self.model = gpflow.models.SVGP(kernel, gpflow.likelihoods.MultiClass(K), Z0.copy(), num_latent_gps=K,
                                         num_data=n, whiten=True)
         self.opt = tf.optimizers.Adam(LR, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-        model, opt = self.model, self.opt
-
-        @tf.function
-        def step(Xb, yb):
-            with tf.GradientTape() as tape:
-                loss = model.training_loss((Xb, yb))
-            grads = tape.gradient(loss, model.trainable_variables)
-            opt.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
-
-        self.step = step
+        self.step = gpflow_adam_step(tf, self.model, self.opt)
 
     def prepare(self, X, y):
         return self.tf.constant(X), self.tf.constant(y[:, None])

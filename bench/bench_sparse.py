@@ -32,7 +32,7 @@ import os
 import time
 
 import numpy as np
-from common import write_results
+from common import gpflow_adam_step, write_results
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
@@ -161,17 +161,7 @@ class GPflowSVGP:
         self.model = gpflow.models.SVGP(kernel, gpflow.likelihoods.Gaussian(variance=NOISE0), Z0.copy(),
                                         num_data=n, whiten=True)
         self.opt = tf.optimizers.Adam(LR)
-        model, opt = self.model, self.opt
-
-        @tf.function
-        def step(Xb, yb):
-            with tf.GradientTape() as tape:
-                loss = model.training_loss((Xb, yb))
-            grads = tape.gradient(loss, model.trainable_variables)
-            opt.apply_gradients(zip(grads, model.trainable_variables))
-            return loss
-
-        self.step = step
+        self.step = gpflow_adam_step(tf, self.model, self.opt)
 
     def run(self, X, y, batches):
         tf = self.tf

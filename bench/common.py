@@ -164,3 +164,17 @@ def write_results(area: str, title: str, rows: list, columns, quick: bool, notes
                "notes": list(notes)}
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     return path
+
+
+def gpflow_adam_step(tf, model, opt):
+    """One compiled Adam step of a GPflow model on a batch (Xb, yb): the training loop every
+    GPflow contender runs."""
+    @tf.function
+    def step(Xb, yb):
+        with tf.GradientTape() as tape:
+            loss = model.training_loss((Xb, yb))
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    return step

@@ -18,3 +18,21 @@ def central_differences(f, x, h=1e-6):
 def check_grad(f, x, grad, h=1e-6, rtol=1e-6, atol=1e-7):
     """Fails unless ``grad`` is the gradient of ``f`` at ``x`` by central differences."""
     np.testing.assert_allclose(grad, central_differences(f, x, h), rtol=rtol, atol=atol)
+
+
+def check_model_gradient(model, X, y, h=1e-5):
+    """Fails unless ``model.elbo(X, y, return_grad=True)``'s gradient is that of the ELBO with
+    respect to the unconstrained values of ``model.parameters`` (each shared one once)."""
+    from varinf.parameters import ParameterVector
+
+    params = ParameterVector(model.parameters)
+    x0 = params.get()
+    _, grad = model.elbo(X, y, return_grad=True)
+
+    def f(x):
+        params.set(x)
+        return model.elbo(X, y)
+
+    fd = central_differences(f, x0, h=h)
+    params.set(x0)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())

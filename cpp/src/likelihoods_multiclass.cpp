@@ -18,9 +18,22 @@ Index class_of(double y, Index K) {
   return y >= 0.0 && y < static_cast<double>(K) && y == std::floor(y) ? static_cast<Index>(y) : -1;
 }
 
-void set_nan_row(Index i, ColMatOut dmu, ColMatOut dvar) {
-  dmu.row(i).setConstant(NAN);
-  dvar.row(i).setConstant(NAN);
+// sum_i row(i, y_i) over the rows of Y [k, 1]; a row whose label is not a class gets NaN
+// derivatives and makes the sum NaN.
+template <class Row>
+double sum_labelled_rows(MatRef Y, Index K, ColMatOut dmu, ColMatOut dvar, Row row) {
+  double total = 0.0;
+  for (Index i = 0; i < Y.rows(); ++i) {
+    const Index y = class_of(Y(i, 0), K);
+    if (y < 0) {
+      dmu.row(i).setConstant(NAN);
+      dvar.row(i).setConstant(NAN);
+      total = NAN;
+      continue;
+    }
+    total += row(i, y);
+  }
+  return total;
 }
 
 // RobustMax (Hernandez-Lobato, Hernandez-Lobato & Dupont 2011; GPflow's MultiClass), docs/math.md
@@ -59,22 +72,15 @@ class RobustMax final : public LatentLikelihood {
   double variational_expectations(const double*, Index, MatRef Y, ColMatRef mu, ColMatRef var,
                                   ColMatOut dmu, ColMatOut dvar, double*) const override {
     VectorXd dP_dmu(K_), dP_ds(K_);  // [K]
-    double total = 0.0;
-    for (Index i = 0; i < mu.rows(); ++i) {
-      const Index y = class_of(Y(i, 0), K_);
-      if (y < 0) {
-        set_nan_row(i, dmu, dvar);
-        total = NAN;
-        continue;
-      }
+    return sum_labelled_rows(Y, K_, dmu, dvar, [&](Index i, Index y) {
       const VectorXd m = mu.row(i).transpose(), s = sd(var.row(i).transpose());  // [K]
-      total += log_miss_ + log_ratio_ * prob_is_largest(y, m, s, &dP_dmu, &dP_ds);
+      const double ell = log_miss_ + log_ratio_ * prob_is_largest(y, m, s, &dP_dmu, &dP_ds);
       for (Index j = 0; j < K_; ++j) {
         dmu(i, j) = log_ratio_ * dP_dmu[j];
         dvar(i, j) = var(i, j) > kMinVar ? log_ratio_ * dP_ds[j] / (2.0 * s[j]) : 0.0;
       }
-    }
-    return total;
+      return ell;
+    });
   }
 
   // p_c = (1 - eps) P_c + eps / (K - 1) (1 - P_c) with P_c = q(c = argmax f), as GPflow's
@@ -173,20 +179,13 @@ class Softmax final : public LatentLikelihood {
   double variational_expectations(const double*, Index row0, MatRef Y, ColMatRef mu, ColMatRef var,
                                   ColMatOut dmu, ColMatOut dvar, double*) const override {
     VectorXd dm(K_), dv(K_);  // [K] one row's derivatives
-    double total = 0.0;
-    for (Index i = 0; i < mu.rows(); ++i) {
-      const Index y = class_of(Y(i, 0), K_);
-      if (y < 0) {
-        set_nan_row(i, dmu, dvar);
-        total = NAN;
-        continue;
-      }
+    return sum_labelled_rows(Y, K_, dmu, dvar, [&](Index i, Index y) {
       Rng rng(derive_seed(seed_, static_cast<std::uint64_t>(row0 + i)));
-      total += row_expectation(rng, y, mu.row(i).transpose(), var.row(i).transpose(), dm, dv);
+      const double ell = row_expectation(rng, y, mu.row(i).transpose(), var.row(i).transpose(), dm, dv);
       dmu.row(i) = dm.transpose();
       dvar.row(i) = dv.transpose();
-    }
-    return total;
+      return ell;
+    });
   }
 
   // Class probabilities mean_s softmax(f_s) [K], variance p (1 - p).
