@@ -51,7 +51,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import gpflow_adam_step, write_results
+from common import gpflow_adam_step, set_peer_threads, write_results
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
@@ -281,17 +281,10 @@ def set_threads(n: int, peers: bool):
     vi.set_num_threads(n)
     if not peers:
         return
-    try:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except ImportError:
-        pass
+    set_peer_threads(n)
     try:
         import torch
 
-        torch.set_num_threads(n)
         torch.set_num_interop_threads(1)
     except ImportError:
         pass
@@ -491,8 +484,8 @@ def main() -> None:
         "accuracy after the steps of its row (at 1 thread the longer run); ms/step = median over chunks of "
         "10 steps, contenders interleaved chunk by chunk, the first chunk untimed",
         "likelihood terms: varinf RobustMax and GPflow MultiClass: the same RobustMax model (eps 1e-3, 20 "
-        "Gauss-Hermite points); varinf Softmax: 15 reparameterised samples per row, the normals fixed per "
-        "(seed, position in the batch), so the same 15 x 10 draws at each batch position every step; GPyTorch "
+        "Gauss-Hermite points); varinf Softmax: 15 reparameterised samples per row, fresh at every step "
+        "(drawn from the seed, the step and the row's place in the batch); GPyTorch "
         f"Softmax: {PEER_TRAIN_SAMPLES} fresh samples per row per step (set via num_likelihood_samples; its default "
         f"is 10), {PREDICT_SAMPLES} for predictions"]
     if tf_version:

@@ -32,7 +32,7 @@ import os
 import time
 
 import numpy as np
-from common import gpflow_adam_step, write_results
+from common import gpflow_adam_step, set_peer_threads, write_results
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
@@ -417,20 +417,6 @@ def memory_rows(quick, threads):
     return rows
 
 
-def set_peer_threads(threads):
-    try:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except ImportError:
-        pass
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
 
 
 def main() -> None:

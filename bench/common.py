@@ -178,3 +178,21 @@ def gpflow_adam_step(tf, model, opt):
         return loss
 
     return step
+
+
+def set_peer_threads(threads: int) -> None:
+    """TensorFlow's intra-op pool and torch's threads, where installed (TensorFlow's pools are
+    fixed once it has run: call this first in a process)."""
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass

@@ -302,7 +302,7 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, MatRef Y, const Elbo
   auto body = [&](Index s, Index k, Acc& acc) {
     Block b;
     forward(p, F, X.middleRows(s, k), b);
-    reverse(p, F, X.middleRows(s, k), Y.middleRows(s, k), s, scale, b, acc);
+    reverse(p, F, X.middleRows(s, k), Y.middleRows(s, k), terms.draw + s, scale, b, acc);
   };
   Acc acc = reduce_row_blocks<Acc>(B, rows_per_block(m), 12.0 * B * m * m * nl, [&] { return zero_acc(p); }, body);
   out.kl = 0.0;

@@ -225,7 +225,9 @@ SVGPTrainer::SVGPTrainer(SVGPLayout layout, VectorXd x0, AdamOptions adam, std::
 
 // One Adam step descending -ELBO from the batch (Xb, Yb).
 SVGPTrainer::Failure SVGPTrainer::step(MatRef Xb, MatRef Yb, double& elbo) {
-  elbo = svgp_elbo_grad_x(layout_, x_, Xb, Yb, grad_, nullptr, gamma_ > 0.0 ? &grad_values_ : nullptr);
+  ElboTerms terms;
+  terms.draw = static_cast<Index>(adam_.t()) * Xb.rows();  // fresh Monte Carlo noise every step
+  elbo = svgp_elbo_grad_x(layout_, x_, Xb, Yb, grad_, nullptr, gamma_ > 0.0 ? &grad_values_ : nullptr, terms);
   return update(elbo);
 }
 

@@ -323,3 +323,18 @@ def test_heteroskedastic_beats_homoskedastic_on_the_motorcycle_data():
             gamma=0.1, seed=0, progress=False)
     nlpd_het = -np.mean(het.predict_log_density(X[test], y[test]))
     assert nlpd_het < nlpd_gpr - 0.2  # measured: 0.70 against 1.17
+
+
+@pytest.mark.parametrize("likelihood, fresh", [(Lik.Softmax(3, num_samples=5, seed=1), True),
+                                               (Lik.RobustMax(3), False)])
+def test_each_training_step_draws_fresh_monte_carlo_noise(rng, likelihood, fresh):
+    """The trainer's step t evaluates its batch with draw = t B (docs/math.md section 11.4): the
+    same batch at (in effect) unchanged parameters (steps of 1e-300) gives another Softmax
+    estimate at every step, and the same RobustMax value; the first step's is the ELBO's."""
+    _, X, labels = _model_cases(rng)["robustmax"]
+    model = vi.SVGP(K.SquaredExponential(), likelihood, X[:M].copy(), 80)
+    layout, params = model._layout()
+    trainer = core.sparse.SVGPTrainer(layout, params.get(), 1e-300, 0.9, 0.999, 1e-8, 0)
+    elbos = core.testing.svgp_run_batches(trainer, X, labels, np.tile(np.arange(40), (3, 1)))
+    assert elbos[0] == model.elbo(X[:40], labels[:40])
+    assert len(set(elbos.tolist())) == (3 if fresh else 1)

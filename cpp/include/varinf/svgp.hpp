@@ -64,10 +64,13 @@ struct SVGPGradient {
 // Which terms of the ELBO a call adds up: the likelihood terms of its rows times `scale` (NaN:
 // num_data / rows) and, with `kl`, -KL. A minibatch split across workers: each adds its rows'
 // terms with scale = num_data / (global batch size) and no KL, and the KL is added once
-// (docs/math.md section 10.3); the sum is the ELBO of the whole batch.
+// (docs/math.md section 10.3); the sum is the ELBO of the whole batch. A Monte Carlo likelihood
+// draws the noise of row i from its seed and draw + i (the trainer sets draw = step x batch
+// size, so each step draws afresh; one evaluation is a deterministic function of the values).
 struct ElboTerms {
   double scale = std::numeric_limits<double>::quiet_NaN();
   bool kl = true;
+  Index draw = 0;
 };
 
 // The ELBO on the batch (X [B, d], Y [B, c]) and its gradient.
