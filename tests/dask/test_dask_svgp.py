@@ -41,6 +41,31 @@ def test_minibatch_gradient_is_the_sum_of_the_shards(client):
     np.testing.assert_allclose(gv, want_gv, rtol=1e-9, atol=1e-12 * np.max(np.abs(want_gv)))
 
 
+def test_chunks_that_do_not_come_back_are_persisted_again(client, monkeypatch):
+    """A rebuild waits for the data's chunks at most _STEP_TIMEOUT; chunks still missing then (a
+    cluster that lost every copy) are persisted again from their source, and the step goes on."""
+    import asyncio
+
+    import distributed
+
+    from varinf.dask._svgp import Shards
+    X, y = _data()
+    shards = Shards(_model(X, len(y)), da.from_array(X, chunks=(300, 2)), da.from_array(y, chunks=300), 2, client)
+    first = shards.X
+    real_wait, calls = distributed.wait, []
+
+    def wait_that_times_out_once(futures, timeout=None):
+        calls.append(timeout)
+        if len(calls) == 1:
+            raise asyncio.TimeoutError
+        return real_wait(futures, timeout=timeout)
+
+    monkeypatch.setattr(distributed, "wait", wait_that_times_out_once)
+    shards.start(seed=7, batch_size=256)
+    assert len(calls) == 2 and shards.X is not first  # persisted again
+    assert len(shards.actors) == 2 and np.isfinite(shards._step(shards.model._layout()[1].get())[0])
+
+
 @pytest.mark.parametrize("natgrad", [False, True])
 @pytest.mark.parametrize("classes", [False, True])
 def test_fit_equals_the_in_process_fit(client, natgrad, classes):

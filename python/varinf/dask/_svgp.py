@@ -17,6 +17,7 @@ only when every share has arrived.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import warnings
 
@@ -88,8 +89,8 @@ class Shards:
     def __init__(self, model, X, y, d: int | None, client=None):
         self.client = _cluster_client(client)
         self.model = model
-        self.X, self.y = as_row_chunks(X, y, d, columns=True)  # [n, d], [n] or [n, P]
-        self.X, self.y = self.client.persist([self.X, self.y])
+        self._source = as_row_chunks(X, y, d, columns=True)  # [n, d], [n] or [n, P]
+        self.X, self.y = self.client.persist(list(self._source))
         self.n = self.X.shape[0]
         self.actors = []
 
@@ -98,11 +99,9 @@ class Shards:
 
     def start(self, seed: int, batch_size: int, steps_done: int = 0):
         """(Re)build one actor per worker that holds chunks, its sampler at step ``steps_done``."""
-        from distributed import futures_of, wait
         self.seed, self.batch_size = seed, batch_size
-        futures = {f.key: f for f in futures_of(self.X) + futures_of(self.y)}
+        futures = self._chunks()
         xkeys, ykeys = list(flatten(self.X.__dask_keys__())), list(flatten(self.y.__dask_keys__()))
-        wait([futures[k] for k in xkeys + ykeys])
         who = self.client.who_has([futures[k] for k in xkeys])
         bounds = np.concatenate([[0], np.cumsum(self.X.chunks[0])]).astype(int)
         by_worker = {}
@@ -119,6 +118,22 @@ class Shards:
                 workers=[worker], allow_other_workers=True, actor=True, pure=False))
         self.actors = [a.result() for a in self.actors]
 
+    def _chunks(self) -> dict:
+        """key -> future of every chunk of X and y, once all are in memory. Chunks that are not
+        back within _STEP_TIMEOUT (a cluster that lost every copy and has not recomputed them)
+        are persisted again from their source."""
+        from distributed import futures_of, wait
+
+        def chunks():
+            return {f.key: f for f in futures_of(self.X) + futures_of(self.y)}
+
+        try:
+            wait(list(chunks().values()), timeout=_STEP_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.X, self.y = self.client.persist(list(self._source))
+            wait(list(chunks().values()), timeout=_STEP_TIMEOUT)
+        return chunks()
+
     def _step(self, x) -> tuple:
         """The sum of the actors' shares, in actor order."""
         calls = [a.step(x) for a in self.actors]
@@ -134,6 +149,8 @@ class Shards:
         for s in range(steps):
             for attempt in range(_MAX_REBUILDS + 1):
                 try:
+                    if attempt:  # rebuilding can itself meet a lost worker: one more attempt
+                        self.start(self.seed, self.batch_size, steps_done + s)
                     elbo, gx, gv = self._step(trainer.x)
                     break
                 except Exception as exc:  # a worker lost or hung: rebuild at this step
@@ -145,7 +162,6 @@ class Shards:
                                   f"({type(exc).__name__}); rebuilding the shards and taking the step again",
                                   RuntimeWarning, stacklevel=2)
                     time.sleep(0.5)
-                    self.start(self.seed, self.batch_size, steps_done + s)
             if not trainer.apply(elbo, gx, gv):
                 break
             elbos.append(elbo)
