@@ -20,7 +20,7 @@ import numpy as np
 
 from ._loader import core as _core
 from ._validation import as_matrix
-from .parameters import Parameter
+from .parameters import Parameter, distinct
 from .serialization import (
     FormatError,
     config_value,
@@ -402,12 +402,7 @@ class _LatentKernels:
     @property
     def parameters(self) -> list:
         """Every distinct parameter: the kernels' (then W's, for coregionalisation)."""
-        seen, out = set(), []
-        for p in [p for k in self.kernels for p in k.parameters] + self._own_parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                out.append(p)
-        return out
+        return distinct([p for k in self.kernels for p in k.parameters] + self._own_parameters())
 
     def _own_parameters(self) -> list:
         return []

@@ -60,15 +60,13 @@ class Likelihood(abc.ABC):
         ``columns`` independent outputs, each with its own parameters when they have one entry
         per output (docs/math.md section 11.2)."""
         if columns not in self._latent_cores:
-            per_column = any(p.size > 1 for p in self.parameters)
-            self._latent_cores[columns] = _core.sparse.columns_likelihood(self.core(), columns, per_column)
+            self._latent_cores[columns] = _core.sparse.columns_likelihood(self.core(), columns, self._outputs > 1)
         return self._latent_cores[columns]
 
     def check_latent(self, columns: int) -> None:
         """ValueError unless the model feeds this likelihood ``columns`` latent functions."""
-        sizes = {p.size for p in self.parameters} - {1}
-        if sizes and sizes != {columns}:
-            raise ValueError(f"the likelihood's parameters have {sizes.pop()} entries (one per output) but the "
+        if self._outputs not in (1, columns):
+            raise ValueError(f"the likelihood's parameters have {self._outputs} entries (one per output) but the "
                              f"model has {columns} output(s)")
 
     def check_outputs(self, y, name: str, n: int | None, columns: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-__all__ = ["Parameter", "ParameterVector", "RAW_MIN"]
+__all__ = ["Parameter", "ParameterVector", "RAW_MIN", "distinct"]
 
 RAW_MIN = math.log(1e-6)
 
@@ -94,6 +94,16 @@ class Parameter:
 
     def __repr__(self):
         return f"{self.name}={np.array2string(self._value, precision=4)}"
+
+
+def distinct(params) -> list:
+    """Each parameter of ``params`` once, in the order of its first appearance (a parameter
+    shared by two kernels appears twice in a model's gradient order)."""
+    out = []
+    for p in params:
+        if all(p is not q for q in out):
+            out.append(p)
+    return out
 
 
 class ParameterVector:

@@ -338,3 +338,14 @@ def test_each_training_step_draws_fresh_monte_carlo_noise(rng, likelihood, fresh
     elbos = core.testing.svgp_run_batches(trainer, X, labels, np.tile(np.arange(40), (3, 1)))
     assert elbos[0] == model.elbo(X[:40], labels[:40])
     assert len(set(elbos.tolist())) == (3 if fresh else 1)
+
+
+def test_parameters_list_each_once_fixed_ones_included(rng):
+    """A kernel shared by the latent GPs and Z shared by the groups appear once; a fixed Z is
+    still a parameter, only not a trainable one."""
+    kernel = K.SquaredExponential()
+    model = vi.SVGP(K.SeparateIndependent([kernel, kernel, K.Matern32()]), Lik.Gaussian(0.1), np.zeros((M, D)), 10,
+                    train_Z=False)
+    names = [p.name for p in model.parameters]
+    assert names == ["variance", "lengthscales", "variance", "lengthscales", "variance", "q_mu", "q_sqrt", "Z"]
+    assert model._Z not in model.trainable_parameters

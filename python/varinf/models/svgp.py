@@ -15,7 +15,7 @@ from .._validation import (_as_float_array, as_choice, as_finite_float, as_float
 from ..inducing import KMEANS_SAMPLE, METHODS, place_inducing, warn_kuu_jitter
 from ..kernels import Kernel, LinearCoregionalization, _LatentKernels
 from ..likelihoods import Likelihood
-from ..parameters import RAW_MIN, Parameter, ParameterVector
+from ..parameters import RAW_MIN, Parameter, ParameterVector, distinct
 from ..progress import Progress
 from ..serialization import (
     FormatError,
@@ -200,7 +200,7 @@ class SVGP(ConstantMean, Persistent):
     def parameters(self) -> list:
         """Every distinct parameter in gradient order: kernels (and W), likelihood, mean (if
         any), q_mu, q_sqrt, Z."""
-        return ParameterVector(self._value_parameters()).unique
+        return distinct(self._value_parameters())
 
     def _groups(self) -> list:
         """(kernel, first, count) of each group of latent GPs that share a kernel and Z."""
