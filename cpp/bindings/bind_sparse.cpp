@@ -14,12 +14,21 @@ namespace varinf::bindings {
 
 namespace {
 
+// y is [n] (one output) or [n, P], mean [P]: the outputs share the kernel and the noise.
 SGPRProblem sgpr_problem(const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                         const CArray& Z, double noise, double mean, double jitter) {
-  require(theta.ndim() == 1 && theta.shape(0) == k.num_params() && X.ndim() == 2 && y.ndim() == 1 &&
+                         const CArray& Z, double noise, const CArray& mean, double jitter) {
+  require(theta.ndim() == 1 && theta.shape(0) == k.num_params() && X.ndim() == 2 && mean.ndim() == 1 &&
+              (y.ndim() == 1 ? mean.shape(0) == 1 : y.ndim() == 2 && y.shape(1) == mean.shape(0)) &&
               y.shape(0) == X.shape(0) && Z.ndim() == 2 && Z.shape(1) == X.shape(1) && Z.shape(0) >= 1,
-          "inconsistent SGPR arguments (theta, X [n, d], y [n], Z [m, d])");
-  return {k, theta.data(), view(X), vview(y), view(Z), noise, mean, jitter};
+          "inconsistent SGPR arguments (theta, X [n, d], y [n] or [n, P], Z [m, d], mean [P])");
+  return {k, theta.data(), view(X), view(y), view(Z), noise, vview(mean), jitter};
+}
+
+// FITC's problems have one output.
+SGPRProblem fitc_problem(const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
+                         const CArray& Z, double noise, const CArray& mean, double jitter) {
+  require(y.ndim() == 1, "FITC takes one output: y must be [n]");
+  return sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
 }
 
 // The sums over rows (SGPRStats, FITCStats, FITCDataGrad) cross to Python as tuples of
@@ -50,23 +59,25 @@ T tuple_to(const py::tuple& t, std::initializer_list<std::pair<Index, Index>> sh
   return value;
 }
 
-SGPRProblem params_only(const Kernel& k, const CArray& theta, const CArray& Z, double noise, double mean,
+// The parameters without rows; the outputs are counted by the means [P].
+SGPRProblem params_only(const Kernel& k, const CArray& theta, const CArray& Z, double noise, const CArray& mean,
                         double jitter) {
-  require(theta.ndim() == 1 && theta.shape(0) == k.num_params() && Z.ndim() == 2 && Z.shape(0) >= 1,
-          "inconsistent SGPR arguments (theta, Z [m, d])");
+  require(theta.ndim() == 1 && theta.shape(0) == k.num_params() && Z.ndim() == 2 && Z.shape(0) >= 1 &&
+              mean.ndim() == 1 && mean.shape(0) >= 1,
+          "inconsistent SGPR arguments (theta, Z [m, d], mean [P])");
   return {k, theta.data(), Eigen::Map<const RowMatrixXd>(nullptr, 0, Z.shape(1)),
-          Eigen::Map<const VectorXd>(nullptr, 0), view(Z), noise, mean, jitter};
+          Eigen::Map<const RowMatrixXd>(nullptr, 0, mean.shape(0)), view(Z), noise, vview(mean), jitter};
 }
 
 py::tuple gradient_tuple(const SGPRGradient& g) {
-  return py::make_tuple(g.bound, copy_out(g.dtheta), copy_out(g.dZ), g.dnoise, g.dmean, g.jitter);
+  return py::make_tuple(g.bound, copy_out(g.dtheta), copy_out(g.dZ), g.dnoise, copy_out(g.dmean), g.jitter);
 }
 
 // The partitioned SGPR and FITC (sgpr.hpp): statistics over rows, the collapsed bound from
 // their sum, and the reverse pass over rows.
 void bind_partitioned(py::module_ m) {
   m.def("sgpr_stats", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                         const CArray& Z, double noise, double mean, double jitter) {
+                         const CArray& Z, double noise, const CArray& mean, double jitter) {
     const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
     SGPRStats st;
     {
@@ -75,43 +86,44 @@ void bind_partitioned(py::module_ m) {
     }
     return to_tuple(std::move(st));
   }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
-        py::arg("mean"), py::arg("jitter"), "(Kuf Kfu [m, m], Kuf r [m], Kuf 1 [m], r^T r, sum r, tr Kff, n)");
+        py::arg("mean"), py::arg("jitter"), "(Kuf Kfu [m, m], Kuf R [m, P], Kuf 1 [m], column sums of R [P], |R|^2, tr Kff, n)");
 
-  auto sgpr_sums = [](const py::tuple& t, Index m) {
-    return tuple_to<SGPRStats>(t, {{m, m}, {m, 1}, {m, 1}, {0, 0}, {0, 0}, {0, 0}, {0, 0}});
+  auto sgpr_sums = [](const py::tuple& t, const SGPRProblem& p) {
+    const Index m = p.Z.rows(), P = p.mean.size();
+    return tuple_to<SGPRStats>(t, {{m, m}, {m, P}, {m, 1}, {P, 1}, {0, 0}, {0, 0}, {0, 0}});
   };
   m.def("sgpr_factor_from_stats", [sgpr_sums](const Kernel& k, const CArray& theta, const CArray& Z, double noise,
-                                              double mean, double jitter, const py::tuple& stats) {
+                                              const CArray& mean, double jitter, const py::tuple& stats) {
     const SGPRProblem p = params_only(k, theta, Z, noise, mean, jitter);
-    const SGPRStats st = sgpr_sums(stats, Z.shape(0));
+    const SGPRStats st = sgpr_sums(stats, p);
     NoGil nogil;
     return sgpr_factor(p, st);
   }, py::arg("kernel"), py::arg("theta"), py::arg("Z"), py::arg("noise"), py::arg("mean"), py::arg("jitter"),
         py::arg("stats"));
 
   m.def("sgpr_collapsed_grad", [sgpr_sums](const Kernel& k, const CArray& theta, const CArray& Z, double noise,
-                                           double mean, double jitter, const py::tuple& stats) {
+                                           const CArray& mean, double jitter, const py::tuple& stats) {
     const SGPRProblem p = params_only(k, theta, Z, noise, mean, jitter);
-    const SGPRStats st = sgpr_sums(stats, Z.shape(0));
+    const SGPRStats st = sgpr_sums(stats, p);
     SGPRAdjoints adj;
     SGPRGradient g;
     {
       NoGil nogil;
       g = sgpr_collapsed_grad(p, st, adj);
     }
-    return py::make_tuple(gradient_tuple(g), py::make_tuple(adj.Pbar, adj.bbar, adj.tkbar));
+    return py::make_tuple(gradient_tuple(g), py::make_tuple(adj.Psibar, adj.Bbar, adj.tkbar));
   }, py::arg("kernel"), py::arg("theta"), py::arg("Z"), py::arg("noise"), py::arg("mean"), py::arg("jitter"),
-        py::arg("stats"), "((objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter) without the data side, "
-        "adjoints (dF/dP [m, m], dF/db [m], dF/dtr Kff))");
+        py::arg("stats"), "((objective, d/dtheta, d/dZ, d/dnoise, d/dmean [P], jitter) without the data side, "
+        "adjoints (dF/dPsi [m, m], dF/dB [m, P], dF/dtr Kff))");
 
   m.def("sgpr_data_grad", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                             const CArray& Z, double noise, double mean, double jitter, const py::tuple& adjoints) {
+                             const CArray& Z, double noise, const CArray& mean, double jitter, const py::tuple& adjoints) {
     const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
     const Index mz = Z.shape(0);
-    require(adjoints.size() == 3, "adjoints must be (Pbar, bbar, tkbar)");
+    require(adjoints.size() == 3, "adjoints must be (Psibar, Bbar, tkbar)");
     SGPRAdjoints adj;
-    take(adjoints[0], adj.Pbar, mz, mz);
-    take(adjoints[1], adj.bbar, mz, 1);
+    take(adjoints[0], adj.Psibar, mz, mz);
+    take(adjoints[1], adj.Bbar, mz, p.mean.size());
     adj.tkbar = adjoints[2].cast<double>();
     VectorXd dtheta = VectorXd::Zero(k.num_params());
     RowMatrixXd dZ = RowMatrixXd::Zero(mz, Z.shape(1));
@@ -124,7 +136,9 @@ void bind_partitioned(py::module_ m) {
         py::arg("mean"), py::arg("jitter"), py::arg("adjoints"), "the data side of (d/dtheta, d/dZ) over these rows");
 
   m.def("inducing_factor", [](const Kernel& k, const CArray& theta, const CArray& Z, double jitter) {
-    const SGPRProblem p = params_only(k, theta, Z, 1.0, 0.0, jitter);
+    CArray no_mean(1);  // K(Z, Z) does not depend on the data's means
+    no_mean.mutable_data()[0] = 0.0;
+    const SGPRProblem p = params_only(k, theta, Z, 1.0, no_mean, jitter);
     double used = 0.0;
     MatrixXd L;
     {
@@ -136,8 +150,8 @@ void bind_partitioned(py::module_ m) {
         "(L = chol(K(Z, Z) + jitter I) [m, m], the jitter it needed)");
 
   m.def("fitc_stats", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y, const CArray& Z,
-                         double noise, double mean, double jitter, const MatrixXd& L) {
-    const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
+                         double noise, const CArray& mean, double jitter, const MatrixXd& L) {
+    const SGPRProblem p = fitc_problem(k, theta, X, y, Z, noise, mean, jitter);
     require(L.rows() == Z.shape(0) && L.cols() == Z.shape(0), "L must be [m, m]");
     FITCStats st;
     {
@@ -150,7 +164,7 @@ void bind_partitioned(py::module_ m) {
         "(A Lambda^-1 A^T [m, m], A Lambda^-1 r [m], r^T Lambda^-1 r, sum log lambda, n)");
 
   m.def("fitc_factor_from_stats", [](const Kernel& k, const CArray& theta, const CArray& Z, double noise,
-                                     double mean, double jitter, const MatrixXd& L, double used,
+                                     const CArray& mean, double jitter, const MatrixXd& L, double used,
                                      const py::tuple& stats) {
     const SGPRProblem p = params_only(k, theta, Z, noise, mean, jitter);
     const Index mz = Z.shape(0);
@@ -162,8 +176,8 @@ void bind_partitioned(py::module_ m) {
         py::arg("L"), py::arg("jitter_used"), py::arg("stats"));
 
   m.def("fitc_data_grad", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                             const CArray& Z, double noise, double mean, double jitter, const SGPRFactor& f) {
-    const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
+                             const CArray& Z, double noise, const CArray& mean, double jitter, const SGPRFactor& f) {
+    const SGPRProblem p = fitc_problem(k, theta, X, y, Z, noise, mean, jitter);
     require(f.L.rows() == Z.shape(0), "the factor does not match Z");
     FITCDataGrad g;
     {
@@ -175,7 +189,7 @@ void bind_partitioned(py::module_ m) {
         py::arg("mean"), py::arg("jitter"), py::arg("factor"),
         "sums of the reverse pass over these rows (d/dtheta, d/dZ, Lbar, d/dnoise, d/dmean)");
 
-  m.def("fitc_finish_grad", [](const Kernel& k, const CArray& theta, const CArray& Z, double noise, double mean,
+  m.def("fitc_finish_grad", [](const Kernel& k, const CArray& theta, const CArray& Z, double noise, const CArray& mean,
                                double jitter, const SGPRFactor& f, const py::tuple& sums) {
     const SGPRProblem p = params_only(k, theta, Z, noise, mean, jitter);
     const Index mz = Z.shape(0);
@@ -206,33 +220,38 @@ void bind_sgpr(py::module_ m) {
             f.L = t[0].cast<MatrixXd>();
             const Index m = f.L.rows();
             take(t[1], f.LB, m, m);
-            take(t[2], f.c, m, 1);
-            require(f.L.cols() == m, "a pickled SGPRFactor's L must be square");
+            f.c = t[2].cast<MatrixXd>();  // [m, P] (a 1-D c [m]: one output)
+            require(f.L.cols() == m && f.c.rows() == m && f.c.cols() >= 1,
+                    "a pickled SGPRFactor's L must be square, and c [m, P]");
             f.bound = t[3].cast<double>();
             f.upper_bound = t[4].cast<double>();
             f.jitter = t[5].cast<double>();
             return f;
           }));
 
-  // SGPR's bound and FITC's log marginal likelihood share arguments and results.
+  // SGPR's bound and FITC's log marginal likelihood share arguments and results; each checks
+  // its arguments with its own problem builder (FITC takes one output).
+  using ProblemFn = SGPRProblem (*)(const Kernel&, const CArray&, const CArray&, const CArray&, const CArray&,
+                                    double, const CArray&, double);
   using FactorFn = SGPRFactor (*)(const SGPRProblem&);
   using GradFn = SGPRGradient (*)(const SGPRProblem&);
-  const std::pair<const char*, FactorFn> factors[] = {{"sgpr_factor", &sgpr_factor}, {"fitc_factor", &fitc_factor}};
-  const std::pair<const char*, GradFn> grads[] = {{"sgpr_bound_grad", &sgpr_bound_grad},
-                                                  {"fitc_lml_grad", &fitc_lml_grad}};
-  for (const auto& [name, fn] : factors) {
-    m.def(name, [fn = fn](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                          const CArray& Z, double noise, double mean, double jitter) {
-      const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
+  const std::tuple<const char*, FactorFn, ProblemFn> factors[] = {{"sgpr_factor", &sgpr_factor, &sgpr_problem},
+                                                                  {"fitc_factor", &fitc_factor, &fitc_problem}};
+  const std::tuple<const char*, GradFn, ProblemFn> grads[] = {{"sgpr_bound_grad", &sgpr_bound_grad, &sgpr_problem},
+                                                              {"fitc_lml_grad", &fitc_lml_grad, &fitc_problem}};
+  for (const auto& [name, fn, problem] : factors) {
+    m.def(name, [fn = fn, problem = problem](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
+                                             const CArray& Z, double noise, const CArray& mean, double jitter) {
+      const SGPRProblem p = problem(k, theta, X, y, Z, noise, mean, jitter);
       NoGil nogil;
       return fn(p);
     }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
         py::arg("mean"), py::arg("jitter"));
   }
-  for (const auto& [name, fn] : grads) {
-    m.def(name, [fn = fn](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                          const CArray& Z, double noise, double mean, double jitter) {
-      const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
+  for (const auto& [name, fn, problem] : grads) {
+    m.def(name, [fn = fn, problem = problem](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
+                                             const CArray& Z, double noise, const CArray& mean, double jitter) {
+      const SGPRProblem p = problem(k, theta, X, y, Z, noise, mean, jitter);
       SGPRGradient g;
       {
         NoGil nogil;
@@ -240,36 +259,50 @@ void bind_sgpr(py::module_ m) {
       }
       return gradient_tuple(g);
     }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
-        py::arg("mean"), py::arg("jitter"), "(objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)");
+        py::arg("mean"), py::arg("jitter"), "(objective, d/dtheta, d/dZ, d/dnoise, d/dmean [P], jitter)");
   }
 
   m.def("sgpr_predict", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                           const CArray& Z, double noise, double mean, double jitter,
+                           const CArray& Z, double noise, const CArray& mean, double jitter,
                            const SGPRFactor& f, const CArray& Xnew, bool full_cov) {
     const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
     require_new_inputs(X, Xnew);
-    return predict_moments(
-        Xnew.shape(0), full_cov,
-        [&](VecOut mu, VecOut var) { sgpr_predict(p, f, view(Xnew), mu, var); },
-        [&](VecOut mu, MatOut cov) { sgpr_predict_cov(p, f, view(Xnew), mu, cov); });
+    require(f.c.cols() == p.mean.size(), "the factor does not match the number of outputs");
+    const Index ns = Xnew.shape(0);
+    CArray mu = new_matrix(ns, p.mean.size());
+    CArray var = full_cov ? new_matrix(ns, ns) : new_vector(ns);
+    auto mu_m = as_matrix(mu);
+    auto cov_m = as_matrix(var);  // read as [n*, n*] when full_cov,
+    auto var_v = as_vector(var);  // else as [n*]
+    {
+      NoGil nogil;
+      if (full_cov) {
+        sgpr_predict_cov(p, f, view(Xnew), mu_m, cov_m);
+      } else {
+        sgpr_predict(p, f, view(Xnew), mu_m, var_v);
+      }
+    }
+    return py::make_tuple(mu, var);
   }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
         py::arg("mean"), py::arg("jitter"), py::arg("factor"), py::arg("Xnew"), py::arg("full_cov"),
-  "latent (mean [n*], variance [n*] or covariance [n*, n*])");
+  "latent (means [n*, P], the outputs' shared variance [n*] or covariance [n*, n*])");
 
   m.def("sgpr_qu", [](const Kernel& k, const CArray& theta, const CArray& X, const CArray& y,
-                      const CArray& Z, double noise, double mean, double jitter, const SGPRFactor& f) {
+                      const CArray& Z, double noise, const CArray& mean, double jitter, const SGPRFactor& f) {
     const SGPRProblem p = sgpr_problem(k, theta, X, y, Z, noise, mean, jitter);
     const Index mz = Z.shape(0);
-    CArray mu = new_vector(mz), S = new_matrix(mz, mz);
-    auto mu_v = as_vector(mu);
+    require(f.c.cols() == p.mean.size(), "the factor does not match the number of outputs");
+    CArray mu = new_matrix(mz, p.mean.size()), S = new_matrix(mz, mz);
+    auto mu_m = as_matrix(mu);
     auto S_m = as_matrix(S);
     {
       NoGil nogil;
-      sgpr_qu(p, f, mu_v, S_m);
+      sgpr_qu(p, f, mu_m, S_m);
     }
     return py::make_tuple(mu, S);
   }, py::arg("kernel"), py::arg("theta"), py::arg("X"), py::arg("y"), py::arg("Z"), py::arg("noise"),
-        py::arg("mean"), py::arg("jitter"), py::arg("factor"), "optimal q(u): (mean [m], covariance [m, m])");
+        py::arg("mean"), py::arg("jitter"), py::arg("factor"),
+        "optimal q(u): (means [m, P], the shared covariance [m, m])");
 }
 
 // Checks theta [num_params] and the per-point vectors (y, mu, var: [k] each); returns k.

@@ -41,7 +41,7 @@ void block(const SGPRProblem& p, const MatrixXd& L, Index s, Index k, Block& b) 
   p.kernel.K_diag(p.theta, Xb, b.lam);
   b.lam -= b.A.colwise().squaredNorm().transpose();
   b.lam.array() += p.noise;
-  b.r = p.y.segment(s, k).array() - p.mean;
+  b.r = p.Y.col(0).segment(s, k).array() - p.mean[0];  // FITC takes one output
 }
 
 }  // namespace
@@ -95,7 +95,7 @@ FITCDataGrad fitc_data_grad(const SGPRProblem& p, const SGPRFactor& f) {
   const MatrixXd& L = f.L;
   MatrixXd H(m, m);  // [m, m] dF/dBm
   cholesky_inverse(f.LB, H);
-  const VectorXd g = f.LB.triangularView<Eigen::Lower>().transpose().solve(f.c);  // [m]
+  const VectorXd g = f.LB.triangularView<Eigen::Lower>().transpose().solve(f.c.col(0));  // [m]
   H.noalias() += g * g.transpose();
   H *= -0.5;
 
@@ -136,7 +136,7 @@ SGPRGradient fitc_finish_grad(const SGPRProblem& p, const SGPRFactor& f, FITCDat
   out.dtheta = std::move(sum.dtheta);
   out.dZ = std::move(sum.dZ);
   out.dnoise = sum.dnoise;
-  out.dmean = sum.dmean;
+  out.dmean = VectorXd::Constant(1, sum.dmean);
   return out;
 }
 

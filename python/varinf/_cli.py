@@ -6,7 +6,8 @@ The saved model is a :class:`TableModel`: the GP, fitted to standardised inputs 
 regression), and the scaling, so predictions come out in the file's units. A classifier takes
 K >= 2 classes (Bernoulli for 2, RobustMax or Softmax on K latent GPs sharing the kernel for
 more); svgp takes several targets (``--target a,b``: one latent GP per target, each with its own
-copy of the kernel and its own Gaussian noise; docs/math.md section 11).
+copy of the kernel and its own Gaussian noise; docs/math.md section 11), and so does sgpr (the
+targets share the kernel, the inducing inputs and the noise variance; docs/math.md section 5.9).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ __all__ = ["CLASSIFIER_LIKELIHOODS", "KERNELS", "MAX_CLASSES", "MODELS", "TableM
            "choose_columns", "fit_command", "moments", "predict_command", "standardised"]
 
 MODELS = ("gpr", "sgpr", "svgp", "svgp-classifier")
+# The models that fit several targets at once (--target a,b).
+_SEVERAL_TARGETS = ("sgpr", "svgp")
 KERNELS = ("rbf", "matern32", "matern52")
 # --likelihood of svgp-classifier with more than 2 classes (2 classes: Bernoulli), the first the default.
 CLASSIFIER_LIKELIHOODS = ("robustmax", "softmax")
@@ -80,10 +83,12 @@ def _label_text(value: float) -> str:
 
 def _fits(kind: str, model, targets) -> bool:
     """Whether a loaded ``model`` has the likelihood and outputs a TableModel of ``kind`` needs:
-    svgp: Gaussian with one output per target (one without targets); svgp-classifier: Bernoulli
-    on one latent GP (2 classes), or RobustMax or Softmax of K > 2 classes."""
-    if kind == "svgp":
-        return isinstance(model.likelihood, Gaussian) and model.num_outputs == (len(targets) if targets else 1)
+    gpr, sgpr and svgp: one output per target (one without targets), svgp with a Gaussian
+    likelihood; svgp-classifier: Bernoulli on one latent GP (2 classes), or RobustMax or Softmax
+    of K > 2 classes."""
+    if kind in _SEVERAL_TARGETS + ("gpr",):
+        outputs = model.num_outputs == (len(targets) if targets else 1)
+        return outputs and (kind != "svgp" or isinstance(model.likelihood, Gaussian))
     if kind == "svgp-classifier":
         likelihood = model.likelihood
         return ((isinstance(likelihood, Bernoulli) and model.num_outputs == 1)
@@ -189,9 +194,9 @@ class TableModel:
         columns = config_number(config, "columns", int, minimum=d)
         targets = config_value(config, "targets", list) if "targets" in config else None
         names = targets is not None and all(isinstance(t, str) for t in targets)  # before set(): hashable
-        if targets is not None and not (kind == "svgp" and names and 2 <= len(targets) == len(set(targets))):
-            raise FormatError(f"targets must be 2 or more distinct names (columns, or .npz arrays) of an svgp model, "
-                              f"got {targets!r:.200} for a {kind} model")
+        if targets is not None and not (kind in _SEVERAL_TARGETS and names and 2 <= len(targets) == len(set(targets))):
+            raise FormatError(f"targets must be 2 or more distinct names (columns, or .npz arrays) of an svgp or sgpr "
+                              f"model, got {targets!r:.200} for a {kind} model")
         model = load_component(config_value(config, "model", dict), arrays, "model/", _MODEL_CLASSES[kind])
         if model.input_dim != d or not _fits(kind, model, targets):
             raise FormatError(f"the saved model does not fit a {kind} model over {d} features"
@@ -264,10 +269,11 @@ def _check_targets(model: str, targets: list[str]) -> None:
         return
     if model == "svgp-classifier":
         raise TableError(f"--model svgp-classifier takes one --target column of class labels, got {len(targets)} "
-                         f"({','.join(targets)}); several targets are for --model svgp")
-    if model != "svgp":
+                         f"({','.join(targets)}); several targets are for --model svgp or sgpr")
+    if model not in _SEVERAL_TARGETS:
         raise TableError(f"--model {model} fits one target, but --target names {len(targets)} "
-                         f"({','.join(targets)}): use --model svgp for several targets, or fit one model per target")
+                         f"({','.join(targets)}): use --model svgp or sgpr for several targets, or fit one model "
+                         "per target")
 
 
 def _training_data(path: str, target: str | None, features: list[str] | None, model: str = "svgp"):
@@ -289,7 +295,7 @@ def _training_data(path: str, target: str | None, features: list[str] | None, mo
     else:
         if target is None:
             raise TableError("--target is required for CSV and .npy files (a column name, or an index for .npy; "
-                             "several separated by commas for --model svgp)")
+                             "several separated by commas for --model svgp or sgpr)")
         targets = _target_names(target, table.columns)
         _check_targets(model, targets)
         feature_pos, target_pos = _choose_columns(table, targets, features)
@@ -380,7 +386,7 @@ def standardised(X, y, features: list[str], columns: int, stats: tuple, targets:
 
 
 def _build_and_fit(args, X, y, num_classes: int | None = None):
-    """The fitted GP on standardised X and targets y ([n], or [n, P] for svgp with P targets;
+    """The fitted GP on standardised X and targets y ([n], or [n, P] for svgp and sgpr with P targets;
     labels 0, ..., num_classes - 1 for svgp-classifier); a summary line of its objective."""
     n, d = X.shape
     kernel = _kernel(args.kernel, d)
@@ -394,10 +400,11 @@ def _build_and_fit(args, X, y, num_classes: int | None = None):
                                                                   progress=progress)
         return model, f"log marginal likelihood / n = {model.log_marginal_likelihood() / n:.4f}"
     Z = _inducing(X, m, args.seed)  # [m, d]
-    if args.model == "sgpr":
+    if args.model == "sgpr":  # P targets share the kernel, Z and the noise variance
         model = SGPR(X, y, kernel, Z=Z, noise_variance=_NOISE_INIT).fit(max_iter=args.iterations or 1000,
                                                                       progress=progress)
-        return model, f"ELBO / n = {model.elbo() / n:.4f} (m = {m})"
+        targets = f", {y.shape[1]} targets" if y.ndim == 2 else ""
+        return model, f"ELBO / n = {model.elbo() / n:.4f} (m = {m}{targets})"
     detail = ""
     if args.model == "svgp-classifier" and (num_classes or 2) > 2:
         name = args.likelihood or CLASSIFIER_LIKELIHOODS[0]

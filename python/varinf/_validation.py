@@ -80,6 +80,17 @@ def as_vector(y, name: str, n: int | None = None, copy: bool = False) -> np.ndar
     return np.ascontiguousarray(arr)
 
 
+def as_targets(y, name: str, n: int | None = None, copy: bool = False) -> np.ndarray:
+    """Regression targets as a C-contiguous float64 array: [n] for one output ([n, 1] is
+    accepted), [n, P] for P > 1 outputs."""
+    arr = _as_float_array(y, name, copy)
+    if arr.ndim != 2 or arr.shape[1] == 1:
+        return as_vector(arr, name, n)
+    if arr.shape[0] == 0 or (n is not None and arr.shape[0] != n):
+        raise ValueError(f"{name} must have the {n} rows of X, got shape {arr.shape}")
+    return arr
+
+
 def as_dense_matrix(a, name: str, square: bool = True) -> np.ndarray:
     """``a`` as a finite, non-empty 2-D float64 array [n, k] in C or F order (no copy when it
     already is one): the matrices of varinf.linalg, which the core views in either order."""

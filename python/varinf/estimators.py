@@ -151,6 +151,11 @@ class _GaussianGPRegressor(RegressorMixin, _GPEstimator):
     # Whether y may be [n, P] (several outputs).
     _MULTI_OUTPUT = False
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = self._MULTI_OUTPUT
+        return tags
+
     def fit(self, X, y):
         """Fit the model to X [n, d] and y [n] (or [n, P] where several outputs are supported);
         returns self."""
@@ -277,7 +282,16 @@ class SGPRRegressor(_GaussianGPRegressor):
 
     Fitted attributes as GPRegressor, with ``elbo_`` (the collapsed bound of the normalised
     targets) instead of the log marginal likelihood.
+
+    Several outputs: y [n, P] fits P outputs that share the kernel, the inducing inputs and the
+    noise variance (as scikit-learn's GaussianProcessRegressor and GPflow's SGPR do with several
+    target columns; ``normalize_y`` scales each column). ``predict`` then gives [n*, P] means and
+    standard deviations, and ``noise_variance_``, ``y_train_mean_`` and ``y_train_std_`` are [P].
+    Coregionalised outputs (a learned mixing W) have no closed-form collapsed bound here: use
+    SVGPRegressor(n_latent_gps=Q) for them.
     """
+
+    _MULTI_OUTPUT = True
 
     def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
                  max_iter=1000, random_state=None, inducing="kmeans"):
@@ -394,11 +408,6 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
         """The trained kernel: with several outputs the SeparateIndependent or
         LinearCoregionalization of the trained copies."""
         return self.model_.kernel
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
     @property
     def _noise(self):

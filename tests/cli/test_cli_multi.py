@@ -145,6 +145,22 @@ def test_two_targets_predict_a_mean_and_std_each(tmp_path, regressor, table, cap
     np.testing.assert_allclose(pred, expected, rtol=1e-9)  # the file keeps 10 significant digits
 
 
+def test_sgpr_fits_two_targets_with_one_kernel_and_noise(tmp_path, csv_file, table, capsys):
+    X, _, a, b = table
+    saved = _fit(csv_file, tmp_path / "s.vinf", "sgpr", "--target", "a,b", "--features", "x1,x2")
+    assert "2 targets" in capsys.readouterr().out
+    fitted = vi.load(saved)
+    assert fitted.targets == ["a", "b"] and isinstance(fitted.model, vi.SGPR) and fitted.model.num_outputs == 2
+    assert isinstance(fitted.model.kernel, vi.kernels.SquaredExponential)  # one kernel, one noise variance
+    assert main(["predict", saved, csv_file, "-o", str(tmp_path / "pred.csv")]) == 0
+    header, pred = _read_predictions(tmp_path / "pred.csv")
+    assert header == ["mean_a", "std_a", "mean_b", "std_b"] and pred.shape == (48, 4)
+    Y = np.column_stack([a, b])
+    mean, var = fitted.model.predict_y((X - X.mean(0)) / X.std(0))  # [48, 2], [48, 2]
+    np.testing.assert_allclose(pred[:, 0::2], Y.mean(0) + Y.std(0) * mean, rtol=1e-9)
+    np.testing.assert_allclose(pred[:, 1::2], Y.std(0) * np.sqrt(var), rtol=1e-9)
+
+
 def test_several_targets_of_numpy_files(tmp_path, table, capsys):
     X, _, a, b = table
     np.save(tmp_path / "train.npy", np.column_stack([a, X[:, 0], b, X[:, 1]]))
@@ -176,7 +192,6 @@ def test_a_column_whose_name_holds_a_comma_is_one_target(tmp_path, table):
 
 @pytest.mark.parametrize("argv, expected", [
     (["--model", "gpr", "--target", "a,b"], ["--model gpr fits one target", "--target names 2 (a,b)"]),
-    (["--model", "sgpr", "--target", "a,b"], ["--model sgpr fits one target", "--target"]),
     (["--model", "svgp-classifier", "--target", "label,a"], ["svgp-classifier takes one --target column"]),
     (["--model", "svgp", "--target", "a,zz"], ["no target column 'zz'", "a, x1, label, x2, b"]),
     (["--model", "svgp", "--target", "a,b,a"], ["--target names 'a' twice"]),
@@ -266,7 +281,8 @@ def test_crafted_regressor_files_are_refused(tmp_path, regressor):
     _load_fails(_crafted(tmp_path, regressor, meta=config(targets=["a", 3])), "targets must be")
     _load_fails(_crafted(tmp_path, regressor, meta=config(targets=[["a"], "b"])), "targets must be")
     _load_fails(_crafted(tmp_path, regressor, meta=config(targets="a,b")), "'targets' has the wrong type")
-    _load_fails(_crafted(tmp_path, regressor, meta=config(kind="sgpr")), "targets must be")
+    _load_fails(_crafted(tmp_path, regressor, meta=config(kind="gpr")), "targets must be")
+    _load_fails(_crafted(tmp_path, regressor, meta=config(kind="sgpr")), "expected a SGPR")
     # Without targets, a model of two outputs is not a one-target svgp.
     _load_fails(_crafted(tmp_path, regressor, meta=lambda m: m["config"].pop("targets")),
                 "does not fit a svgp model over 2 features")

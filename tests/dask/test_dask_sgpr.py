@@ -134,10 +134,13 @@ def test_nan_inside_a_chunk_names_the_argument_and_rows(name):
                 X[:5])
 
 
-def test_shapes_are_checked():
+@pytest.mark.parametrize("model, want", [(vi.SGPR, r"\[n\] or \[n, c\]"), (vi.FITC, "1-D")])
+def test_shapes_are_checked(model, want):
     X, y = _data(n=100)
-    with pytest.raises(ValueError, match="y must be 1-D with the 100 rows of X"):
-        vi.SGPR(da.from_array(X, chunks=50), da.from_array(y[:90], chunks=50), vi.kernels.SquaredExponential(), 5)
+    with pytest.raises(ValueError, match=f"y must be {want} with the 100 rows of X"):
+        model(da.from_array(X, chunks=50), da.from_array(y[:90], chunks=50), vi.kernels.SquaredExponential(), 5)
+    with pytest.raises(ValueError, match="y must be 1-D"):
+        vi.FITC(da.from_array(X, chunks=50), da.from_array(np.c_[y, y], chunks=50), vi.kernels.SquaredExponential(), 5)
 
 
 def test_exact_gp_refuses_dask_arrays():

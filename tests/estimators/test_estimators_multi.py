@@ -1,11 +1,12 @@
 """The estimators with several latent GPs (docs/math.md section 11): multi-class SVGPClassifier
-(RobustMax, Softmax) and multi-output SVGPRegressor (independent outputs or coregionalisation)."""
+(RobustMax, Softmax), multi-output SVGPRegressor (independent outputs or coregionalisation) and
+SGPRRegressor with several outputs sharing the kernel (section 5.9)."""
 
 import numpy as np
 import pytest
 
 import varinf as vi
-from varinf.estimators import SVGPClassifier, SVGPRegressor
+from varinf.estimators import SGPRRegressor, SVGPClassifier, SVGPRegressor
 
 
 def test_ten_digits_reach_95_percent():
@@ -83,3 +84,26 @@ def test_multi_output_regressor_with_one_column_is_the_single_output_one():
     a = SVGPRegressor(n_inducing=10, iterations=20, random_state=0).fit(X, Y[:, :1])
     b = SVGPRegressor(n_inducing=10, iterations=20, random_state=0).fit(X, Y[:, 0])
     assert np.array_equal(a.predict(X[:5]), b.predict(X[:5]))
+
+
+def test_sgpr_regressor_with_several_outputs(tmp_path):
+    X, Y = _two_outputs()
+    est = SGPRRegressor(n_inducing=25, normalize_y=True, random_state=0).fit(X[:150], Y[:150])
+    model = est.model_
+    assert isinstance(model, vi.SGPR) and model.num_outputs == 2
+    assert isinstance(est.kernel_, vi.kernels.SquaredExponential)  # one kernel for both outputs
+    np.testing.assert_allclose(est.y_train_std_, Y[:150].std(0), rtol=1e-12)
+    np.testing.assert_allclose(est.noise_variance_, model.noise_variance * Y[:150].std(0) ** 2, rtol=1e-12)
+    mean, std = est.predict(X[150:], return_std=True)
+    assert mean.shape == std.shape == (50, 2)
+    assert np.all(np.mean((mean - Y[150:]) ** 2, axis=0) < 0.1 * np.var(Y[150:], axis=0))
+    m, v = model.predict_y((X[150:] - 0.0) / 1.0)  # normalize_X is off
+    np.testing.assert_allclose(mean, est.y_train_mean_ + est.y_train_std_ * m, rtol=1e-12)
+    np.testing.assert_allclose(std, est.y_train_std_ * np.sqrt(v), rtol=1e-12)
+    vi.save(est, tmp_path / "sgpr")
+    loaded = vi.load(tmp_path / "sgpr")
+    assert np.array_equal(loaded.predict(X[150:]), mean)
+    with pytest.raises(ValueError, match="return_cov is for one output"):
+        est.predict(X[:3], return_cov=True)
+    with pytest.raises(ValueError, match="sample_y is for one output"):
+        est.sample_y(X[:3])

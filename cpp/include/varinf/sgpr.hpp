@@ -1,10 +1,13 @@
 // Sparse GP regression: Titsias (2009) collapsed variational bound, its gradient and
 // predictions (docs/math.md section 5).
 //
-// The data enter the bound only through sufficient statistics summed over data points:
-// P = Kuf Kfu [m, m], b = Kuf r [m] (r = y - mean), r^T r and tr(Kff). They are accumulated
-// over blocks of rows on the threads, so memory is O(m^2 + block * m) whatever n is; the
-// reverse pass runs over the blocks again with dF/dKuf = 2 Pbar Kuf + bbar r^T.
+// The targets may have P columns (outputs) that share the kernel, the inducing inputs and the
+// noise, each with its own constant mean, as GPflow's SGPR with Y [n, P]; the bound is the sum of
+// the P columns' bounds (docs/math.md section 5.9). The data enter it only through sufficient
+// statistics summed over data points: Psi = Kuf Kfu [m, m], B = Kuf R [m, P] (R = Y - mean),
+// |R|^2 and tr(Kff). They are accumulated over blocks of rows on the threads, so memory is
+// O(m^2 + block * m) whatever n is; the reverse pass runs over the blocks again with
+// dF/dKuf = 2 Psibar Kuf + Bbar R^T.
 #pragma once
 
 #include <tuple>
@@ -18,10 +21,10 @@ struct SGPRProblem {
   const Kernel& kernel;
   const double* theta;  // kernel parameter values
   MatRef X;             // [n, d] training inputs
-  VecRef y;             // [n] training targets
+  MatRef Y;             // [n, P] training targets, one column per output (FITC: P = 1)
   MatRef Z;             // [m, d] inducing inputs
-  double noise;         // Gaussian noise variance s2n
-  double mean;          // constant prior mean
+  double noise;         // Gaussian noise variance s2n, shared by the outputs
+  VecRef mean;          // [P] constant prior mean of each output
   double jitter;        // added to the diagonal of K(Z, Z) (docs/math.md section 3: 1e-6)
 };
 
@@ -29,7 +32,7 @@ struct SGPRProblem {
 struct SGPRFactor {
   MatrixXd L;          // [m, m] lower: chol(K(Z, Z) + jitter I)
   MatrixXd LB;         // [m, m] lower: chol(I + L^-1 Kuf Kfu L^-T / s2n)
-  VectorXd c;          // [m] LB^-1 L^-1 Kuf (y - mean) / s2n
+  MatrixXd c;          // [m, P] LB^-1 L^-1 Kuf (Y - mean) / s2n
   double bound;        // Titsias (2009) eq. 9, the collapsed ELBO
   double upper_bound;  // Titsias (2014) upper bound on the log marginal likelihood
   double jitter;       // jitter the factorisation of K(Z, Z) used
@@ -42,7 +45,7 @@ struct SGPRGradient {
   VectorXd dtheta;  // [p] dF / d kernel parameter values
   RowMatrixXd dZ;   // [m, d] dF / dZ
   double dnoise;    // dF / d s2n
-  double dmean;     // dF / d mean
+  VectorXd dmean;   // [P] dF / d mean
   double jitter;
 };
 
@@ -56,18 +59,19 @@ SGPRGradient sgpr_bound_grad(const SGPRProblem& p);
 // The data's sufficient statistics over p's rows (docs/math.md section 5.1); the statistics of
 // disjoint sets of rows add up field by field.
 struct SGPRStats {
-  MatrixXd P;    // [m, m] Kuf Kfu
-  VectorXd b;    // [m] Kuf r, r = y - mean
-  VectorXd ku1;  // [m] Kuf 1 (for the mean's gradient)
-  double rr = 0.0, rsum = 0.0, tk = 0.0, n = 0.0;  // r^T r, sum r, tr Kff, number of rows
-  auto fields() { return std::tie(P, b, ku1, rr, rsum, tk, n); }
+  MatrixXd Psi;   // [m, m] Kuf Kfu
+  MatrixXd B;     // [m, P] Kuf R, R = Y - mean
+  VectorXd ku1;   // [m] Kuf 1 (for the means' gradient)
+  VectorXd rsum;  // [P] the column sums of R
+  double rr = 0.0, tk = 0.0, n = 0.0;  // |R|^2 (all columns), tr Kff, number of rows
+  auto fields() { return std::tie(Psi, B, ku1, rsum, rr, tk, n); }
 };
 SGPRStats sgpr_stats(const SGPRProblem& p);
 
-// What the data side of the gradient needs: dF/dP [m, m], dF/db [m], dF/d tr Kff.
+// What the data side of the gradient needs: dF/dPsi [m, m], dF/dB [m, P], dF/d tr Kff.
 struct SGPRAdjoints {
-  MatrixXd Pbar;
-  VectorXd bbar;
+  MatrixXd Psibar;
+  MatrixXd Bbar;
   double tkbar = 0.0;
 };
 
@@ -80,13 +84,14 @@ SGPRGradient sgpr_collapsed_grad(const SGPRProblem& p, const SGPRStats& st, SGPR
 // The data side of dF/dtheta [p] and dF/dZ [m, d] over p's rows, added to dtheta and dZ.
 void sgpr_data_grad(const SGPRProblem& p, const SGPRAdjoints& adj, double* dtheta, RowMatrixXd& dZ);
 
-// Latent predictive mean and variance at Xnew [n*, d] (blocks of rows on the threads).
-void sgpr_predict(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, VecOut mean, VecOut var);
-// Latent predictive mean and full covariance [n*, n*].
-void sgpr_predict_cov(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, VecOut mean,
+// Latent predictive means [n*, P] and the outputs' shared variance [n*] at Xnew [n*, d] (blocks
+// of rows on the threads).
+void sgpr_predict(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, MatOut mean, VecOut var);
+// Latent predictive means [n*, P] and the shared full covariance [n*, n*].
+void sgpr_predict_cov(const SGPRProblem& p, const SGPRFactor& f, MatRef Xnew, MatOut mean,
                       MatOut cov);
-// The optimal q(u) = N(mu, S) of u = f(Z) (Titsias 2009 eq. 10): mu [m], S [m, m].
-void sgpr_qu(const SGPRProblem& p, const SGPRFactor& f, VecOut mu, MatOut S);
+// The optimal q(u) = N(mu, S) of u = f(Z) (Titsias 2009 eq. 10): mu [m, P], S [m, m] shared.
+void sgpr_qu(const SGPRProblem& p, const SGPRFactor& f, MatOut mu, MatOut S);
 
 // FITC (Snelson & Ghahramani 2006): the exact log marginal likelihood of the model
 // y ~ N(mean, Qff + Lambda), Lambda = diag(Kff - Qff) + s2n I, on the same blocked machinery.

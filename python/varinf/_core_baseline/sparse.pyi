@@ -60,7 +60,7 @@ class SGPRFactor:
     """
     Factors of the SGPR posterior and the bounds.
     """
-    def __getstate__(self) -> tuple[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], float, float, float]:
+    def __getstate__(self) -> tuple[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], float, float, float]:
         ...
     def __setstate__(self, arg0: tuple) -> None:
         ...
@@ -128,23 +128,23 @@ def bernoulli_probit_likelihood(points: typing.SupportsInt | typing.SupportsInde
     ...
 def columns_likelihood(pointwise: Likelihood, P: typing.SupportsInt | typing.SupportsIndex, per_column: bool) -> LatentLikelihood:
     ...
-def fitc_data_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor) -> tuple:
+def fitc_data_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor) -> tuple:
     """
     sums of the reverse pass over these rows (d/dtheta, d/dZ, Lbar, d/dnoise, d/dmean)
     """
-def fitc_factor(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> SGPRFactor:
+def fitc_factor(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex) -> SGPRFactor:
     ...
-def fitc_factor_from_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, L: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"], jitter_used: typing.SupportsFloat | typing.SupportsIndex, stats: tuple) -> SGPRFactor:
+def fitc_factor_from_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, L: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"], jitter_used: typing.SupportsFloat | typing.SupportsIndex, stats: tuple) -> SGPRFactor:
     ...
-def fitc_finish_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor, sums: tuple) -> tuple:
+def fitc_finish_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor, sums: tuple) -> tuple:
     """
     (objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)
     """
-def fitc_lml_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+def fitc_lml_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
-    (objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)
+    (objective, d/dtheta, d/dZ, d/dnoise, d/dmean [P], jitter)
     """
-def fitc_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, L: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]) -> tuple:
+def fitc_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, L: typing.Annotated[numpy.typing.ArrayLike, numpy.float64, "[m, n]"]) -> tuple:
     """
     (A Lambda^-1 A^T [m, m], A Lambda^-1 r [m], r^T Lambda^-1 r, sum log lambda, n)
     """
@@ -160,33 +160,33 @@ def poisson_likelihood(points: typing.SupportsInt | typing.SupportsIndex) -> Lik
     ...
 def robustmax_likelihood(K: typing.SupportsInt | typing.SupportsIndex, epsilon: typing.SupportsFloat | typing.SupportsIndex, points: typing.SupportsInt | typing.SupportsIndex) -> LatentLikelihood:
     ...
-def sgpr_bound_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+def sgpr_bound_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
-    (objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter)
+    (objective, d/dtheta, d/dZ, d/dnoise, d/dmean [P], jitter)
     """
-def sgpr_collapsed_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, stats: tuple) -> tuple[tuple, tuple[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, 1]"], float]]:
+def sgpr_collapsed_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, stats: tuple) -> tuple[tuple, tuple[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], float]]:
     """
-    ((objective, d/dtheta, d/dZ, d/dnoise, d/dmean, jitter) without the data side, adjoints (dF/dP [m, m], dF/db [m], dF/dtr Kff))
+    ((objective, d/dtheta, d/dZ, d/dnoise, d/dmean [P], jitter) without the data side, adjoints (dF/dPsi [m, m], dF/dB [m, P], dF/dtr Kff))
     """
-def sgpr_data_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, adjoints: tuple) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+def sgpr_data_grad(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, adjoints: tuple) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     """
     the data side of (d/dtheta, d/dZ) over these rows
     """
-def sgpr_factor(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> SGPRFactor:
+def sgpr_factor(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex) -> SGPRFactor:
     ...
-def sgpr_factor_from_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, stats: tuple) -> SGPRFactor:
+def sgpr_factor_from_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, stats: tuple) -> SGPRFactor:
     ...
-def sgpr_predict(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor, Xnew: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], full_cov: bool) -> tuple:
+def sgpr_predict(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor, Xnew: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], full_cov: bool) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     """
-    latent (mean [n*], variance [n*] or covariance [n*, n*])
+    latent (means [n*, P], the outputs' shared variance [n*] or covariance [n*, n*])
     """
-def sgpr_qu(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+def sgpr_qu(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, factor: SGPRFactor) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
     """
-    optimal q(u): (mean [m], covariance [m, m])
+    optimal q(u): (means [m, P], the shared covariance [m, m])
     """
-def sgpr_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
+def sgpr_stats(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple:
     """
-    (Kuf Kfu [m, m], Kuf r [m], Kuf 1 [m], r^T r, sum r, tr Kff, n)
+    (Kuf Kfu [m, m], Kuf R [m, P], Kuf 1 [m], column sums of R [P], |R|^2, tr Kff, n)
     """
 def softmax_likelihood(K: typing.SupportsInt | typing.SupportsIndex, samples: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex) -> LatentLikelihood:
     ...

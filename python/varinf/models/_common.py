@@ -36,9 +36,12 @@ class ConstantMean:
         return [] if self._mean is None else [self._mean]
 
     @staticmethod
-    def _saved_mean(config, arrays) -> float | None:
-        """The ``mean`` argument of a saved model: the array ``mean`` when ``has_mean``."""
-        return float(arrays.take("mean", ())) if config_value(config, "has_mean", bool) else None
+    def _saved_mean(config, arrays, shape=()):
+        """The ``mean`` argument of a saved model: the array ``mean`` [*shape] when ``has_mean``."""
+        if not config_value(config, "has_mean", bool):
+            return None
+        mean = arrays.take("mean", shape)
+        return mean if shape else float(mean)
 
 
 class Persistent:
@@ -57,17 +60,24 @@ class Persistent:
 
 
 def make_mean(mean, y) -> Parameter | None:
-    """None / "zero": no mean parameter; "constant": learned, starts at mean(y); a number:
-    learned, starts there."""
+    """None / "zero": no mean parameter; "constant": learned, starts at mean(y) (one per column
+    of y [n, P]); a number (or one per column): learned, starts there."""
     if mean is None or (isinstance(mean, str) and mean == "zero"):
         return None
     if isinstance(mean, str):
         if mean != "constant":
             raise ValueError(f"mean must be None, 'zero', 'constant' or a number, got {mean!r}")
-        return Parameter("mean", float(np.mean(y)), lower=None)
-    if not np.isscalar(mean):
-        raise ValueError(f"mean must be None, 'zero', 'constant' or a number, got {mean!r}")
-    return Parameter("mean", float(mean), lower=None)
+        start = np.asarray(np.mean(y, axis=0), dtype=np.float64)  # computed, for dask arrays
+        return Parameter("mean", float(start) if y.ndim == 1 else start, lower=None)
+    outputs = y.shape[1] if y.ndim == 2 else 1
+    try:
+        values = np.asarray(mean, dtype=np.float64)
+    except (TypeError, ValueError):
+        values = np.zeros(0)
+    if values.ndim > 1 or values.size not in (1, outputs):
+        raise ValueError(f"mean must be None, 'zero', 'constant', a number or one number per output, got {mean!r}")
+    value = float(values.ravel()[0]) if y.ndim == 1 else np.broadcast_to(values.ravel(), (outputs,)).copy()
+    return Parameter("mean", value, lower=None)
 
 
 def gaussian_log_density(y, mean, var) -> np.ndarray:

@@ -8,12 +8,12 @@ import numpy as np
 
 from .._constants import NOISE_LOWER
 from .._errors import LinAlgError
-from .._validation import as_matrix, as_positive_int, as_vector, is_dask, owned
+from .._validation import as_matrix, as_positive_int, as_targets, as_vector, is_dask, owned
 from ..kernels import Kernel
 from ..linalg import cholesky
 from ..optimize import maximize
 from ..parameters import Parameter, ParameterVector
-from ..serialization import config_value, dump_component, load_component, restore_trainable, save_parameters
+from ..serialization import FormatError, config_value, dump_component, load_component, restore_trainable, save_parameters
 from ._common import ConstantMean, Persistent, gaussian_log_density, lazy_on_dask, make_mean
 
 __all__ = ["GaussianRegression", "sample_joint"]
@@ -45,6 +45,8 @@ class GaussianRegression(ConstantMean, Persistent):
     # The passes over dask arrays' chunks (varinf.dask._partitioned.PASSES), for models whose
     # objective is a sum over data points; None: the data must be in memory.
     _partitioned_passes = None
+    # Whether y may be [n, P]: P outputs sharing the kernel and the noise (docs/math.md section 5.9).
+    _SEVERAL_OUTPUTS = False
 
     def _init_data(self, X, y, kernel, noise_variance, mean):
         if not isinstance(kernel, Kernel):
@@ -54,7 +56,8 @@ class GaussianRegression(ConstantMean, Persistent):
         else:
             # The model owns read-only copies: editing the caller's arrays later changes nothing.
             self.X = owned(as_matrix(X, "X", copy=True))  # [n, d]
-            self.y = owned(as_vector(y, "y", n=self.X.shape[0], copy=True))  # [n]
+            self.y = owned(self._targets(y, "y", self.X.shape[0], copy=True))  # [n] or [n, P]
+        self.num_outputs = 1 if self.y.ndim == 1 else self.y.shape[1]
         kernel.check_input(self.X, "X")
         self.kernel = kernel
         self._noise = Parameter("noise_variance", noise_variance, lower=NOISE_LOWER)
@@ -69,6 +72,21 @@ class GaussianRegression(ConstantMean, Persistent):
         sum over data points take them."""
         raise ValueError(f"{type(self).__name__} needs X and y in memory (numpy); for dask arrays use vi.SGPR "
                          "or vi.FITC")
+
+    def _targets(self, y, name: str, n: int, outputs: int | None = None, copy: bool = False) -> np.ndarray:
+        """y checked: [n], or [n, P] where several outputs are supported (P = ``outputs`` when
+        given)."""
+        if not self._SEVERAL_OUTPUTS:
+            return as_vector(y, name, n=n, copy=copy)
+        y = as_targets(y, name, n=n, copy=copy)
+        if outputs is not None and (1 if y.ndim == 1 else y.shape[1]) != outputs:
+            raise ValueError(f"{name} must have the model's {outputs} output column(s), got shape {y.shape}")
+        return y
+
+    @property
+    def _single(self) -> bool:
+        """One output: y [n], predictions [n*]."""
+        return self.num_outputs == 1
 
     def _require_data(self):
         """Raise when the model holds no training data (a copy that only predicts)."""
@@ -100,14 +118,14 @@ class GaussianRegression(ConstantMean, Persistent):
         return f"n={self.X.shape[0]}, d={self.X.shape[1]}"
 
     def __repr__(self):
-        mean = f", mean={self.mean:.4g}" if self._mean is not None else ""
+        mean = f", mean={np.array2string(np.asarray(self.mean), precision=4)}" if self._mean is not None else ""
         return (f"{type(self).__name__}({self._sizes()}, kernel={self.kernel!r}, "
                 f"noise_variance={self.noise_variance:.4g}{mean})")
 
     # --- objective ---------------------------------------------------------------------------
     def _factor_depends_on(self) -> tuple:
         """The parameter values the factorisation is computed from."""
-        return self.kernel.theta().tobytes(), self.noise_variance, self.mean
+        return self.kernel.theta().tobytes(), self.noise_variance, np.asarray(self.mean, dtype=np.float64).tobytes()
 
     def _posterior(self):
         """The C++ factorisation at the current parameters (recomputed when they change)."""
@@ -159,24 +177,32 @@ class GaussianRegression(ConstantMean, Persistent):
     def _predict_y(self, Xnew, full_cov: bool = False):
         mean, var = self._predict_f(Xnew, full_cov)
         if full_cov:
-            var[np.diag_indices_from(var)] += self.noise_variance
+            diagonal = np.arange(var.shape[-1])
+            var[..., diagonal, diagonal] += self.noise_variance  # [n*, n*] or [P, n*, n*]
         else:
             var += self.noise_variance
         return mean, var
 
     @lazy_on_dask(outputs=1)
     def predict_log_density(self, Xnew, ynew) -> np.ndarray:
-        """log N(y*; mean, var + noise) for each test point [n*]."""
+        """log N(y*; mean, var + noise) for each test point [n*] (summed over the outputs of a
+        row)."""
         Xnew = self._new_inputs(Xnew)
-        ynew = as_vector(ynew, "ynew", n=Xnew.shape[0])
+        ynew = self._targets(ynew, "ynew", Xnew.shape[0], outputs=self.num_outputs)
         mean, var = self._predict_y(Xnew)
-        return gaussian_log_density(ynew, mean, var)
+        density = gaussian_log_density(ynew, mean, var)  # [n*] or [n*, P]
+        return density if density.ndim == 1 else density.sum(axis=1)
 
     def predict_f_samples(self, Xnew, num_samples: int = 1, seed=None) -> np.ndarray:
-        """Joint samples of the latent function at Xnew: [num_samples, n*]."""
+        """Joint samples of the latent function at Xnew: [num_samples, n*], or
+        [num_samples, n*, P] for P outputs (independent given the data, one covariance)."""
         num_samples = as_positive_int(num_samples, "num_samples")
-        mean, cov = self.predict_f(Xnew, full_cov=True)
-        return sample_joint(mean, cov, num_samples, seed)
+        mean, cov = self.predict_f(Xnew, full_cov=True)  # [n*] or [n*, P]; [n*, n*] or [P, n*, n*]
+        if mean.ndim == 1:
+            return sample_joint(mean, cov, num_samples, seed)
+        P = mean.shape[1]
+        draws = sample_joint(np.zeros(mean.shape[0]), cov[0], num_samples * P, seed)  # [S P, n*]
+        return draws.reshape(num_samples, P, -1).transpose(0, 2, 1) + mean
 
     # --- saving (varinf.serialization) ------------------------------------------------------------
     def _save_state(self):
@@ -192,17 +218,28 @@ class GaussianRegression(ConstantMean, Persistent):
     def _from_state(cls, config, arrays):
         kernel = load_component(config_value(config, "kernel", dict), arrays, "kernel/", Kernel)
         n, d = arrays.shape("X", (None, None))  # every shape is checked before any data are read
-        y = arrays.take("y", (n,))
+        outputs = cls._saved_outputs(arrays, "y", n)
+        y = arrays.take("y", (n, *outputs))
         inducing = cls._saved_inducing(config, arrays, d)
         X = arrays.take("X")
         model = cls(X, y, kernel, **inducing, noise_variance=arrays.take("noise_variance", ()),
-                    mean=cls._saved_mean(config, arrays))
+                    mean=cls._saved_mean(config, arrays, outputs))
         restore_trainable(model._own_parameters(), config_value(config, "trainable", dict))
         return model
 
     def _saved_data(self) -> dict:
-        """The arrays that hold the training data: ``X`` [n, d] and ``y`` [n]."""
+        """The arrays that hold the training data: ``X`` [n, d] and ``y`` [n] (or [n, P])."""
         return {"X": self.X, "y": self.y}
+
+    @classmethod
+    def _saved_outputs(cls, arrays, name: str, rows: int) -> tuple:
+        """() for one output, (P,) for P > 1: read from the shape of the saved array ``name``
+        [rows] or [rows, P]."""
+        shape = arrays.shape(name)
+        if shape[:1] != (rows,) or len(shape) > 2 or len(shape) == 2 and not (cls._SEVERAL_OUTPUTS and shape[1] > 1):
+            raise FormatError(f"array {name!r} has shape {shape}, expected ({rows},)"
+                              + (f" or ({rows}, P > 1)" if cls._SEVERAL_OUTPUTS else ""))
+        return shape[1:]
 
     @classmethod
     def _saved_inducing(cls, config, arrays, d: int) -> dict:

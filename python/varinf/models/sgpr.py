@@ -79,7 +79,8 @@ class _SparseRegression(GaussianRegression):
         ``factor/upper_bound``."""
         if self._partitioned is None and not self._detached:
             return super()._saved_data()
-        L, LB, c, bound, upper, jitter = self._posterior().__getstate__()
+        L, LB, c, bound, upper, jitter = self._posterior().__getstate__()  # c [m, P]
+        c = c[:, 0] if self._single else c
         n = self._n if self._detached else self.X.shape[0]
         saved = {"factor/L": L, "factor/LB": LB, "factor/c": c, "factor/values": np.array([bound, jitter]),
                  "factor/n": np.array(n, dtype=np.int64)}
@@ -93,13 +94,14 @@ class _SparseRegression(GaussianRegression):
             return super()._from_state(config, arrays)
         kernel = load_component(config_value(config, "kernel", dict), arrays, "kernel/", Kernel)
         m, d = arrays.shape("Z", (None, None))
-        factor = _saved_factor(arrays, m)
+        outputs = cls._saved_outputs(arrays, "factor/c", m)
+        factor = _saved_factor(arrays, m, outputs)
         n = int(arrays.take("factor/n", (), dtype=np.int64))
         if n < 1:
             raise FormatError(f"factor/n must be a positive number of rows, got {n}")
         inducing = cls._saved_inducing(config, arrays, d)
-        model = cls(np.zeros((1, d)), np.zeros(1), kernel, **inducing,
-                    noise_variance=arrays.take("noise_variance", ()), mean=cls._saved_mean(config, arrays))
+        model = cls(np.zeros((1, d)), np.zeros((1, *outputs)), kernel, **inducing,
+                    noise_variance=arrays.take("noise_variance", ()), mean=cls._saved_mean(config, arrays, outputs))
         restore_trainable(model._own_parameters(), config_value(config, "trainable", dict))
         model._detach(factor, n)
         return model
@@ -111,11 +113,15 @@ class _SparseRegression(GaussianRegression):
     # --- objective ---------------------------------------------------------------------------
     def _args(self):
         return (self.kernel.core(), self.kernel.theta(), *self._rows(), self.Z,
-                self.noise_variance, self.mean, KUU_JITTER)
+                self.noise_variance, self._means(), KUU_JITTER)
 
     def _shared(self) -> tuple:
         """The parameters that the passes over dask chunks send to the workers."""
-        return self.kernel, self.kernel.theta(), self.Z, self.noise_variance, self.mean, KUU_JITTER
+        return self.kernel, self.kernel.theta(), self.Z, self.noise_variance, self._means(), KUU_JITTER
+
+    def _means(self) -> np.ndarray:
+        """The prior mean of each output [P] (zeros for a zero mean)."""
+        return np.array(np.broadcast_to(self.mean, (self.num_outputs,)), dtype=np.float64)
 
     def _objective_and_value_grad(self):
         self._require_data()
@@ -125,7 +131,7 @@ class _SparseRegression(GaussianRegression):
             result = self._passes().bound_grad(self._partitioned, self._shared())
         bound, dtheta, dZ, dnoise, dmean, jitter = result
         self._warn_jitter(jitter)
-        grads = [dtheta, [dnoise]] + ([[dmean]] if self._mean is not None else []) + [dZ.ravel()]
+        grads = [dtheta, [dnoise]] + ([dmean] if self._mean is not None else []) + [dZ.ravel()]  # dmean [P]
         return bound, np.concatenate(grads)
 
     # --- data as dask arrays, and copies without data (varinf.dask; docs/math.md section 10) ----
@@ -133,10 +139,10 @@ class _SparseRegression(GaussianRegression):
     _detached = False  # True for a copy without training data: it predicts from its factor
 
     def _init_partitioned(self, X, y):
-        """Dask arrays X [n, d] and y [n] stay where they are (dask arrays are immutable, so the
-        model owns them as they are); the objective runs over their chunks."""
+        """Dask arrays X [n, d] and y [n] (or [n, P] for SGPR) stay where they are (dask arrays are
+        immutable, so the model owns them as they are); the objective runs over their chunks."""
         from ..dask._partitioned import PartitionedRows, as_row_chunks
-        self.X, self.y = as_row_chunks(X, y)  # [n, d], [n]
+        self.X, self.y = as_row_chunks(X, y, columns=self._SEVERAL_OUTPUTS)  # [n, d], [n] or [n, P]
         self._partitioned = PartitionedRows(self.X, self.y)
 
     def _passes(self):
@@ -144,11 +150,11 @@ class _SparseRegression(GaussianRegression):
         return PASSES[self._partitioned_passes]
 
     def _rows(self) -> tuple:
-        """X [n, d] and y [n] for the C++ calls: the data in memory, or no rows when they are
-        dask arrays (the passes over the chunks read them) or gone (a detached copy)."""
+        """X [n, d] and y [n] (or [n, P]) for the C++ calls: the data in memory, or no rows when
+        they are dask arrays (the passes over the chunks read them) or gone (a detached copy)."""
         if self._partitioned is None and not self._detached:
             return self.X, self.y
-        return np.zeros((0, self._Z_shape[1])), np.zeros(0)
+        return np.zeros((0, self._Z_shape[1])), np.zeros((0,) if self._single else (0, self.num_outputs))
 
     def _compute_factor(self):
         if self._partitioned is None:
@@ -184,17 +190,28 @@ class _SparseRegression(GaussianRegression):
     def _warn_jitter(self, jitter):
         warn_kuu_jitter(jitter, KUU_JITTER, stacklevel=3)
 
+    def _predict_f(self, Xnew, full_cov: bool = False):
+        """Means [n*] and variances [n*] (or covariance [n*, n*]); for P outputs, means [n*, P]
+        and variances [n*, P] (or covariances [P, n*, n*]), the same for every output."""
+        mean, var = super()._predict_f(Xnew, full_cov)  # [n*, P]; the outputs' [n*] or [n*, n*]
+        if self._single:
+            return mean[:, 0], var
+        P = self.num_outputs
+        return mean, np.repeat(var[None], P, axis=0) if full_cov else np.repeat(var[:, None], P, axis=1)
+
     def compute_qu(self):
         """The posterior of u = f(Z) given the data, N(mean [m], cov [m, m]) (for SGPR the
-        optimal q(u), Titsias 2009 eq. 10; docs/math.md section 5.5)."""
-        return _core.sparse.sgpr_qu(*self._args(), self._posterior())
+        optimal q(u), Titsias 2009 eq. 10; docs/math.md section 5.5); for P outputs the means
+        are [m, P] and the covariance is the same for every output."""
+        mean, cov = _core.sparse.sgpr_qu(*self._args(), self._posterior())  # [m, P], [m, m]
+        return (mean[:, 0] if self._single else mean), cov
 
 
-def _saved_factor(arrays, m: int):
+def _saved_factor(arrays, m: int, outputs: tuple):
     """The SGPRFactor of a saved detached model, checked: triangular factors with a positive
-    diagonal and finite entries (anything else raises FormatError)."""
+    diagonal and finite entries (anything else raises FormatError); c is [m] or [m, P]."""
     L, LB = arrays.take("factor/L", (m, m)), arrays.take("factor/LB", (m, m))
-    c, (bound, jitter) = arrays.take("factor/c", (m,)), arrays.take("factor/values", (2,))
+    c, (bound, jitter) = arrays.take("factor/c", (m, *outputs)), arrays.take("factor/values", (2,))
     upper = float(arrays.take("factor/upper_bound", ())) if "factor/upper_bound" in arrays.names("factor/") else np.nan
     for name, T in (("factor/L", L), ("factor/LB", LB)):
         if not (np.all(np.isfinite(T)) and np.all(np.triu(T, 1) == 0) and np.all(np.diag(T) > 0)):
@@ -213,10 +230,13 @@ class SGPR(_SparseRegression):
 
     Parameters
     ----------
-    X, y, kernel : as for varinf.GPR (X [n, d] and y [n] are copied; the model keeps read-only copies)
+    X, y, kernel : as for varinf.GPR (X [n, d] and y are copied; the model keeps read-only copies).
+        y may be [n, P]: P outputs that share the kernel, Z and the noise variance, each with its
+        own mean, as GPflow's SGPR with several columns of Y (docs/math.md section 5.9). The bound
+        is the sum of the outputs' bounds; predictions are [n*, P], with one variance for all.
     Z : array_like [m, d], the inducing inputs (learned by ``fit`` unless ``train_Z=False``),
         or an int m: placed among the rows of X by ``inducing``
-    noise_variance, mean : as for varinf.GPR
+    noise_variance, mean : as for varinf.GPR (mean: one number per output is accepted too)
     train_Z : bool, whether ``fit`` moves the inducing inputs
     inducing : for an int Z, ``"kmeans"`` (k-means centres) or ``"greedy-variance"`` (the rows of
         greatest conditional variance under the initial kernel, Burt et al. 2020; varinf.inducing)
@@ -230,6 +250,7 @@ class SGPR(_SparseRegression):
     _core_factor = staticmethod(_core.sparse.sgpr_factor)
     _partitioned_passes = "sgpr"
     _label = "SGPR bound"
+    _SEVERAL_OUTPUTS = True
 
     def upper_bound(self) -> float:
         """Titsias (2014) upper bound on the log marginal likelihood: elbo() <= log p(y) <=
