@@ -14,7 +14,7 @@ import importlib
 import os
 from typing import TYPE_CHECKING
 
-from . import _cpu
+from . import _allocator, _cpu
 
 
 def _choose() -> str:
@@ -41,3 +41,4 @@ if TYPE_CHECKING:
     variant: str
 else:
     core, variant = _import_core()
+    _allocator.tune()  # the core's buffers are reused from the heap (varinf._allocator)

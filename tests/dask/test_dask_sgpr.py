@@ -202,15 +202,15 @@ def test_crafted_factor_is_a_format_error(tmp_path):
 
 
 def test_workers_get_the_allocator_settings_the_core_needs(client):
-    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_; the first varinf task on a worker raises
-    glibc's thresholds (varinf.dask._worker)."""
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_; importing varinf's core on a worker raises
+    glibc's thresholds there too (varinf._allocator)."""
     X, y = _data(n=200)
     _, dist = _pair(vi.SGPR, X, y, chunks=(100, 3), y_chunks=100)
     dist.elbo(return_grad=True)
 
     def state():
         import os
-        from varinf.dask import _worker
-        return "MALLOC_TRIM_THRESHOLD_" in os.environ, _worker._prepared
+        from varinf import _allocator
+        return "MALLOC_TRIM_THRESHOLD_" in os.environ, _allocator.tuned
 
     assert all(state == (True, True) for state in client.run(state).values())

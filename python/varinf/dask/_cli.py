@@ -25,7 +25,6 @@ from distributed.scheduler import KilledWorker
 
 from .._cli import Training, _check_output, choose_columns, moments, standardised
 from .._tables import Table, TableError
-from ._worker import prepare
 
 __all__ = ["check_data", "check_partitioned_output", "describe", "predict_partitioned", "session",
            "training_data"]
@@ -201,7 +200,6 @@ def predict_partitioned(fitted, path: str, output: str) -> int:
 def _predict_partition(part: pd.DataFrame, fitted, partition_info=None) -> pd.DataFrame:
     """``fitted.predict`` on one partition's features [k, d]: a DataFrame of its output columns.
     ``partition_info`` (given by map_partitions) numbers the partition, for the errors."""
-    prepare()
     X = part.to_numpy(dtype=np.float64)  # [k, d]
     bad = ~np.isfinite(X)
     if bad.any():

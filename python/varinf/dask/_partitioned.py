@@ -18,7 +18,6 @@ import dask.array as da
 import numpy as np
 
 from .._loader import core as _core
-from ._worker import prepare
 
 __all__ = ["PartitionedRows", "active_client", "as_row_chunks", "sample_rows", "tree_sum", "compute"]
 
@@ -132,7 +131,6 @@ def tree_sum(parts: list):
 
 def _sparse_on_chunk(name: str, shared, X, y):
     """The C++ function ``name`` of varinf's sparse module on one chunk's rows."""
-    prepare()
     kernel, theta, Z, noise, mean, jitter, *extra = shared
     fn = getattr(_core.sparse, name)
     return fn(kernel.core(), theta, np.ascontiguousarray(X), np.ascontiguousarray(y), Z, noise, mean, jitter,

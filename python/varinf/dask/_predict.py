@@ -10,7 +10,6 @@ import dask.array as da
 import numpy as np
 
 from ._partitioned import _as_dask_array
-from ._worker import prepare
 
 __all__ = ["lazy"]
 
@@ -73,7 +72,6 @@ def _unflatten(block, shape: tuple):
 def _column_block(model, X, *columns, method, kwargs, flat):
     """The model's numpy method on one block of rows X [k, d] (and ynew [k, 1] or [k, P], passed
     as [k] where ``flat``): its results, each flattened to [k, w], as the columns of one array."""
-    prepare()
     ys = (c[:, 0] if f else c for c, f in zip(columns, flat))
     out = getattr(model, method)(X, *ys, **kwargs)
     out = out if isinstance(out, tuple) else (out,)

@@ -26,7 +26,6 @@ from dask.core import flatten
 
 from .._loader import core as _core
 from ._partitioned import PartitionedRows, active_client, as_row_chunks, sample_rows
-from ._worker import prepare
 
 __all__ = ["Shards", "full_elbo"]
 
@@ -41,7 +40,6 @@ class _Shard:
 
     def __init__(self, model, seed: int, n: int, batch_size: int, steps_done: int, with_kl: bool, ranges,
                  *chunks):
-        prepare()
         k = len(ranges)
         self.X = [np.ascontiguousarray(c, np.float64) for c in chunks[:k]]  # [n_j, d] each
         self.y = [model._targets(c, "y", x.shape[0]) for c, x in zip(chunks[k:], self.X)]  # [n_j] or [n_j, P]
@@ -170,7 +168,6 @@ class Shards:
 
 def _chunk_elbo(shared, X, y):
     """One chunk's likelihood terms of the ELBO, scaled by num_data / n, and their gradient."""
-    prepare()
     model, x, scale = shared
     y = model._targets(y, "y", X.shape[0])  # [k] or [k, P]
     elbo, gx, _, _ = _core.sparse.svgp_elbo_grad_x(model._layout()[0], x, np.ascontiguousarray(X), y,
