@@ -1,10 +1,13 @@
 // Kernel matrices and fused gradient contractions (docs/math.md section 1).
 //
-// Stationary kernels work row by row: for row i of X1 the scaled squared distances to every
-// row of X2 are accumulated one input dimension at a time over a contiguous [n2] buffer (the
-// scaled X2 is stored transposed, [d, n2]), so the inner loops are long, vectorised and exact
-// (no |a|^2 + |b|^2 - 2ab cancellation). The gradient pass recomputes r2 for its row and
-// contracts Kbar's row on the fly: O(n2) memory per thread, dK/dtheta is never formed.
+// Stationary kernels work on blocks of kBlockRows rows of X1, one block per task, with
+// per-thread [rows, n2] buffers. A block's scaled squared distances r2 come either from direct
+// differences, accumulated one input dimension at a time over contiguous rows of the
+// transposed scaled X2 ([d, n2]; exact, no |a|^2 + |b|^2 - 2ab cancellation), or, from
+// kGemmMinDim input dimensions on, from one GEMM a.b whose cancelling pairs (r2 small next to
+// |a|^2 + |b|^2) are recomputed by direct differences (docs/math.md section 1.6). The gradient
+// pass recomputes r2 for its block and contracts Kbar's rows with one GEMM
+// G [rows, n2] x B [n2, d]: O(rows (n2 + d)) memory per thread, dK/dtheta is never formed.
 #include "varinf/kernels.hpp"
 
 #include <algorithm>
@@ -17,6 +20,8 @@
 namespace varinf {
 
 using Eigen::ArrayXd;
+using Eigen::RowVectorXd;
+using RowArrayXd = Eigen::Array<double, 1, Eigen::Dynamic>;
 
 MatOut no_input_grad() {
   static RowMatrixXd empty;
@@ -41,24 +46,35 @@ void Kernel::grad_sym(const double* theta, MatRef X, MatRef Kbar, double* dtheta
 
 namespace {
 
-// Runs body(i, workspace, acc) for the rows i of [0, n) on the threads `work` deserves, in
-// chunks of kRowsPerChunk rows taken dynamically (a thread slowed by another process simply
-// takes fewer chunks). Each thread makes its own workspace; acc points at the [num_acc]
-// accumulator of row i's chunk. The chunks' accumulators are summed in chunk order at the
-// end, so the result is the same whatever thread ran which chunk, and for any thread count.
+// Runs body(start, rows, workspace, acc) for the blocks of `block` rows of [0, n) on the
+// threads `work` deserves, blocks taken dynamically (a thread slowed by another process simply
+// takes fewer). Each thread makes its own workspace; acc points at the block's [num_acc]
+// accumulator. The blocks' accumulators are summed in block order at the end, so the result is
+// the same whatever thread ran which block, and for any thread count. Eigen's products inside a
+// block run on the block's thread alone.
+template <class Make, class Body>
+ArrayXd parallel_blocks(Index n, Index block, double work, Index num_acc, Make make, Body body) {
+  const Index blocks = (n + block - 1) / block;
+  RowMatrixXd acc = RowMatrixXd::Zero(blocks, num_acc);  // [blocks, num_acc]
+  parallel_for(blocks, threads_for(work), make, [&](Index c, auto& workspace) {
+    OmpLimit serial(1);
+    const Index start = c * block;
+    body(start, std::min(block, n - start), workspace, acc.row(c).data());
+  });
+  ArrayXd total = ArrayXd::Zero(num_acc);
+  for (Index c = 0; c < blocks; ++c) total += acc.row(c).transpose().array();
+  return total;
+}
+
+// body(i, workspace, acc) for every row i of [0, n), in blocks of kRowsPerChunk rows as above.
 constexpr Index kRowsPerChunk = 16;
 
 template <class Make, class Body>
 ArrayXd parallel_rows(Index n, double work, Index num_acc, Make make, Body body) {
-  const Index chunks = (n + kRowsPerChunk - 1) / kRowsPerChunk;
-  RowMatrixXd acc = RowMatrixXd::Zero(chunks, num_acc);  // [chunks, num_acc]
-  parallel_for(chunks, threads_for(work), make, [&](Index c, auto& workspace) {
-    double* a = acc.row(c).data();
-    for (Index i = c * kRowsPerChunk; i < std::min(n, (c + 1) * kRowsPerChunk); ++i) body(i, workspace, a);
-  });
-  ArrayXd total = ArrayXd::Zero(num_acc);
-  for (Index c = 0; c < chunks; ++c) total += acc.row(c).transpose().array();
-  return total;
+  return parallel_blocks(n, kRowsPerChunk, work, num_acc, make,
+                         [&](Index start, Index rows, auto& workspace, double* acc) {
+                           for (Index i = start; i < start + rows; ++i) body(i, workspace, acc);
+                         });
 }
 
 // Scaled input differences beyond this give r2 > 1e300 (capped) and k = 0 for stationary kernels.
@@ -68,19 +84,81 @@ constexpr double kCap = 1e150;
 // relative accuracy, 1e-8 for |a| <= 100 at this r2 (docs/math.md section 1.6).
 constexpr double kNearR2 = 1e-4;
 
+// Rows of X1 per block (and per task) of the stationary kernels' passes: up to kBlockRows, fewer
+// (down to 4) when X2 has more than 256 rows, to keep a block buffer within about kBlockElems
+// doubles (cache-resident).
+constexpr Index kBlockRows = 32;
+constexpr Index kBlockElems = 8192;
+// From this many input dimensions on, a block's r2 comes from the GEMM expansion
+// r2 = |a|^2 + |b|^2 - 2 a.b (faster there; below, direct differences are as fast or faster).
+constexpr Index kGemmMinDim = 24;
+// The GEMM expansion is used only while every scaled input is within +-kGemmMaxAbs, so that
+// |a|^2, |b|^2 and a.b cannot overflow (beyond, direct differences with the 1e300 cap).
+constexpr double kGemmMaxAbs = 1e100;
+// Expanded r2 values <= kExactBelow (|a|^2 + |b|^2) + kExactFloor are recomputed by direct
+// differences. The expansion's error is at most about 2 (d + 1) eps (|a|^2 + |b|^2), so the
+// values kept are within 2 (d + 1) eps / kExactBelow = 128 (d + 1) eps of r2, relatively
+// (1.1e-11 at d = 784); kExactFloor keeps underflowing products (absolute error ~1e-321) out
+// (docs/math.md section 1.6).
+constexpr double kExactBelow = 1.0 / 64;
+constexpr double kExactFloor = 1e-200;
+// Block buffers (and the transposed scaled X2 of the direct differences) pad their rows to a
+// multiple of kLanes columns: direct differences run kLanes columns at a time in registers, and
+// every element of r2 and f(r2) takes the same (vectorised) evaluation whatever its column or
+// its row's place in a block (so K(X, X) comes out exactly symmetric).
+constexpr Index kLanes = 8;
+
+// out = lhs * rhs as GEMMs over chunks of rhs's columns and of the depth, small enough that
+// Eigen keeps its packing buffers on the stack (within EIGEN_STACK_ALLOCATION_LIMIT, 128 KB):
+// larger ones are allocated on the heap by every product, and their fresh pages cost more
+// than a block's product.
+constexpr Index kChunkDepth = 256, kChunkCols = 48;
+
+template <class Lhs, class Rhs, class Out>
+void chunked_product(const Lhs& lhs, const Rhs& rhs, Out&& out) {
+  if (lhs.cols() * rhs.cols() <= kChunkDepth * kChunkCols) {  // small enough as it is
+    out.noalias() = lhs * rhs;
+    return;
+  }
+  for (Index j = 0; j < rhs.cols(); j += kChunkCols) {
+    const Index nc = std::min(kChunkCols, rhs.cols() - j);
+    for (Index k = 0; k < lhs.cols(); k += kChunkDepth) {
+      const Index kc = std::min(kChunkDepth, lhs.cols() - k);
+      auto part = out.middleCols(j, nc);
+      if (k == 0)
+        part.noalias() = lhs.middleCols(k, kc) * rhs.block(k, j, kc, nc);
+      else
+        part.noalias() += lhs.middleCols(k, kc) * rhs.block(k, j, kc, nc);
+    }
+  }
+}
+
 // Lengthscales broadcast to one per input dimension: [d].
 ArrayXd per_dim(const double* values, Index count, Index d) {
   return count == 1 ? ArrayXd::Constant(d, values[0]) : ArrayXd(Eigen::Map<const ArrayXd>(values, d));
 }
 
 // X / l with one lengthscale per column: [n, d].
-RowMatrixXd scaled(MatRef X, const ArrayXd& l) {
+template <class M>
+RowMatrixXd scaled(const M& X, const ArrayXd& l) {
   return X.array().rowwise() / l.transpose();
 }
 
+// Whether every entry of M is within +-bound.
+bool within(const RowMatrixXd& M, double bound) { return (M.array().abs() <= bound).all(); }
+
+// M clamped to +-kCap: M itself, or a clamped copy where some entry is beyond.
+struct Clamped {
+  explicit Clamped(const RowMatrixXd& M)
+      : copy(within(M, kCap) ? RowMatrixXd() : RowMatrixXd(M.cwiseMax(-kCap).cwiseMin(kCap))),
+        m(copy.size() > 0 ? copy : M) {}
+  RowMatrixXd copy;
+  const RowMatrixXd& m;
+};
+
 // ---------------------------------------------------------------------------------------------
 // Stationary kernels: k = variance * f(r2; extra), r2 = sum_k (x_k - x'_k)^2 / l_k^2.
-// A Shape gives f, df/dr2 and df/d(extra) elementwise over a row of r2 values.
+// A Shape gives f, df/dr2 and df/d(extra) elementwise over a block of r2 values.
 
 // SE: f = exp(-r2 / 2).
 struct SEShape {
@@ -106,17 +184,27 @@ struct Matern12Shape {
   }
 };
 
+// exp(-s) for s >= 0, exactly 0 where it underflows: Eigen's vectorised exp stops at
+// exp(-709.78) ~ 7e-309, which the Matern polynomial factors would scale back up (up to
+// 5/3 r2 = 1.7e300 at the r2 cap: Matern 5/2 gave 1.2e-8 for infinitely distant points).
+// (Not Eigen's select, which would take the scalar exp.)
+ArrayXd decay(const ArrayXd& s) {
+  ArrayXd e = (-s).exp();
+  for (Index i = 0; i < s.size(); ++i) e[i] = s[i] < 745.2 ? e[i] : 0.0;
+  return e;
+}
+
 // Matern 3/2: f = (1 + sqrt3 r) exp(-sqrt3 r); df/dr2 = -3/2 exp(-sqrt3 r) (no 1/r).
 struct Matern32Shape {
   static constexpr int num_extra = 0;
   static constexpr bool kSingularAtZero = false;
   static void value(const double*, const ArrayXd& r2, ArrayXd& f) {
     const ArrayXd s = (3.0 * r2).sqrt();
-    f = (1.0 + s) * (-s).exp();
+    f = (1.0 + s) * decay(s);
   }
   static void derivs(const double*, const ArrayXd& r2, ArrayXd& f, ArrayXd& df, ArrayXd*) {
     const ArrayXd s = (3.0 * r2).sqrt();
-    const ArrayXd e = (-s).exp();
+    const ArrayXd e = decay(s);
     f = (1.0 + s) * e;
     df = -1.5 * e;
   }
@@ -128,11 +216,11 @@ struct Matern52Shape {
   static constexpr bool kSingularAtZero = false;
   static void value(const double*, const ArrayXd& r2, ArrayXd& f) {
     const ArrayXd s = (5.0 * r2).sqrt();
-    f = (1.0 + s + (5.0 / 3.0) * r2) * (-s).exp();
+    f = (1.0 + s + (5.0 / 3.0) * r2) * decay(s);
   }
   static void derivs(const double*, const ArrayXd& r2, ArrayXd& f, ArrayXd& df, ArrayXd*) {
     const ArrayXd s = (5.0 * r2).sqrt();
-    const ArrayXd e = (-s).exp();
+    const ArrayXd e = decay(s);
     f = (1.0 + s + (5.0 / 3.0) * r2) * e;
     df = (-5.0 / 6.0) * (1.0 + s) * e;
   }
@@ -167,16 +255,17 @@ class Stationary final : public Kernel {
   Index num_params() const override { return 1 + L_ + Shape::num_extra; }
 
   void K(const double* theta, MatRef X1, MatRef X2, MatOut out) const override {
-    const Setup s(theta, L_, X1, X2);
-    const Index n2 = X2.rows();
-    parallel_rows(
-        X1.rows(), double(X1.rows()) * n2 * (X1.cols() + 10), 0,
-        [&] { return std::pair<ArrayXd, ArrayXd>(ArrayXd(n2), ArrayXd(n2)); },
-        [&](Index i, std::pair<ArrayXd, ArrayXd>& buf, double*) {
-          s.row_r2(i, buf.first);
-          Shape::value(s.extra, buf.first, buf.second);
-          out.row(i) = s.variance * buf.second.matrix().transpose();
-        });
+    fill(Setup(theta, L_, X1, X2), X1, out);
+  }
+
+  // K(X, X). The expansion's GEMM need not round a_i.a_j and a_j.a_i alike, so there the upper
+  // triangle is copied from the lower one: exactly symmetric, as direct differences give it.
+  void K_sym(const double* theta, MatRef X, MatOut out) const override {
+    const Setup s(theta, L_, X, X);
+    fill(s, X, out);
+    if (!s.gemm) return;
+    for (Index i = 0; i + 1 < X.rows(); ++i)
+      out.row(i).tail(X.rows() - i - 1) = out.col(i).tail(X.rows() - i - 1).transpose();
   }
 
   void K_diag(const double* theta, MatRef X, VecOut out) const override {
@@ -185,52 +274,35 @@ class Stationary final : public Kernel {
 
   // dL/dvariance = sum Kbar f; dL/dl_k = sum G (-2 (a_k - b_k)^2 / l_k);
   // dL/dX1_ik = sum_j G_ij 2 (a_ik - b_jk) / l_k, with G = Kbar * variance * df/dr2 and a, b
-  // the scaled inputs (r2 = sum_k (a_k - b_k)^2). Expanding (a - b)^2 = a^2 - 2 a b + b^2, the
-  // sums over j of one row are g1 = sum_j G_j, gb = B^T G and gb2 = (B^2)^T G [d]: two
-  // matrix-vector products, 2 d flops per pair. Setup centres the inputs on X2's midrange, so
-  // the expansion loses nothing to a large common offset. The scaled inputs are capped at
-  // +-kCap = 1e150 here: beyond it r2 is capped at 1e300 and G = 0, and the cap keeps
-  // 0 * inf = NaN out of the sums (it changes nothing where G is not 0).
+  // the scaled inputs (r2 = sum_k (a_k - b_k)^2), both sums over j of a block of rows by the
+  // expansion (a - b)^2 = a^2 - 2 a b + b^2 (add_expanded_sums: one GEMM G B per block).
+  // Setup centres the inputs on X2's midrange, so the expansion loses nothing to a large
+  // common offset. The scaled inputs are capped at +-kCap = 1e150 here: beyond it r2 is capped
+  // at 1e300 and G = 0, and the cap keeps 0 * inf = NaN out of the sums (it changes nothing
+  // where G is not 0).
   // Accumulators: [sum Kbar f, sum G (a_k - b_k)^2 for each k [d], sum Kbar df/dextra [E]].
   void grad(const double* theta, MatRef X1, MatRef X2, MatRef Kbar, double* dtheta,
             MatOut dX1) const override {
     const Setup s(theta, L_, X1, X2);
-    const Index n2 = X2.rows(), d = X1.cols();
-    const bool want_dX = dX1.rows() > 0;
-    const RowMatrixXd BTc = s.BT.cwiseMax(-kCap).cwiseMin(kCap);  // [d, n2]
-    const RowMatrixXd BT2 = BTc.array().square();                  // [d, n2]
-    const ArrayXd acc = parallel_rows(
-        X1.rows(), double(X1.rows()) * n2 * (3 * d + 20), 1 + d + Shape::num_extra,
-        [&] { return GradState(n2, d); },
-        [&](Index i, GradState& st, double* a) {
-          s.row_r2(i, st.r2);
+    const Index d = X1.cols();
+    const Clamped B(s.B);                                 // [n2, d]
+    const RowMatrixXd B2 = B.m.array().square();          // [n2, d]
+    const RowArrayXd two_over_l = 2.0 / s.l.transpose();  // [d]
+    const ArrayXd acc = parallel_blocks(
+        X1.rows(), s.block, double(X1.rows()) * s.n2 * (3 * d + 20), 1 + d + Shape::num_extra,
+        [] { return GradState(); },
+        [&](Index start, Index rows, GradState& st, double* a) {
+          s.block_r2(X1, start, rows, st);
+          st.A = st.A.cwiseMax(-kCap).cwiseMin(kCap);  // after r2, which needs the true values
           Shape::derivs(s.extra, st.r2, st.f, st.df, st.dextra);
-          const auto kbar = Kbar.row(i).transpose().array();  // [n2]
-          a[0] += (kbar * st.f).sum();
-          for (int e = 0; e < Shape::num_extra; ++e) a[1 + d + e] += (kbar * st.dextra[e]).sum();
-          st.G = kbar * (s.variance * st.df);
-          if constexpr (Shape::kSingularAtZero) {
-            // Nearly coincident pairs take direct differences: the expanded sums below carry an
-            // absolute error eps (a^2 + b^2) |G|, and here |G| ~ 1/r grows without bound
-            // (docs/math.md section 1.6).
-            for (Index j = 0; j < n2; ++j) {
-              if (!(st.r2[j] < kNearR2) || st.G[j] == 0.0) continue;
-              for (Index k = 0; k < d; ++k) {
-                const double diff = std::clamp(s.A(i, k), -kCap, kCap) - BTc(k, j);
-                a[1 + k] += st.G[j] * diff * diff;
-                if (want_dX) dX1(i, k) += 2.0 / s.l[k] * st.G[j] * diff;
-              }
-              st.G[j] = 0.0;
-            }
-          }
-          const double g1 = st.G.sum();
-          st.gb.noalias() = BTc * st.G.matrix();   // [d]
-          st.gb2.noalias() = BT2 * st.G.matrix();  // [d]
-          for (Index k = 0; k < d; ++k) {
-            const double ak = std::clamp(s.A(i, k), -kCap, kCap);
-            a[1 + k] += ak * ak * g1 - 2.0 * ak * st.gb[k] + st.gb2[k];
-            if (want_dX) dX1(i, k) -= 2.0 / s.l[k] * (st.gb[k] - ak * g1);
-          }
+          const auto kbar = Kbar.middleRows(start, rows).array();  // [rows, n2]
+          a[0] += (kbar * s.view(st.f, rows).array()).sum();
+          for (int e = 0; e < Shape::num_extra; ++e)
+            a[1 + d + e] += (kbar * s.view(st.dextra[e], rows).array()).sum();
+          st.G = (kbar * (s.variance * s.view(st.df, rows).array())).matrix();
+          auto dX = dX1.rows() > 0 ? dX1.middleRows(start, rows) : dX1;
+          if constexpr (Shape::kSingularAtZero) take_near_pairs(s, B.m, st, a + 1, dX);
+          add_expanded_sums(B.m, B2, two_over_l, st, a + 1, dX);
         });
     dtheta[0] += acc[0];
     // dr2/dl_k = -2 (a_k - b_k)^2 / l_k; an isotropic lengthscale sums over k.
@@ -243,41 +315,152 @@ class Stationary final : public Kernel {
   }
 
  private:
-  // Scaled inputs for one call, centred on c = X2's column midranges (differences are
-  // unchanged; a midrange, unlike a mean, cannot overflow): A = (X1 - c) / l [n1, d],
-  // BT = ((X2 - c) / l)^T [d, n2].
-  struct Setup {
-    Setup(const double* theta, Index L, MatRef X1, MatRef X2)
-        : variance(theta[0]), extra(theta + 1 + L), l(per_dim(theta + 1, L, X1.cols())) {
-      const Eigen::RowVectorXd c =  // [d]
-          X2.rows() > 0 ? Eigen::RowVectorXd(0.5 * X2.colwise().maxCoeff() + 0.5 * X2.colwise().minCoeff())
-                        : Eigen::RowVectorXd::Zero(X2.cols());
-      A = scaled(X1.rowwise() - c, l);
-      BT = scaled(X2.rowwise() - c, l).transpose();
-    }
-    // r2 [n2] between row i of X1 and every row of X2.
-    // Capped at 1e300: an overflowing distance must give k = 0, not inf * exp(-inf) = NaN
-    // (Matern's polynomial factor).
-    void row_r2(Index i, ArrayXd& r2) const {
-      r2 = (BT.row(0).transpose().array() - A(i, 0)).square();
-      for (Index k = 1; k < A.cols(); ++k) r2 += (BT.row(k).transpose().array() - A(i, k)).square();
-      r2 = r2.min(1e300);
-    }
-    double variance;
-    const double* extra;
-    ArrayXd l;       // [d]
-    RowMatrixXd A;   // [n1, d]
-    RowMatrixXd BT;  // [d, n2]
+  using BlockView = Eigen::Map<RowMatrixXd, 0, Eigen::OuterStride<>>;
+
+  struct BlockState {  // per-thread buffers for a block of rows of X1
+    RowMatrixXd A;     // [rows, d] scaled rows
+    VectorXd na;       // [rows] |a|^2 (GEMM path)
+    ArrayXd r2, f;     // [rows, ld] each
   };
 
-  struct GradState {  // per-thread row buffers
-    GradState(Index n2, Index d) : r2(n2), f(n2), df(n2), G(n2), gb(d), gb2(d) {
-      for (auto& a : dextra) a.resize(n2);
-    }
-    ArrayXd r2, f, df, G;                                          // [n2]
-    VectorXd gb, gb2;                                              // [d]
-    ArrayXd dextra[Shape::num_extra > 0 ? Shape::num_extra : 1];  // [n2] each
+  struct GradState : BlockState {
+    ArrayXd df;                                                    // [rows, ld]
+    ArrayXd dextra[Shape::num_extra > 0 ? Shape::num_extra : 1];  // [rows, ld] each
+    RowMatrixXd G, GB;                                             // [rows, n2], [rows, d]
+    VectorXd g1;                                                   // [rows]
+    RowVectorXd gcol;                                              // [n2]
   };
+
+  // Scaled inputs for one call, centred on c = X2's column midranges (differences are
+  // unchanged; a midrange, unlike a mean, cannot overflow): a = (x1 - c) / l, made per block
+  // of rows, and B = (X2 - c) / l [n2, d].
+  struct Setup {
+    Setup(const double* theta, Index L, MatRef X1, MatRef X2)
+        : variance(theta[0]), extra(theta + 1 + L), l(per_dim(theta + 1, L, X1.cols())),
+          n2(X2.rows()), ld((n2 + kLanes - 1) / kLanes * kLanes),
+          block(std::clamp<Index>(kBlockElems / std::max<Index>(ld, 1), 4, kBlockRows)),
+          c(X2.rows() > 0 ? RowVectorXd(0.5 * X2.colwise().maxCoeff() + 0.5 * X2.colwise().minCoeff())
+                          : RowVectorXd::Zero(X2.cols())),
+          B(scaled(X2.rowwise() - c, l)) {
+      gemm = X1.cols() >= kGemmMinDim && within(B, kGemmMaxAbs) &&
+             (((X1.rowwise() - c).array().rowwise() / l.transpose()).abs() <= kGemmMaxAbs).all();
+      if (gemm) {
+        nb = B.rowwise().squaredNorm();
+      } else {
+        BT = RowMatrixXd::Zero(X2.cols(), ld);
+        BT.leftCols(n2) = B.transpose();
+      }
+    }
+
+    // A block buffer seen as [rows, n2] (row stride ld).
+    BlockView view(ArrayXd& buf, Index rows) const {
+      return BlockView(buf.data(), rows, n2, Eigen::OuterStride<>(ld));
+    }
+
+    // The scaled rows [start, start + rows) of X1 into st.A, and their r2 to every row of X2
+    // into st.r2 [rows, ld] (the padding is 0). Capped at 1e300: an overflowing distance must
+    // give k = 0, not inf * exp(-inf) = NaN (Matern's polynomial factor).
+    void block_r2(MatRef X1, Index start, Index rows, BlockState& st) const {
+      st.A = scaled(X1.middleRows(start, rows).rowwise() - c, l);
+      st.r2.resize(rows * ld);
+      BlockView R = view(st.r2, rows);  // [rows, n2]
+      if (gemm) {
+        expanded_r2(st, R);
+      } else {
+        for (Index i = 0; i < rows; ++i) direct_r2(st.A.row(i).data(), st.r2.data() + i * ld);
+      }
+      for (Index i = 0; i < rows; ++i) st.r2.segment(i * ld + n2, ld - n2).setZero();
+    }
+
+    // One row a [d]: r2 [ld] by direct differences, one input dimension after another over
+    // kLanes columns at a time held in registers.
+    void direct_r2(const double* a, double* r2) const {
+      using Lanes = Eigen::Array<double, kLanes, 1>;
+      for (Index j = 0; j < ld; j += kLanes) {
+        Lanes sum = (Eigen::Map<const Lanes>(&BT(0, j)) - a[0]).square();
+        for (Index k = 1; k < BT.rows(); ++k) sum += (Eigen::Map<const Lanes>(&BT(k, j)) - a[k]).square();
+        Eigen::Map<Lanes>(r2 + j) = sum.min(1e300);
+      }
+    }
+
+    // The expansion |a|^2 + |b|^2 - 2 a.b with a.b from one GEMM; the values it may have spoilt
+    // by cancellation (<= kExactBelow (|a|^2 + |b|^2) + kExactFloor) are recomputed directly.
+    // No cap needed: every scaled input is within kGemmMaxAbs.
+    void expanded_r2(BlockState& st, BlockView R) const {
+      st.na = st.A.rowwise().squaredNorm();  // [rows]
+      chunked_product(st.A, B.transpose(), R);  // a.b [rows, n2]
+      for (Index i = 0; i < R.rows(); ++i) {
+        for (Index j = 0; j < n2; ++j) {
+          const double s = st.na[i] + nb[j];
+          const double r2 = s - 2.0 * R(i, j);
+          R(i, j) = r2 > kExactBelow * s + kExactFloor ? r2 : (st.A.row(i) - B.row(j)).squaredNorm();
+        }
+      }
+    }
+
+    double variance;
+    const double* extra;
+    ArrayXd l;          // [d]
+    Index n2, ld;       // rows of X2; row stride of the block buffers (n2 padded to kLanes)
+    Index block;        // rows per block
+    RowVectorXd c;      // [d] centre
+    RowMatrixXd B;      // [n2, d]
+    bool gemm = false;  // r2 by the expansion, with
+    VectorXd nb;        //   |b|^2 [n2]; else by direct differences over
+    RowMatrixXd BT;     //   B^T [d, ld] (padded with 0)
+  };
+
+  // out = K(X1, X2) [n1, n2] for the inputs of s.
+  void fill(const Setup& s, MatRef X1, MatOut out) const {
+    parallel_blocks(
+        X1.rows(), s.block, double(X1.rows()) * s.n2 * (X1.cols() + 10), 0,
+        [] { return BlockState(); },
+        [&](Index start, Index rows, BlockState& st, double*) {
+          s.block_r2(X1, start, rows, st);
+          Shape::value(s.extra, st.r2, st.f);
+          out.middleRows(start, rows) = s.variance * s.view(st.f, rows);
+        });
+  }
+
+  // A block's sums of the pairs left in G, by the expansion (a - b)^2 = a^2 - 2 a b + b^2 with
+  // g1 = G 1 [rows], GB = G B [rows, d] (one GEMM, 2 d flops per pair) and G^T 1 [n2] (the b^2
+  // term needs no second GEMM: a matrix-vector product with B2 per block):
+  //   al [d] += sum_ij G_ij (a_ik - b_jk)^2 = sum_i a_ik (a_ik g1_i - 2 GB_ik) + sum_j (G^T 1)_j b_jk^2
+  //   dX [rows, d] += (2 / l_k) sum_j G_ij (a_ik - b_jk) = (2 / l_k) (a_ik g1_i - GB_ik).
+  // B: the clamped scaled X2 [n2, d], B2 = B^2.
+  static void add_expanded_sums(const RowMatrixXd& B, const RowMatrixXd& B2,
+                                const RowArrayXd& two_over_l, GradState& st, double* al, MatOut dX) {
+    st.g1 = st.G.rowwise().sum();  // [rows]
+    st.GB.resize(st.G.rows(), B.cols());
+    chunked_product(st.G, B, st.GB);  // [rows, d]
+    st.gcol = st.G.colwise().sum();  // [n2]: G^T 1
+    Eigen::Map<RowVectorXd>(al, B.cols()).noalias() += st.gcol * B2;
+    Eigen::Map<RowArrayXd> acc(al, B.cols());
+    for (Index i = 0; i < st.G.rows(); ++i) {
+      const auto ai = st.A.row(i).array();
+      acc += ai * (st.g1[i] * ai - 2.0 * st.GB.row(i).array());
+      if (dX.rows() > 0) dX.row(i).array() -= two_over_l * (st.GB.row(i).array() - st.g1[i] * ai);
+    }
+  }
+
+  // Nearly coincident pairs take direct differences and leave G: the expanded sums carry an
+  // absolute error eps (a^2 + b^2) |G|, and here |G| ~ 1/r grows without bound (docs/math.md
+  // section 1.6). B: the clamped scaled X2 [n2, d]; al, dX as above.
+  static void take_near_pairs(const Setup& s, const RowMatrixXd& B, GradState& st, double* al,
+                              MatOut dX) {
+    for (Index i = 0; i < st.G.rows(); ++i) {
+      for (Index j = 0; j < s.n2; ++j) {
+        double& g = st.G(i, j);
+        if (!(st.r2[i * s.ld + j] < kNearR2) || g == 0.0) continue;
+        for (Index k = 0; k < B.cols(); ++k) {
+          const double diff = st.A(i, k) - B(j, k);
+          al[k] += g * diff * diff;
+          if (dX.rows() > 0) dX(i, k) += 2.0 / s.l[k] * g * diff;
+        }
+        g = 0.0;
+      }
+    }
+  }
 
   Index L_;
 };

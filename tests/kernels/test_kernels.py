@@ -200,3 +200,152 @@ def test_matern12_gradient_of_nearly_coincident_points(gap):
     r = abs(x1 - x2) / l
     assert dth[1] == pytest.approx(v * np.exp(-r) * r / l, rel=1e-9)
     assert dX[0, 0] == pytest.approx(v * np.exp(-r) * np.sign(x2 - x1) / l, rel=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stationary kernels at block boundaries and at high input dimension (the GEMM paths), against
+# a numpy reference of the kernel and of the gradient sums from direct differences.
+
+def _shape(kind, r2, alpha=0.7):
+    """(f, df/dr2) elementwise (docs/math.md section 1.2); df/dr2 taken as 0 at r2 = 0."""
+    r = np.sqrt(r2)
+    safe = np.where(r > 0, r, 1.0)
+    if kind == "se":
+        f = np.exp(-0.5 * r2)
+        return f, -0.5 * f
+    if kind == "m12":
+        f = np.exp(-r)
+        return f, np.where(r > 0, -0.5 * f / safe, 0.0)
+    if kind == "m32":
+        s = np.sqrt(3.0) * r
+        return (1 + s) * np.exp(-s), -1.5 * np.exp(-s)
+    if kind == "m52":
+        s = np.sqrt(5.0) * r
+        return (1 + s + 5.0 * r2 / 3) * np.exp(-s), -5.0 / 6 * (1 + s) * np.exp(-s)
+    b = 1 + r2 / (2 * alpha)
+    return b ** -alpha, -0.5 * b ** (-alpha - 1)
+
+
+def reference_stationary(kind, variance, l, X1, X2, Kbar):
+    """(K, dtheta without extras, dX1) with D_ijk = (x_ik - x'_jk) / l_k from direct differences."""
+    l = np.broadcast_to(l, (X1.shape[1],))
+    D = (X1[:, None, :] - X2[None, :, :]) / l  # [n1, n2, d]
+    r2 = np.sum(D ** 2, axis=-1)
+    f, df = _shape(kind, r2)
+    G = Kbar * variance * df  # [n1, n2]
+    dl = -2.0 / l * np.einsum("ij,ijk->k", G, D ** 2)
+    dX = 2.0 / l * np.einsum("ij,ijk->ik", G, D)
+    return variance * f, np.r_[np.sum(Kbar * f), dl], dX
+
+
+STATIONARY_KINDS = ["se", "m12", "m32", "m52", "rq"]
+
+
+def _stationary(kind, variance, ls):
+    return {"se": K.SquaredExponential, "m12": K.Matern12, "m32": K.Matern32, "m52": K.Matern52,
+            "rq": lambda v, l: K.RationalQuadratic(v, l, alpha=0.7)}[kind](variance, ls)
+
+
+def _check_against_reference(kind, X1, X2, ls, rng, rtol=1e-9):
+    k = _stationary(kind, 1.3, ls)
+    c, theta = k.core(), k.theta()
+    Kbar = rng.normal(size=(X1.shape[0], X2.shape[0]))
+    Kr, dr, dXr = reference_stationary(kind, 1.3, np.asarray(ls), X1, X2, Kbar)
+    np.testing.assert_allclose(c.K(theta, X1, X2), Kr, rtol=1e-11, atol=1e-300)
+    dth, dX = c.grad(theta, X1, X2, Kbar, True)
+    dl = dr[1:] if np.ndim(ls) else [dr[1:].sum()]
+    np.testing.assert_allclose(dth[:1 + len(dl)], np.r_[dr[0], dl], rtol=rtol, atol=rtol * np.abs(dr).max())
+    np.testing.assert_allclose(dX, dXr, rtol=rtol, atol=rtol * np.abs(dXr).max())
+
+
+# Blocks hold up to 32 rows of X1 (4 when X2 has thousands of rows): 1 row, fewer than a
+# block, a whole block, one past it, several blocks with a remainder; d = 3 and 23 take direct
+# differences, d = 24 and 784 the GEMM.
+@pytest.mark.parametrize("n1,n2", [(1, 5), (7, 40), (32, 40), (33, 40), (70, 9), (9, 2100)])
+@pytest.mark.parametrize("d", [3, 23, 24, 784])
+@pytest.mark.parametrize("kind", STATIONARY_KINDS)
+def test_stationary_blocks_match_numpy_reference(kind, n1, n2, d, rng):
+    if d > 3 and n2 == 2100 and kind != "se":
+        pytest.skip("one kind is enough for the large case")
+    X1, X2 = rng.uniform(size=(n1, d)), rng.uniform(size=(n2, d))
+    scale = 0.5 * np.sqrt(d)  # r2 of order 1
+    for ls in (scale, rng.uniform(0.5, 2.0, d) * scale):
+        _check_against_reference(kind, X1, X2, ls, rng)
+
+
+@pytest.mark.parametrize("kind", STATIONARY_KINDS)
+@pytest.mark.parametrize("ard", [False, True])
+def test_high_dimensional_gradients_match_finite_differences(kind, ard, rng):
+    d = 784
+    X1, X2 = rng.uniform(size=(3, d)), rng.uniform(size=(4, d))
+    ls = 0.5 * np.sqrt(d) * (rng.uniform(0.5, 2.0, d) if ard else 1.0)
+    check_grads(_stationary(kind, 1.3, ls), X1, X2, rng)
+
+
+def test_gemm_distances_with_a_large_offset_and_nearly_coincident_points(rng):
+    """d = 784, inputs near 1e6, pairs at every distance from 1e-6 to 1 (in input units):
+    Matern 1/2's input gradient, whose df/dr2 ~ 1/r reads r2 with no cancellation to hide
+    behind, and SE's matrix agree with direct differences pair by pair. (Scaling each input
+    by 1/l costs the pair eps |a| / |a - b| of relative accuracy, 1e-10 at the closest here.)"""
+    d, n = 784, 20
+    X2 = 1e6 + rng.uniform(size=(n, d))
+    t = np.logspace(-6, 0, n)
+    X1 = X2 + t[:, None] * rng.uniform(-1, 1, size=(n, d))
+    X1[0] = X2[0]  # one exact coincidence
+    Kbar = np.eye(n)  # row i pairs with row i of X2 only
+    for l in (0.3, 3.0):
+        m12 = K.Matern12(1.3, l)
+        _, _, dXr = reference_stationary("m12", 1.3, l, X1, X2, Kbar)
+        dth, dX = m12.core().grad(m12.theta(), X1, X2, Kbar, True)
+        row_scale = np.abs(dXr).max(axis=1, keepdims=True)
+        assert np.all(np.abs(dX - dXr) <= 1e-9 * row_scale)
+        D = (X1 - X2) / l
+        r = np.sqrt(np.sum(D ** 2, axis=1))
+        assert dth[1] == pytest.approx(np.sum(1.3 * np.exp(-r) * r / l), rel=1e-9)
+        se = K.SquaredExponential(1.3, l * 10)
+        np.testing.assert_allclose(se.K(X1, X2), reference_stationary("se", 1.3, l * 10, X1, X2, Kbar)[0],
+                                   rtol=1e-12, atol=1e-300)
+        np.testing.assert_array_equal(np.diag(se.K(X2)), 1.3)
+
+
+@pytest.mark.parametrize("d", [3, 784])
+def test_infinitely_distant_points_give_zeros_not_nans(d, rng):
+    """r2 beyond 1e300 is capped there and k is 0 (Matern's polynomial factors included); at
+    d = 784 scaled inputs beyond 1e100 leave the GEMM path for direct differences."""
+    X = rng.uniform(size=(5, d))
+    X[0, 1] = 1e200
+    for k in (K.SquaredExponential(1.3, 2.0), K.Matern12(1.3, 2.0), K.Matern32(1.3, 2.0),
+              K.Matern52(1.3, [2.0] * d)):
+        Kx = k.K(X)
+        assert np.all(np.isfinite(Kx)) and np.all(Kx[0, 1:] < 1e-300) and Kx[0, 0] == 1.3
+        dth, dX = k.core().grad_sym(k.theta(), X, np.ones((5, 5)), True)
+        assert np.all(np.isfinite(dth)) and np.all(np.isfinite(dX))
+
+
+@pytest.mark.parametrize("d", [3, 784])
+def test_stationary_threads_agree(d, rng):
+    X1, X2 = rng.uniform(size=(300, d)), rng.uniform(size=(200, d))
+    k = K.Matern52(1.3, 0.5 * np.sqrt(d) * rng.uniform(0.5, 2.0, d))
+    c, theta = k.core(), k.theta()
+    Kbar = rng.normal(size=(300, 200))
+    Ks = rng.normal(size=(300, 300))
+    Ks = Ks + Ks.T
+    before = vi.get_num_threads()
+    results = {}
+    try:
+        for n in (1, 2):
+            vi.set_num_threads(n)
+            results[n] = (c.K(theta, X1, X2),) + c.grad(theta, X1, X2, Kbar, True) + c.grad_sym(theta, X1, Ks, True)
+    finally:
+        vi.set_num_threads(before)
+    for one, two in zip(results[1], results[2]):
+        np.testing.assert_allclose(one, two, rtol=1e-12, atol=1e-12 * np.abs(one).max())
+
+
+@pytest.mark.parametrize("d", [3, 24, 784])
+def test_stationary_K_sym_is_exactly_symmetric(d, rng):
+    X = rng.uniform(size=(70, d))
+    for kind in STATIONARY_KINDS:
+        Kx = _stationary(kind, 1.3, 0.5 * np.sqrt(d)).K(X)
+        np.testing.assert_array_equal(Kx, Kx.T)
+        np.testing.assert_array_equal(np.diag(Kx), 1.3)

@@ -7,7 +7,7 @@
 //
 // The gradient contractions never form dK/dtheta [n1, n2, p]: given Kbar = dL/dK [n1, n2]
 // they accumulate dL/dtheta_p = sum_ij Kbar_ij dK_ij/dtheta_p and dL/dX1 in one pass over
-// (i, j), keeping O(n2) memory per thread.
+// blocks of rows i, keeping O(rows (n2 + d)) memory per thread.
 #pragma once
 
 #include <memory>
