@@ -12,9 +12,9 @@ both alike; PyTorch keeps its own OpenMP defaults (it is imported first). Both t
 one fixed seed) on the held-out images, after copying PyTorch's weights into a vi.VAE.
 Times are medians over the epochs; the numpy reference is timed over a number of steps and
 scaled to an epoch. Roofline (varinf and PyTorch): the FLOP model of an epoch (epoch_flops),
-the GFLOP/s achieved and their percentage of Eigen's float32 GEMM rate at the row's thread count
-in this process (common.gemm_rates). Results: a markdown table on stdout and
-bench/results/vae.json.
+the GFLOP/s achieved and their percentage of Eigen's float32 GEMM rate in this process
+(common.gemm_rates) at the thread count varinf's training loop ran on (PyTorch: the row's).
+Results: a markdown table on stdout and bench/results/vae.json.
 """
 
 from __future__ import annotations
@@ -183,8 +183,10 @@ def compare(name, Xtr, Xte, hidden, latent, epochs, threads, ref_steps, rates, b
         })
         row["speedup_vs_torch"] = row["torch_s_per_epoch"] / row["varinf_s_per_epoch"]
     flops = epoch_flops(sizes_enc, sizes_dec, Xtr.shape[0])
-    for who in ("varinf", "torch"):
-        add_roofline([row], lambda r: flops, lambda r: r.get(f"{who}_s_per_epoch"), "float32", rates, f"{who}_")
+    # varinf's at the thread count its training loop ran on (it may take fewer than asked for)
+    for who, threads_key in (("varinf", "varinf_loop_threads"), ("torch", "threads")):
+        add_roofline([row], lambda r: flops, lambda r: r.get(f"{who}_s_per_epoch"), "float32", rates, f"{who}_",
+                     threads_key)
     return row
 
 
@@ -244,7 +246,7 @@ def main(argv=None):
     machine = machine_info(args.quick)
     print(table(rows))
     print("\n" + gemm_rates_line(machine) + "; model GFLOP/epoch: 6 n (W_enc + W_dec) - 2 n D H1 "
-          "(docs/math.md 9.6), % GEMM of the float32 rate at the row's thread count")
+          "(docs/math.md 9.6), % GEMM of the float32 rate at the thread count the loop ran on (torch: the row's)")
     print(f"\nvarinf {vi.__version__} ({vi.build_variant}); "
           + (f"torch {torch.__version__}" if torch is not None else "torch not installed")
           + f"; numpy {np.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus"

@@ -129,14 +129,15 @@ def roofline(flops: float, seconds: float, dtype: str, threads: int, rates: dict
     return {"model_gflop": flops / 1e9, "gflops": gflops, "pct_gemm": 100.0 * gflops / rate if rate else None}
 
 
-def add_roofline(rows: list, flops, seconds, dtype: str, rates: dict, prefix: str = "") -> list:
-    """Each row updated with roofline(flops(row), seconds(row), dtype, row["threads"], rates),
+def add_roofline(rows: list, flops, seconds, dtype: str, rates: dict, prefix: str = "",
+                 threads_key: str = "threads") -> list:
+    """Each row updated with roofline(flops(row), seconds(row), dtype, row[threads_key], rates),
     its keys prefixed by ``prefix`` (for a table with several contenders per row); rows
     without a time (seconds(row) is None) are left alone. Returns the rows."""
     for row in rows:
         s = seconds(row)
         if s:
-            row.update({prefix + k: v for k, v in roofline(flops(row), s, dtype, row["threads"], rates).items()})
+            row.update({prefix + k: v for k, v in roofline(flops(row), s, dtype, row[threads_key], rates).items()})
     return rows
 
 
