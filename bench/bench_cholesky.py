@@ -8,7 +8,9 @@ Times are medians of repeats; `load` is the 1-minute load average after them (th
 shared: a load above the core count means the figures are busy-machine figures); accuracy is
 max |L L^T - A| / max |A|. `varinf ms` is the public vi.linalg.cholesky (validation, one copy,
 factorisation), the counterpart of scipy's call; `in-place ms` the core factorising a caller's
-buffer (vi._core.testing.cholesky_inplace_f).
+buffer (vi._core.testing.cholesky_inplace_f). Roofline of the in-place factorisation: n^3 / 3
+flops, the GFLOP/s achieved and their percentage of Eigen's float64 GEMM rate at the row's thread
+count in this process (common.gemm_rates).
 --busy also times n = 2000 while another process spins on core 1 (a shared, busy machine).
 Writes bench/results/cholesky.json.
 """
@@ -16,9 +18,7 @@ Writes bench/results/cholesky.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -29,8 +29,7 @@ import scipy.linalg
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
-from common import results_path
-
+from common import add_roofline, gemm_rates, roofline_columns, write_results
 
 
 def spd_matrix(n: int, seed: int = 0) -> np.ndarray:
@@ -98,18 +97,16 @@ def repeats_for(n: int) -> int:
     return 9 if n <= 500 else 7 if n <= 1000 else 5 if n <= 2000 else 3
 
 
-def print_table(rows: list) -> None:
-    print(
-        "| n | threads | scipy ms | varinf ms | in-place ms | speedup | rel err scipy "
-        "| rel err varinf | load |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(
-            f"| {r['n']} | {r['threads']} | {r['scipy_ms']:.1f} | {r['varinf_ms']:.1f} | "
-            f"{r['inplace_ms']:.1f} | {r['speedup']:.2f} | {r['scipy_rel_err']:.1e} | "
-            f"{r['varinf_rel_err']:.1e} | {r['load_avg_1min']:.1f} |"
-        )
+COLUMNS = [("n", "n"), ("threads", "threads"), ("scipy_ms", "scipy ms"), ("varinf_ms", "varinf ms"),
+           ("inplace_ms", "in-place ms"), ("speedup", "speedup"),
+           *roofline_columns("factorisation", "inplace_", "in-place "),
+           ("scipy_rel_err", "rel err scipy"), ("varinf_rel_err", "rel err varinf"), ("load_avg_1min", "load")]
+
+
+def with_roofline(rows: list, rates: dict) -> list:
+    """The rows with the in-place factorisation's roofline: n^3 / 3 flops (docs/math.md 9.1)."""
+    return add_roofline(rows, lambda r: r["n"] ** 3 / 3.0, lambda r: r["inplace_ms"] / 1e3, "float64", rates,
+                        prefix="inplace_")
 
 
 def busy_case(n: int = 2000, repeats: int = 5) -> list:
@@ -129,22 +126,17 @@ def main() -> None:
     parser.add_argument("--busy", action="store_true", help="also time n = 2000 on a busy core")
     args = parser.parse_args()
 
+    rates = gemm_rates(args.quick)
     sizes = (200, 500) if args.quick else (500, 1000, 2000, 4000)
-    rows = [measure(n, t, repeats_for(n)) for n in sizes for t in (1, 2)]
-    print(f"Cholesky, varinf {vi.build_variant} vs scipy {scipy.__version__} (medians)\n")
-    print_table(rows)
-    result = {
-        "area": "cholesky",
-        "quick": args.quick,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "rows": rows,
-    }
+    rows = with_roofline([measure(n, t, repeats_for(n)) for n in sizes for t in (1, 2)], rates)
+    extra = []
     if args.busy:
-        result["busy"] = busy_case()
-        print("\nBusy machine: another process spins on core 1\n")
-        print_table(result["busy"])
-    results_path("cholesky", args.quick).write_text(json.dumps(result, indent=2) + "\n")
+        extra.append(("Busy machine: another process spins on core 1", with_roofline(busy_case(), rates), COLUMNS))
+    write_results("cholesky", f"Cholesky: varinf {vi.build_variant} vs scipy {scipy.__version__} (medians)",
+                  rows, COLUMNS, args.quick, extra_tables=extra,
+                  notes=["in-place model GFLOP, GFLOP/s, % GEMM: n^3 / 3 flops per factorisation, over the "
+                         "in-place time, as a percentage of Eigen's float64 GEMM rate at the row's thread "
+                         "count in this process"])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ The numpy and sklearn fits get a wall-clock budget (5 x varinf's fit time, cappe
 by it says so in `status`.
 Every fitted model's LML is evaluated with varinf's exact LML at its fitted hyperparameters.
 Thread counts 1 and 2 (varinf via vi.set_num_threads; BLAS via threadpoolctl).
+Roofline of one LML + gradient evaluation: the FLOP model (eval_flops), the GFLOP/s achieved and
+their percentage of Eigen's float64 GEMM rate at the row's thread count (common.gemm_rates).
 Writes bench/results/gpr.json.
 """
 
@@ -28,7 +30,8 @@ import numpy as np
 import scipy.optimize
 
 import varinf as vi
-from common import optional_import, parse_args, run_interleaved, threads, write_results
+from common import (add_roofline, gemm_rates, optional_import, parse_args, roofline_columns, run_interleaved,
+                    threads, write_results)
 from varinf.reference import gpr as ref_gpr
 from varinf.reference import kernels as ref_kernels
 
@@ -46,6 +49,12 @@ def problem(n: int, seed: int = 0):
     X = rng.standard_normal((n, D))  # [n, D]
     y = np.sin(X[:, :5] @ W).sum(axis=1) + 0.1 * rng.standard_normal(n)  # [n]
     return X, y
+
+
+def eval_flops(n: int, d: int = D) -> float:
+    """One exact-GPR LML + gradient (docs/math.md 9.2): K(X) [n, n] (3 n^2 d), its Cholesky
+    (n^3 / 3), Ky^-1 (2 n^3 / 3) and the gradient contraction (7 n^2 d)."""
+    return float(n) ** 3 + 10.0 * n * n * d
 
 
 class OutOfTime(Exception):
@@ -204,7 +213,7 @@ def evaluation_rows(n, num_threads, sklearn_available, repeats, warmup) -> list:
 
 EVAL_COLUMNS = [("n", "n"), ("threads", "threads"), ("library", "library"),
                 ("eval_ms", "ms / evaluation"), ("varinf_speedup", "varinf speedup"),
-                ("lml_diff", "abs LML diff vs varinf")]
+                *roofline_columns("eval"), ("lml_diff", "abs LML diff vs varinf")]
 
 
 def warm_up(fits) -> None:
@@ -230,10 +239,12 @@ def main(argv=None) -> None:
     # (n, cap on the numpy / sklearn budget in seconds)
     plan = [(300, 10.0)] if args.quick else [(1000, 120.0), (2000, 120.0), (4000, 30.0)]
     max_iter = 30 if args.quick else 200
+    rates = gemm_rates(args.quick)
     warm_up(fits)
     rows = [row for n, cap_s in plan for t in (1, 2) for row in measure(n, t, fits, max_iter, cap_s)]
     evaluations = [row for n, _ in plan for t in (1, 2)
                    for row in evaluation_rows(n, t, sklearn is not None, *((3, 1) if n <= 2000 else (1, 0)))]
+    add_roofline(evaluations, lambda r: eval_flops(r["n"]), lambda r: r["eval_ms"] / 1e3, "float64", rates)
     caps = ", ".join(f"{cap:.0f} s at n = {n}" for n, cap in plan)
     notes = [f"SE-ARD + noise, d = {D}, same initial values, L-BFGS-B capped at {max_iter} iterations",
              f"numpy and sklearn fits stop after {BUDGET_FACTOR:.0f} x varinf's fit time, at most "
@@ -243,7 +254,10 @@ def main(argv=None) -> None:
              "varinf speedup = fit s / varinf's fit s at the same n and threads",
              "LML (varinf's): varinf's exact LML at each library's fitted hyperparameters",
              "per evaluation: one LML + gradient at the initial hyperparameters, median of 3 "
-             "interleaved repeats after a warm-up (n = 4000: one run)"]
+             "interleaved repeats after a warm-up (n = 4000: one run)",
+             "per evaluation, model GFLOP: n^3 + 10 n^2 d (docs/math.md 9.2: kernel matrix and its "
+             "gradient contraction, Cholesky, Ky^-1), the same for every library; GFLOP/s = that / the "
+             "evaluation's time; % GEMM = of Eigen's float64 GEMM rate at the row's thread count"]
     if sklearn is None:
         notes.append("scikit-learn is not importable: its rows are skipped")
     write_results("gpr", "Exact GPR fit: varinf vs numpy reference vs scikit-learn", rows, COLUMNS,

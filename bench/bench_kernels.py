@@ -9,6 +9,8 @@ Two numpy baselines: the readable reference (varinf.reference.kernels: broadcast
 differences) and a tuned one written here (`numpy-GEMM`: r2 = |a|^2 + |b|^2 - 2 a b^T and the
 gradient as matrix products, the way scikit-learn and GPflow compute distances).
 Medians of interleaved repeats; `max abs diff` compares with the reference's outputs.
+Roofline of varinf's call: the FLOP model (op_flops), the GFLOP/s achieved and their percentage
+of Eigen's float64 GEMM rate at the row's thread count in this process (common.gemm_rates).
 Writes bench/results/kernels.json.
 """
 
@@ -17,11 +19,21 @@ from __future__ import annotations
 import numpy as np
 
 import varinf as vi
-from common import parse_args, run_interleaved, threads, write_results
+from common import add_roofline, gemm_rates, parse_args, roofline_columns, run_interleaved, threads, write_results
 from varinf.reference import kernels as ref_kernels
 
 KERNELS = {"SE-ARD": (ref_kernels.SquaredExponential, vi.kernels.SquaredExponential),
            "Matern52-ARD": (ref_kernels.Matern52, vi.kernels.Matern52)}
+
+
+# Flops per pair and input dimension (docs/math.md 9.1): K(X1, X2) [n, m] ~3 n m d (scaled
+# differences, squares, sums), its gradient contraction ~7 n m d; plus n m exp (and sqrt for
+# Matern), not counted.
+FLOPS_PER_PAIR_DIM = {"K": 3.0, "grad": 7.0, "K + grad": 10.0}
+
+
+def op_flops(row: dict) -> float:
+    return FLOPS_PER_PAIR_DIM[row["op"]] * row["n"] * row["n"] * row["d"]
 
 
 def max_abs_diff(a, b) -> float:
@@ -95,13 +107,16 @@ def measure(name: str, n: int, d: int, num_threads: int, repeats: int) -> list:
 COLUMNS = [("kernel", "kernel"), ("op", "op"), ("n", "n = m"), ("d", "d"), ("threads", "threads"),
            ("numpy_ms", "numpy ms"), ("gemm_ms", "numpy-GEMM ms"), ("varinf_ms", "varinf ms"),
            ("speedup", "speedup vs numpy"), ("speedup_gemm", "speedup vs numpy-GEMM"),
+           *roofline_columns("call", "varinf_", "varinf "),
            ("varinf_diff", "varinf max abs diff"), ("gemm_diff", "numpy-GEMM max abs diff")]
 
 
 def main(argv=None) -> None:
     args = parse_args(__doc__, argv)
     n, d, repeats = (200, 8, 3) if args.quick else (2000, 8, 5)
+    rates = gemm_rates(args.quick)
     rows = [row for name in KERNELS for t in (1, 2) for row in measure(name, n, d, t, repeats)]
+    add_roofline(rows, op_flops, lambda r: r["varinf_ms"] / 1e3, "float64", rates, prefix="varinf_")
     write_results("kernels", "Kernel matrix and gradient contraction: varinf vs numpy reference",
                   rows, COLUMNS, args.quick,
                   notes=[f"medians of {repeats} interleaved repeats after one warm-up",
@@ -109,7 +124,10 @@ def main(argv=None) -> None:
                          "numpy = varinf.reference.kernels ([rows, m, d] broadcasting in 16 MB row "
                          "blocks); numpy-GEMM = distances and gradient sums as BLAS matrix products "
                          "(threaded by OpenBLAS at 2 threads)",
-                         "max abs diff: against the numpy reference's K and gradients"])
+                         "max abs diff: against the numpy reference's K and gradients",
+                         "varinf model GFLOP, GFLOP/s, % GEMM: 3 n m d for K, 7 n m d for grad "
+                         "(docs/math.md 9.1; the n m exp not counted), over varinf's time, and as a "
+                         "percentage of Eigen's float64 GEMM rate at the row's thread count"])
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ number of steps; steps are run in chunks, the contenders interleaved chunk by ch
 chunk of each is untimed (warm-up, tracing) but is trained; `ms/step` is the median over the
 other chunks of chunk time / chunk length. Test accuracy (and the mean negative log predictive
 probability of the label) after the steps, from each library's own predictive class
-probabilities.
+probabilities. Roofline: each row's FLOP model per step (step_flops), the GFLOP/s achieved and
+their percentage of Eigen's float64 GEMM rate at the row's thread count, measured in the parent
+process (common.gemm_rates).
 
 - varinf: vi.SVGP with vi.likelihoods.RobustMax(10) (20 Gauss-Hermite points, eps 1e-3 fixed) or
   vi.likelihoods.Softmax(10, num_samples=15); its C++ Adam loop on the given batches
@@ -51,7 +53,7 @@ import tempfile
 import time
 
 import numpy as np
-from common import gpflow_adam_step, set_peer_threads, write_results
+from common import add_roofline, gemm_rates, gpflow_adam_step, roofline_columns, set_peer_threads, write_results
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
@@ -67,6 +69,16 @@ PREDICT_SAMPLES = 256     # GPyTorch's MC samples in prediction (varinf Softmax 
 # (d, steps at 1 thread = the accuracy run, steps at 2+ threads = timing only, chunk) per mode
 PLAN = {False: {64: (1000, 300, 10), 784: (500, 200, 10)},
         True: {64: (100, 40, 10), 784: (40, 20, 10)}}
+
+
+def step_flops(d: int, m: int = M, batch: int = B, latent: int = K, groups: int = 1) -> float:
+    """One whitened SVGP step with `latent` GPs sharing `groups` kernels and Z (docs/math.md
+    9.5): A = L^-1 Kuf, L^-T Abar and the Lbar update per group, T_l, dLq_l and
+    Lq_l (2 T_l D_l) per latent GP (3 m^2 B (G + L)); Cholesky, L^-1 and reverse mode per group
+    (3.7 m^3 G); Kuf [m, B] and K(Z) with their contractions (10 (B + m) m d). The likelihood's
+    transcendentals are not counted."""
+    return (3.0 * m * m * batch * (groups + latent) + 3.7 * m ** 3 * groups
+            + 10.0 * (batch + m) * m * d * groups)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -398,20 +410,6 @@ def breakdown(quick: bool):
     return rows
 
 
-def gemm_rate(threads: int, size: int = 2000, reps: int = 5) -> float:
-    """numpy float64 matmul size x size, GFLOP/s (median of reps)."""
-    rng = np.random.default_rng(0)
-    A, Bm = rng.standard_normal((size, size)), rng.standard_normal((size, size))
-    with threadpool_limits(limits=threads):
-        A @ Bm
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            A @ Bm
-            ts.append(time.perf_counter() - t0)
-    return 2.0 * size ** 3 / float(np.median(ts)) / 1e9
-
-
 def worker(args):
     peers = not args.skip_peers
     set_threads(args.worker, peers)
@@ -451,9 +449,7 @@ def main() -> None:
                   f"{'varinf alone' if len(missing) == 2 else 'without ' + missing[0]} "
                   f"(the peers are in .venv-peers)", flush=True)
     started = time.time()
-    gemm = {t: gemm_rate(t) for t in args.threads}
-    print("numpy float64 GEMM 2000x2000: " + ", ".join(f"{g:.1f} GFLOP/s at {t} thread(s)" for t, g in gemm.items()),
-          flush=True)
+    rates = gemm_rates(args.quick)  # Eigen's GEMM in this build, before the workers run
     rows, breakdown_rows, tf_version = [], [], None
     for t in args.threads:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
@@ -470,14 +466,18 @@ def main() -> None:
     for r in rows:
         r["x_varinf_robustmax"] = r["ms_per_step"] / same[(r["d"], r["threads"], "varinf RobustMax")]
         r["x_varinf_softmax"] = r["ms_per_step"] / same[(r["d"], r["threads"], "varinf Softmax")]
-        r["gemm_gflops"] = gemm.get(r["threads"])
+        r["gemm_gflops"] = rates.get(("float64", r["threads"]))
+    add_roofline(rows, lambda r: step_flops(r["d"]), lambda r: r["ms_per_step"] / 1e3, "float64", rates)
     descriptions = sorted({r["data"] for r in rows})
     columns = [("d", "d"), ("threads", "threads"), ("contender", "contender"), ("ms_per_step", "ms/step"),
                ("x_varinf_robustmax", "x varinf RobustMax"), ("x_varinf_softmax", "x varinf Softmax"),
-               ("steps", "steps"), ("test_accuracy", "test accuracy"), ("test_nll", "test NLL"),
+               *roofline_columns("step"), ("steps", "steps"), ("test_accuracy", "test accuracy"), ("test_nll", "test NLL"),
                ("load_avg_1min", "load")]
     notes = [f"data: {desc}" for desc in descriptions] + [
-        "numpy float64 GEMM 2000x2000: " + ", ".join(f"{g:.1f} GFLOP/s at {t} thread(s)" for t, g in gemm.items()),
+        f"model GFLOP/step: 3 m^2 B (G + L) + 3.7 m^3 G + 10 (B + m) m d with L = {K} latent GPs, G = 1 "
+        "shared kernel (docs/math.md 9.5; the likelihood's transcendentals not counted), the same for every "
+        "contender; GFLOP/s = that / the step's time; % GEMM = of Eigen's float64 GEMM rate in this build "
+        "at the row's thread count",
         f"m = {M} (k-means start, learned, shared by the 10 latent GPs), B = {B}, one shared SE kernel (ARD at "
         "d = 64, one lengthscale at d = 784, starting at the median distance), whitened, full q_sqrt, zero mean, "
         "float64, Adam lr 0.01, the same minibatches for all",

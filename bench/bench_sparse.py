@@ -17,9 +17,13 @@ SGPR: L-BFGS-B with the same iteration cap from the same start (Z learned); time
 reached, against GPflow's SGPR with gpflow.optimizers.Scipy.
 
 Scaling (varinf alone): SVGP step time as m doubles at fixed B and n (the model is
-12 m^2 B + O(m^3) flops per step), and as n grows at fixed (m, B) (it should not change); the
+svgp_step_flops: 6 m^2 B + 3.7 m^3 + the kernel's 10 (B + m) m d flops per step), and as n grows at fixed (m, B) (it should not change); the
 peak memory of an SGPR bound-and-gradient evaluation and of SVGP training at n = 10^6, each in a
 fresh process, beyond the memory of the data itself.
+
+Roofline: every timed row also gives its FLOP model's GFLOP per step (or per evaluation), the
+GFLOP/s achieved and their percentage of Eigen's float64 GEMM rate at the row's thread count,
+measured in this process (common.gemm_rates); FLOP models of docs/math.md section 9.
 
 Writes bench/results/sparse.json (quick runs: bench/results/quick/sparse.json; with --threads T
 other than the default: sparse_threads<T>.json).
@@ -32,7 +36,7 @@ import os
 import time
 
 import numpy as np
-from common import gpflow_adam_step, set_peer_threads, write_results
+from common import add_roofline, gemm_rates, gpflow_adam_step, roofline_columns, set_peer_threads, write_results
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
@@ -51,6 +55,21 @@ def make_data(n: int, n_test: int, seed: int = 0):
     f = np.sin(X[:, 0]) + 0.5 * np.cos(2 * X[:, 1]) + 0.3 * X[:, 2] * X[:, 3] + 0.2 * np.tanh(X[:, 4:].sum(1))
     y = f + 0.1 * rng.standard_normal(len(f))
     return X[:n], y[:n], X[n:], y[n:]
+
+
+def svgp_step_flops(m: int, B: int, d: int = D) -> float:
+    """One whitened SVGP step, full q_sqrt, Gaussian likelihood (docs/math.md 9.5): A = L^-1 Kuf,
+    T = Lq^T A, dLq, Lq (2 T D), L^-T Abar and the Lbar update (6 m^2 B); Cholesky and L^-1 of
+    Kuu and the Cholesky reverse mode (3.7 m^3); Kuf [m, B] and K(Z) [m, m] with their gradient
+    contractions (10 B m d + 10 m^2 d)."""
+    return 6.0 * m * m * B + 3.7 * m ** 3 + 10.0 * (B + m) * m * d
+
+
+def sgpr_eval_flops(n: int, m: int, d: int = D) -> float:
+    """One SGPR bound + gradient (docs/math.md 9.3): P by rank-m updates and Kufbar = 2 Pbar Kuf
+    (3 n m^2), the m x m factorisations and congruences (8 m^3), Kuf [m, n] twice and its
+    gradient contraction (13 n m d)."""
+    return 3.0 * n * m * m + 8.0 * m ** 3 + 13.0 * n * m * d
 
 
 def nlpd(y, mean, var) -> float:
@@ -350,13 +369,10 @@ def scaling_rows(quick, threads):
         for n in ns:
             rows.append({"vary": "n", "m": ms[1], "B": B, "n": n, "threads": threads,
                          "ms_per_step": svgp_step_ms(ms[1], B, n, 10 if quick else 200)})
-    def flops(m):  # per SVGP step: the block products and the m^3 factorisation work
-        return 12.0 * m * m * B + 2.0 * m ** 3
-
     for prev, row in zip(rows, rows[1:]):
         if row["vary"] == prev["vary"]:
             row["time_ratio_to_previous"] = row["ms_per_step"] / prev["ms_per_step"]
-            row["model_ratio"] = flops(row["m"]) / flops(prev["m"])
+            row["model_ratio"] = svgp_step_flops(row["m"], B) / svgp_step_flops(prev["m"], B)
     for r in rows:
         print(f"  SVGP scaling m={r['m']} B={r['B']} n={r['n']}: {r['ms_per_step']:.2f} ms/step"
               + (f" (x{r['time_ratio_to_previous']:.2f}, model x{r['model_ratio']:.2f})"
@@ -430,6 +446,7 @@ def main() -> None:
     vi.set_num_threads(args.threads)
     if peers:
         set_peer_threads(args.threads)
+    rates = gemm_rates(args.quick)  # before the timings, once
     if args.quick:
         svgp_cases = [(128, 512, 20000, 2000, 30, 10)]
         sgpr_args = (2000, 64, 20)
@@ -441,25 +458,35 @@ def main() -> None:
     sgpr_rows = sgpr_case(*sgpr_args, args.threads, peers)
     scale_rows = scaling_rows(args.quick, args.threads)
     mem_rows = memory_rows(args.quick, args.threads)
+    for rows in (svgp_rows, scale_rows):
+        add_roofline(rows, lambda r: svgp_step_flops(r["m"], r["B"]), lambda r: r["ms_per_step"] / 1e3,
+                     "float64", rates)
+    add_roofline(sgpr_rows, lambda r: sgpr_eval_flops(r["n"], r["m"]), lambda r: r["ms_per_evaluation"] / 1e3,
+                 "float64", rates)
     svgp_columns = [("m", "m"), ("B", "B"), ("contender", "contender"), ("threads", "threads"),
                     ("ms_per_step", "ms/step"), ("time_ratio_vs_varinf", "x varinf"),
-                    ("elbo_per_datum", "ELBO/n"), ("steps", "steps"), ("test_rmse", "RMSE"),
+                    *roofline_columns("step"), ("elbo_per_datum", "ELBO/n"), ("steps", "steps"), ("test_rmse", "RMSE"),
                     ("test_nlpd", "NLPD"), ("load_avg_1min", "load")]
     sgpr_columns = [("n", "n"), ("m", "m"), ("contender", "contender"), ("threads", "threads"),
                     ("seconds", "seconds"), ("time_ratio_vs_varinf", "x varinf"), ("iterations", "iterations"),
-                    ("ms_per_evaluation", "ms/eval"), ("bound", "bound"), ("test_rmse", "RMSE")]
+                    ("ms_per_evaluation", "ms/eval"), *roofline_columns("eval"), ("bound", "bound"), ("test_rmse", "RMSE")]
     area = "sparse" if args.threads == default_threads else f"sparse_threads{args.threads}"
     write_results(area, "Sparse GPs: SVGP training steps (d = 8) and SGPR L-BFGS-B", svgp_rows,
                   svgp_columns, args.quick, notes=[
                       "same start and same minibatches for every SVGP contender; Adam lr 0.01",
                       "numpy takes fewer steps at m = 512 (its ELBO is then not comparable)",
-                      "SGPR: the same L-BFGS-B iteration cap from the same start, Z learned"],
+                      "SGPR: the same L-BFGS-B iteration cap from the same start, Z learned",
+                      "model GFLOP, GFLOP/s, % GEMM: the FLOP model of the row's unit (docs/math.md 9), "
+                      "that over the unit's time, and its percentage of Eigen's float64 GEMM rate in this "
+                      "process at the row's thread count; SVGP step: 6 m^2 B + 3.7 m^3 + 10 (B + m) m d, "
+                      "every contender counted with varinf's model; SGPR evaluation (bound + gradient, "
+                      "ms/eval includes the optimiser's share): 3 n m^2 + 8 m^3 + 13 n m d"],
                   extra_tables=[
                       ("SGPR, L-BFGS-B", sgpr_rows, sgpr_columns),
                       ("SVGP step time as m doubles and as n grows (varinf)", scale_rows,
                        [("vary", "varied"), ("m", "m"), ("B", "B"), ("n", "n"), ("threads", "threads"),
                         ("ms_per_step", "ms/step"), ("time_ratio_to_previous", "x previous"),
-                        ("model_ratio", "x model")]),
+                        ("model_ratio", "x model"), *roofline_columns("step")]),
                       ("Peak memory of an SGPR evaluation and of 200 SVGP steps, one process each (resident set sampled every ms)", mem_rows,
                        [("model", "model"), ("n", "n"), ("m", "m"), ("threads", "threads"),
                         ("data_mb", "data MB"), ("peak_rss_mb", "peak MB"), ("extra_mb", "beyond data MB"),

@@ -11,7 +11,10 @@ varinf epoch, then one PyTorch epoch, from varinf's epoch callback) so that mach
 both alike; PyTorch keeps its own OpenMP defaults (it is imported first). Both trained models are scored by one evaluator: varinf's per-datum ELBO (k = 1,
 one fixed seed) on the held-out images, after copying PyTorch's weights into a vi.VAE.
 Times are medians over the epochs; the numpy reference is timed over a number of steps and
-scaled to an epoch. Results: a markdown table on stdout and bench/results/vae.json.
+scaled to an epoch. Roofline (varinf and PyTorch): the FLOP model of an epoch (epoch_flops),
+the GFLOP/s achieved and their percentage of Eigen's float32 GEMM rate in this process
+(common.gemm_rates) at the thread count varinf's training loop ran on (PyTorch: the row's).
+Results: a markdown table on stdout and bench/results/vae.json.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ except ImportError:  # the bench runs without PyTorch, reporting varinf and nump
 
 import varinf as vi  # noqa: E402
 from varinf.reference import vae as ref  # noqa: E402
-from common import results_path  # noqa: E402
+from common import add_roofline, gemm_rates, gemm_rates_line, machine_info, results_path  # noqa: E402
 
 
 # ------------------------------------------------------------------ PyTorch side
@@ -103,6 +106,15 @@ class TorchVAE:
 # ------------------------------------------------------------------ one comparison
 
 
+def epoch_flops(sizes_enc, sizes_dec, n: int) -> float:
+    """One epoch of n rows, one latent sample per row (docs/math.md 9.6): 2 flops forward and 4
+    backward per weight and row, 6 n (W_enc + W_dec) with W the sum of in x out over a network's
+    layers, less the 2 n D H1 of the input gradient of the encoder's first layer [D, H1], which
+    is not formed. Biases, activations and the likelihood's exp/log are not counted."""
+    weights = sum(a * b for sizes in (sizes_enc, sizes_dec) for a, b in zip(sizes[:-1], sizes[1:]))
+    return 6.0 * n * weights - 2.0 * n * sizes_enc[0] * sizes_enc[1]
+
+
 def numpy_epoch_seconds(sizes_enc, sizes_dec, X, batch_size, steps, threads):
     """Seconds per epoch of the numpy reference, timed over `steps` minibatches."""
     try:
@@ -125,7 +137,7 @@ def numpy_epoch_seconds(sizes_enc, sizes_dec, X, batch_size, steps, threads):
     return elapsed / steps * math.ceil(X.shape[0] / batch_size)
 
 
-def compare(name, Xtr, Xte, hidden, latent, epochs, threads, ref_steps, batch_size=128, seed=0):
+def compare(name, Xtr, Xte, hidden, latent, epochs, threads, ref_steps, rates, batch_size=128, seed=0):
     D = Xtr.shape[1]
     sizes_enc, sizes_dec = [D, *hidden, 2 * latent], [latent, *hidden[::-1], D]
     vi.set_num_threads(threads)
@@ -170,6 +182,11 @@ def compare(name, Xtr, Xte, hidden, latent, epochs, threads, ref_steps, batch_si
             "torch_test_elbo": float(scored.elbo(Xte, seed=123).mean()),
         })
         row["speedup_vs_torch"] = row["torch_s_per_epoch"] / row["varinf_s_per_epoch"]
+    flops = epoch_flops(sizes_enc, sizes_dec, Xtr.shape[0])
+    # varinf's at the thread count its training loop ran on (it may take fewer than asked for)
+    for who, threads_key in (("varinf", "varinf_loop_threads"), ("torch", "threads")):
+        add_roofline([row], lambda r: flops, lambda r: r.get(f"{who}_s_per_epoch"), "float32", rates, f"{who}_",
+                     threads_key)
     return row
 
 
@@ -179,7 +196,9 @@ def compare(name, Xtr, Xte, hidden, latent, epochs, threads, ref_steps, batch_si
 def table(rows):
     cols = [("model", "model"), ("architecture", "arch"), ("threads", "threads"), ("epochs", "epochs"),
             ("varinf_s_per_epoch", "varinf s/epoch"), ("torch_s_per_epoch", "torch s/epoch"),
-            ("speedup_vs_torch", "varinf vs torch"), ("numpy_s_per_epoch", "numpy s/epoch"),
+            ("speedup_vs_torch", "varinf vs torch"), ("varinf_model_gflop", "model GFLOP/epoch"),
+            ("varinf_gflops", "varinf GFLOP/s"), ("varinf_pct_gemm", "varinf % GEMM"),
+            ("torch_gflops", "torch GFLOP/s"), ("torch_pct_gemm", "torch % GEMM"), ("numpy_s_per_epoch", "numpy s/epoch"),
             ("speedup_vs_numpy", "varinf vs numpy"), ("varinf_test_elbo", "test ELBO varinf"),
             ("torch_test_elbo", "test ELBO torch")]
     lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
@@ -209,21 +228,25 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="results file (default: common.results_path)")
     args = parser.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
+    rates = gemm_rates(args.quick)  # before the timings, once
 
     X, _ = vi.datasets.load_digits_binarized()
     Xtr_d, Xte_d = vi.datasets.train_test_split(X, test_fraction=0.2, seed=0)
     rows = []
     small_epochs = 10 if args.quick else args.small_epochs
     for t in threads:
-        rows.append(compare("digits", Xtr_d, Xte_d, (128,), 8, small_epochs, t, ref_steps=12))
+        rows.append(compare("digits", Xtr_d, Xte_d, (128,), 8, small_epochs, t, ref_steps=12, rates=rates))
     if not args.quick:
         Xtr, _ = vi.datasets.load_fashion_mnist_binarized("train")
         Xte, _ = vi.datasets.load_fashion_mnist_binarized("test")
         for t in threads:
-            rows.append(compare("fashion-mnist", Xtr, Xte, (400,), 20, args.epochs, t, ref_steps=args.ref_steps))
+            rows.append(compare("fashion-mnist", Xtr, Xte, (400,), 20, args.epochs, t, ref_steps=args.ref_steps, rates=rates))
 
     load = os.getloadavg()
+    machine = machine_info(args.quick)
     print(table(rows))
+    print("\n" + gemm_rates_line(machine) + "; model GFLOP/epoch: 6 n (W_enc + W_dec) - 2 n D H1 "
+          "(docs/math.md 9.6), % GEMM of the float32 rate at the thread count the loop ran on (torch: the row's)")
     print(f"\nvarinf {vi.__version__} ({vi.build_variant}); "
           + (f"torch {torch.__version__}" if torch is not None else "torch not installed")
           + f"; numpy {np.__version__}; {platform.processor() or platform.machine()}, {os.cpu_count()} cpus"
@@ -231,7 +254,8 @@ def main(argv=None):
     with open(args.out or results_path("vae", args.quick), "w") as f:
         json.dump({"area": "vae", "quick": args.quick, "rows": rows,
                    "torch": None if torch is None else torch.__version__,
-                   "numpy": np.__version__, "cpus": os.cpu_count(), "load_average": load}, f, indent=2)
+                   "numpy": np.__version__, "cpus": os.cpu_count(), "load_average": load,
+                   "machine": machine}, f, indent=2)
     return 0
 
 

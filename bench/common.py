@@ -4,6 +4,10 @@ Every figure is measured side by side in one run (the machine is shared and nois
 are interleaved within each repeat, each is warmed up once, and the median is reported.
 
     from common import parse_args, run_interleaved, threads, write_results
+
+Roofline: every process measures the GEMM rate of the loaded build once (gemm_rates) and
+reports a hot path as achieved GFLOP/s and as a percentage of that rate (roofline), from the
+path's FLOP model (docs/math.md section 9).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import json
 import os
@@ -22,6 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
+from varinf._loader import core
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -82,6 +88,66 @@ def run_interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
     return {name: (float(np.median(times[name])), results[name]) for name in fns}
 
 
+GEMM_DTYPES = ("float64", "float32")
+GEMM_THREADS = (1, 2)
+GEMM_N = {False: 1024, True: 512}  # by quick
+
+
+GEMM_ROUNDS = 5
+
+
+@functools.lru_cache(maxsize=None)
+def gemm_rates(quick: bool) -> dict:
+    """{(dtype, threads): GFLOP/s} of Eigen's [n, n] x [n, n] product in the loaded build of the
+    core (n = GEMM_N[quick]) for float64 and float32 at 1 and 2 threads: the yardstick of
+    roofline(). Each is the median of GEMM_ROUNDS timed products (each after a warm-up one),
+    the four taken in turn round by round so that a burst of load on a shared machine hits all
+    alike. Measured once per process (~2 s; quick ~0.5 s)."""
+    keys = [(dtype, t) for dtype in GEMM_DTYPES for t in GEMM_THREADS]
+    samples = {key: [] for key in keys}
+    for _ in range(GEMM_ROUNDS):
+        for dtype, t in keys:
+            samples[(dtype, t)].append(core.testing.gemm_gflops(GEMM_N[quick], dtype, t, 1))
+    return {key: float(np.median(v)) for key, v in samples.items()}
+
+
+def gemm_rate_rows(rates: dict) -> list:
+    """The rates as table rows: variant, dtype, threads, GFLOP/s."""
+    return [{"variant": vi.build_variant, "dtype": dtype, "threads": t, "gflops": g}
+            for (dtype, t), g in rates.items()]
+
+
+GEMM_RATE_COLUMNS = [("variant", "variant"), ("dtype", "dtype"), ("threads", "threads"), ("gflops", "GFLOP/s")]
+
+
+def roofline(flops: float, seconds: float, dtype: str, threads: int, rates: dict) -> dict:
+    """{"model_gflop": flops / 1e9, "gflops": achieved GFLOP/s, "pct_gemm": that as % of the
+    GEMM rate at (dtype, threads)} for a path whose FLOP model gives ``flops`` and that took
+    ``seconds``. pct_gemm is None for a thread count without a measured rate."""
+    gflops = flops / seconds / 1e9
+    rate = rates.get((dtype, threads))
+    return {"model_gflop": flops / 1e9, "gflops": gflops, "pct_gemm": 100.0 * gflops / rate if rate else None}
+
+
+def add_roofline(rows: list, flops, seconds, dtype: str, rates: dict, prefix: str = "",
+                 threads_key: str = "threads") -> list:
+    """Each row updated with roofline(flops(row), seconds(row), dtype, row[threads_key], rates),
+    its keys prefixed by ``prefix`` (for a table with several contenders per row); rows
+    without a time (seconds(row) is None) are left alone. Returns the rows."""
+    for row in rows:
+        s = seconds(row)
+        if s:
+            row.update({prefix + k: v for k, v in roofline(flops(row), s, dtype, row[threads_key], rates).items()})
+    return rows
+
+
+def roofline_columns(unit: str, prefix: str = "", label: str = "") -> list:
+    """The table columns of add_roofline's keys: the model's GFLOP per ``unit``, GFLOP/s and
+    % GEMM (headers prefixed by ``label``)."""
+    return [(prefix + "model_gflop", f"{label}model GFLOP/{unit}"), (prefix + "gflops", f"{label}GFLOP/s"),
+            (prefix + "pct_gemm", f"{label}% GEMM")]
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -103,9 +169,10 @@ def _versions() -> dict:
     return versions
 
 
-def machine_info() -> dict:
-    """CPU, core counts, load, date, varinf build variant and package versions."""
-    return {
+def machine_info(quick=None) -> dict:
+    """CPU, core counts, load, date, varinf build variant and package versions; given ``quick``
+    (True or False) also the GEMM rates of this process (gemm_rates)."""
+    info = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
         "nproc": len(os.sched_getaffinity(0)),
@@ -115,6 +182,20 @@ def machine_info() -> dict:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "versions": _versions(),
     }
+    if quick is not None:
+        info["gemm_gflops"] = gemm_rate_rows(gemm_rates(quick))
+    return info
+
+
+def gemm_rates_line(info: dict) -> str:
+    """"Eigen GEMM GFLOP/s (variant, this process): float64 45.1 (1 thread), 80.2 (2 threads);
+    float32 ..." from machine_info(quick)."""
+    by_dtype = {}
+    for r in info.get("gemm_gflops", ()):
+        threads = f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}"
+        by_dtype.setdefault(r["dtype"], []).append(f"{r['gflops']:.1f} ({threads})")
+    return (f"Eigen GEMM GFLOP/s ({info['varinf_build_variant']}, this process): "
+            + "; ".join(f"{d} {', '.join(v)}" for d, v in by_dtype.items()))
 
 
 def _cell(value) -> str:
@@ -147,10 +228,11 @@ def write_results(area: str, title: str, rows: list, columns, quick: bool, notes
                   extra_tables=()) -> Path:
     """Print the markdown tables and write bench/results/<area>.json. ``extra_tables`` are
     further (title, rows, columns) tables after the main one."""
-    info = machine_info()
+    info = machine_info(quick)
     print(f"## {title}\n")
     print(f"{info['date']}, {info['cpu']}, {info['nproc']} cores, load {info['load_average']}, "
           f"varinf {info['varinf_build_variant']}{' (quick)' if quick else ''}\n")
+    print(gemm_rates_line(info) + "\n")
     print(markdown_table(rows, columns))
     for extra_title, extra_rows, extra_columns in extra_tables:
         print(f"\n### {extra_title}\n\n{markdown_table(extra_rows, extra_columns)}")

@@ -4,8 +4,9 @@
 
 Runs each bench/bench_*.py in sorted order as its own process (passing --quick when given),
 reads the bench/results/<area>.json each one writes, and writes bench/results/summary.md: the
-date, the machine, and every script's table. Exits non-zero when any script fails, times out
-or writes no results.
+date, the machine, the GEMM rates of the loaded build (measured here first; every script
+measures its own too and reports its hot paths against them), and every script's table. Exits
+non-zero when any script fails, times out or writes no results.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import machine_info, markdown_table, parse_args, results_path
+from common import (GEMM_N, GEMM_RATE_COLUMNS, GEMM_ROUNDS, gemm_rate_rows, gemm_rates, gemm_rates_line, machine_info, markdown_table,
+                    parse_args, results_path)
 
 BENCH_DIR = Path(__file__).resolve().parent
 TIMEOUT_S = {True: 600, False: 3600}  # per script: quick, full
@@ -61,6 +63,8 @@ def section(script: Path, elapsed: float, quick: bool) -> str:
              f"`{script.name}`, {elapsed:.0f} s"
              + (f", load average at the end {machine['load_average']}" if "load_average" in machine else ""),
              ""]
+    if "gemm_gflops" in machine:
+        lines += [gemm_rates_line(machine), ""]
     lines += [t + "\n" for t in tables(data)]
     lines += [f"- {note}" for note in data.get("notes", [])]
     return "\n".join(lines)
@@ -75,7 +79,12 @@ def header(quick: bool) -> str:
         f"- machine: {m['cpu']}, {m['nproc']} cores, {m['platform']}",
         f"- load average at the start: {m['load_average']}",
         f"- varinf build variant: {m['varinf_build_variant']}, OMP_WAIT_POLICY={m['omp_wait_policy']}",
-        f"- versions: {versions}", ""])
+        f"- versions: {versions}", "",
+        "Eigen GEMM rates of the loaded build ([n, n] x [n, n], n = "
+        f"{GEMM_N[quick]}, median of {GEMM_ROUNDS}, measured by bench/run.py before the scripts; "
+        "the % GEMM columns use each script's own measurement; a 2-thread rate below the 1-thread one "
+        "means another process held a core, and 2-thread % GEMM values can then exceed 100):", "",
+        markdown_table(gemm_rate_rows(gemm_rates(quick)), GEMM_RATE_COLUMNS), ""])
 
 
 def main(argv=None) -> int:

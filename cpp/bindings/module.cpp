@@ -16,4 +16,5 @@ PYBIND11_MODULE(VARINF_MODULE_NAME, m) {
   bind_gp(m.def_submodule("gp", "Exact GP regression."));
   bind_sparse(m.def_submodule("sparse", "Likelihoods, SGPR, FITC and SVGP."), testing);
   bind_vae(m.def_submodule("vae", "Variational auto-encoders and their trainers (float32, float64)."), testing);
+  bind_roofline(testing);
 }
