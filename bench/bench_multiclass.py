@@ -44,16 +44,13 @@ Writes bench/results/multiclass.json (quick: bench/results/quick/multiclass.json
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 
 import numpy as np
-from common import add_roofline, gemm_rates, gpflow_adam_step, roofline_columns, set_peer_threads, write_results
+from common import (add_roofline, gemm_rates, gpflow_adam_step, per_thread_args, roofline_columns, run_per_thread,
+                    set_peer_threads, write_results)
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
@@ -431,13 +428,7 @@ def worker(args):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few steps, small d = 784 problem (CI smoke run)")
-    parser.add_argument("--skip-peers", action="store_true", help="varinf only")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = per_thread_args(__doc__, "few steps, small d = 784 problem (CI smoke run)")
     if args.worker:
         worker(args)
         return
@@ -451,14 +442,7 @@ def main() -> None:
     started = time.time()
     rates = gemm_rates(args.quick)  # Eigen's GEMM in this build, before the workers run
     rows, breakdown_rows, tf_version = [], [], None
-    for t in args.threads:
-        with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t),
-                       TF_CPP_MIN_LOG_LEVEL="2")
-            command = [sys.executable, os.path.abspath(__file__), "--worker", str(t), "--out", out.name]
-            command += (["--quick"] if args.quick else []) + (["--skip-peers"] if args.skip_peers else [])
-            subprocess.run(command, check=True, env=env)
-            result = json.load(open(out.name))
+    for result in run_per_thread(__file__, args).values():
         rows += result["rows"]
         breakdown_rows += result.get("breakdown", [])
         tf_version = result.get("tensorflow", tf_version)

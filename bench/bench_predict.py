@@ -24,16 +24,12 @@ bench/results/quick/predict.json).
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 
 import numpy as np
-from common import add_roofline, gemm_rates, roofline_columns, set_peer_threads, write_results
+from common import (add_roofline, gemm_rates, per_thread_args, roofline_columns, run_per_thread,
+                    set_peer_threads, write_results)
 from threadpoolctl import threadpool_limits
 
 import varinf as vi
@@ -149,25 +145,12 @@ def worker(args):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="m = 128, 2 x 10^4 points, varinf alone")
-    parser.add_argument("--skip-peers", action="store_true", help="varinf only")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = per_thread_args(__doc__, "m = 128, 2 x 10^4 points, varinf alone")
     if args.worker:
         worker(args)
         return
     rates = gemm_rates(args.quick)  # before the timings, once
-    rows = []
-    for t in args.threads:
-        with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), TF_CPP_MIN_LOG_LEVEL="2")
-            command = [sys.executable, os.path.abspath(__file__), "--worker", str(t), "--out", out.name]
-            command += (["--quick"] if args.quick else []) + (["--skip-peers"] if args.skip_peers else [])
-            subprocess.run(command, check=True, env=env)
-            rows += json.load(open(out.name))
+    rows = [row for result in run_per_thread(__file__, args).values() for row in result]
     base = {r["threads"]: r["seconds"] for r in rows if r["contender"] == "varinf"}
     for r in rows:
         r["x_varinf"] = r["seconds"] / base[r["threads"]]

@@ -20,6 +20,9 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -246,6 +249,35 @@ def write_results(area: str, title: str, rows: list, columns, quick: bool, notes
                "notes": list(notes)}
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     return path
+
+
+def per_thread_args(doc: str, quick_help: str) -> argparse.Namespace:
+    """The arguments of a benchmark that runs each thread count in its own process (TensorFlow
+    fixes its thread pools at start-up): --quick, --skip-peers, --threads, and the hidden --worker T
+    and --out of the worker processes run_per_thread starts."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--skip-peers", action="store_true", help="varinf only")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def run_per_thread(script: str, args: argparse.Namespace) -> dict:
+    """{threads: what the worker wrote} of ``script`` run with --worker T for each T in
+    args.threads, each in a fresh process whose OpenMP, BLAS and MKL thread counts are T."""
+    results = {}
+    for t in args.threads:
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t),
+                       TF_CPP_MIN_LOG_LEVEL="2")
+            command = [sys.executable, os.path.abspath(script), "--worker", str(t), "--out", out.name]
+            command += (["--quick"] if args.quick else []) + (["--skip-peers"] if args.skip_peers else [])
+            subprocess.run(command, check=True, env=env)
+            with open(out.name) as f:
+                results[t] = json.load(f)
+    return results
 
 
 def gpflow_adam_step(tf, model, opt):

@@ -20,19 +20,20 @@ def check_grad(f, x, grad, h=1e-6, rtol=1e-6, atol=1e-7):
     np.testing.assert_allclose(grad, central_differences(f, x, h), rtol=rtol, atol=atol)
 
 
-def check_model_gradient(model, X, y, h=1e-5):
-    """Fails unless ``model.elbo(X, y, return_grad=True)``'s gradient is that of the ELBO with
-    respect to the unconstrained values of ``model.parameters`` (each shared one once)."""
+def check_model_gradient(model, *data, h=1e-5, rtol=1e-6):
+    """Fails unless ``model.elbo(*data, return_grad=True)``'s gradient is that of the ELBO with
+    respect to the unconstrained values of ``model.parameters`` (each shared one once); ``data``
+    is a batch (X, y) for SVGP, nothing for models that own their data (SGPR)."""
     from varinf.parameters import ParameterVector
 
     params = ParameterVector(model.parameters)
     x0 = params.get()
-    _, grad = model.elbo(X, y, return_grad=True)
+    _, grad = model.elbo(*data, return_grad=True)
 
     def f(x):
         params.set(x)
-        return model.elbo(X, y)
+        return model.elbo(*data)
 
     fd = central_differences(f, x0, h=h)
     params.set(x0)
-    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+    np.testing.assert_allclose(grad, fd, rtol=rtol, atol=1e-6 * np.abs(fd).max())
