@@ -1,5 +1,6 @@
 // Sparse GP models: likelihoods and the SGPR (and FITC) collapsed bounds, in one call and by
-// partitions of the rows; the SVGP's are wired in from bind_svgp.cpp.
+// partitions of the rows; the SVGP's and the coregionalised SGPR's are wired in from
+// bind_svgp.cpp and bind_sgpr_lmc.cpp.
 #include <functional>
 #include <initializer_list>
 #include <limits>
@@ -379,6 +380,7 @@ void bind_sparse(py::module_ m, py::module_ testing) {
   bind_latent_likelihoods(m);
   bind_likelihood_testing(testing);
   bind_sgpr(m);
+  bind_sgpr_lmc(m);
   bind_partitioned(m);
   bind_svgp(m, testing);
 }

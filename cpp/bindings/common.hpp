@@ -139,6 +139,7 @@ void bind_gp(py::module_ m);
 void bind_sparse(py::module_ m, py::module_ testing);
 void bind_latent_likelihoods(py::module_ m);  // into sparse, by bind_sparse
 void bind_svgp(py::module_ m, py::module_ testing);  // into sparse, by bind_sparse
+void bind_sgpr_lmc(py::module_ m);  // into sparse, by bind_sparse
 void bind_vae(py::module_ m, py::module_ testing);
 void bind_roofline(py::module_ testing);  // the GEMM rate benchmarks compare against
 

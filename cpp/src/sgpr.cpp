@@ -66,14 +66,7 @@ SGPRStats sgpr_stats(const SGPRProblem& p) {
 
 namespace {
 
-// Lower Cholesky factor LB of Bm = I + W / s [m, m] (docs/math.md section 5.2).
-MatrixXd inner_cholesky(const MatrixXd& W, double s, const char* what) {
-  MatrixXd B = W / s;  // [m, m]
-  B.diagonal().array() += 1.0;
-  cholesky_jitter(B, 0.0, what);
-  B.triangularView<Eigen::StrictlyUpper>().setZero();
-  return B;
-}
+using detail::inner_cholesky;
 
 // Everything the bound and its gradient share.
 struct Collapsed {

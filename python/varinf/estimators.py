@@ -283,18 +283,20 @@ class SGPRRegressor(_GaussianGPRegressor):
     Fitted attributes as GPRegressor, with ``elbo_`` (the collapsed bound of the normalised
     targets) instead of the log marginal likelihood.
 
-    Several outputs: y [n, P] fits P outputs that share the kernel, the inducing inputs and the
-    noise variance (as scikit-learn's GaussianProcessRegressor and GPflow's SGPR do with several
-    target columns; ``normalize_y`` scales each column). ``predict`` then gives [n*, P] means and
+    Several outputs: y [n, P] fits P outputs that share the inducing inputs and the noise
+    variance (``normalize_y`` scales each column); ``predict`` then gives [n*, P] means and
     standard deviations, and ``noise_variance_``, ``y_train_mean_`` and ``y_train_std_`` are [P].
-    Coregionalised outputs (a learned mixing W) have no closed-form collapsed bound here: use
-    SVGPRegressor(n_latent_gps=Q) for them.
+    n_latent_gps : None: the outputs are independent and share the kernel (as scikit-learn's
+        GaussianProcessRegressor and GPflow's SGPR do with several target columns); Q: they mix Q
+        latent GPs, each with its own copy of the kernel, through a learned W [P, Q] (linear
+        coregionalisation with the joint optimal q(u), docs/math.md section 5.10; cost
+        n (mQ)^2 per step), W starting at seeded N(0, 1 / Q) entries. Ignored for one output.
     """
 
     _MULTI_OUTPUT = True
 
     def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
-                 max_iter=1000, random_state=None, inducing="kmeans"):
+                 max_iter=1000, random_state=None, inducing="kmeans", n_latent_gps=None):
         self.kernel = kernel
         self.n_inducing = n_inducing
         self.inducing = inducing
@@ -303,6 +305,7 @@ class SGPRRegressor(_GaussianGPRegressor):
         self.normalize_X = normalize_X
         self.max_iter = max_iter
         self.random_state = random_state
+        self.n_latent_gps = n_latent_gps
 
     _MODEL = SGPR
     _FITTED_NUMBERS = {"n_iter_": (int, 0), "elbo_": (float, None)}
@@ -311,6 +314,8 @@ class SGPRRegressor(_GaussianGPRegressor):
         m = min(as_positive_int(self.n_inducing, "n_inducing"), X.shape[0])
         method = as_choice(self.inducing, "inducing", METHODS)
         Z = inducing_points(X, m, seed=_seed(self.random_state), method=method, kernel=kernel)  # [m, d]
+        if y.ndim == 2 and self.n_latent_gps is not None:
+            kernel = _coregionalisation(kernel, y.shape[1], self.n_latent_gps, self.random_state)
         model = SGPR(X, y, kernel, Z, noise_variance=self.noise_variance)
         self.n_iter_ = _optimize(model, self.max_iter)
         self.elbo_ = model.elbo()
@@ -394,14 +399,10 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
 
     def _output_kernels(self, kernel, P):
         """Several outputs: one latent GP per output, each with its own copy of the kernel
-        (``n_latent_gps=None``), or Q latent GPs mixed into the P outputs by a learned W [P, Q]
-        (``n_latent_gps=Q``; linear coregionalisation, docs/math.md section 11.1), W starting
-        at seeded N(0, 1 / Q) entries."""
+        (``n_latent_gps=None``), or ``_coregionalisation``'s Q latent GPs."""
         if self.n_latent_gps is None:
             return SeparateIndependent([copy_kernel(kernel) for _ in range(P)])
-        Q = as_positive_int(self.n_latent_gps, "n_latent_gps")
-        W = np.random.default_rng(_seed(self.random_state)).standard_normal((P, Q)) / np.sqrt(Q)
-        return LinearCoregionalization([copy_kernel(kernel) for _ in range(Q)], W)
+        return _coregionalisation(kernel, P, self.n_latent_gps, self.random_state)
 
     @property
     def kernel_(self):
@@ -412,6 +413,15 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
     @property
     def _noise(self):
         return self.model_.likelihood.variance
+
+
+def _coregionalisation(kernel, P: int, n_latent_gps, random_state) -> LinearCoregionalization:
+    """Q = ``n_latent_gps`` latent GPs, each with its own copy of ``kernel``, mixed into the P
+    outputs by a learned W [P, Q] (linear coregionalisation, docs/math.md section 11.1) that
+    starts at seeded N(0, 1 / Q) entries."""
+    Q = as_positive_int(n_latent_gps, "n_latent_gps")
+    W = np.random.default_rng(_seed(random_state)).standard_normal((P, Q)) / np.sqrt(Q)
+    return LinearCoregionalization([copy_kernel(kernel) for _ in range(Q)], W)
 
 
 # The multi-class likelihoods SVGPClassifier offers, by the name of its ``likelihood`` parameter.

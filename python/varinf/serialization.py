@@ -229,11 +229,13 @@ def dump_component(obj, prefix: str):
 
 def load_component(spec, arrays, prefix: str, allowed=None):
     """The object ``dump_component`` described (``arrays`` as given to ``_from_state``); with
-    ``allowed``, only a subclass of it."""
+    ``allowed`` (a class or a tuple of classes), only a subclass of it."""
     name = config_value(spec, "class", str)
     cls = _REGISTRY.get(name)
     if cls is None or (allowed is not None and not issubclass(cls, allowed)):
-        raise FormatError(f"unknown class {name!r}" + (f" (expected a {allowed.__name__})" if allowed else ""))
+        kinds = allowed if isinstance(allowed, tuple) else (allowed,) if allowed else ()
+        expected = f" (expected a {' or '.join(c.__name__ for c in kinds)})" if kinds else ""
+        raise FormatError(f"unknown class {name!r}{expected}")
     view = arrays.sub(prefix) if isinstance(arrays, ArrayView) else ArrayView(arrays, prefix)
     if view.depth > MAX_DEPTH:
         raise FormatError(f"components nest deeper than {MAX_DEPTH} levels")

@@ -107,3 +107,27 @@ def test_sgpr_regressor_with_several_outputs(tmp_path):
         est.predict(X[:3], return_cov=True)
     with pytest.raises(ValueError, match="sample_y is for one output"):
         est.sample_y(X[:3])
+
+
+def test_sgpr_regressor_with_coregionalised_outputs(tmp_path):
+    X, Y = _two_outputs()
+    est = SGPRRegressor(n_inducing=25, normalize_y=True, n_latent_gps=3, random_state=0, max_iter=300)
+    est.fit(X[:150], Y[:150])
+    model = est.model_
+    assert isinstance(est.kernel_, vi.kernels.LinearCoregionalization)
+    assert est.kernel_.W.shape == (2, 3) and model.num_outputs == 2
+    # Seeded: the same random_state gives the same W at the start, so the same fit.
+    again = SGPRRegressor(n_inducing=25, normalize_y=True, n_latent_gps=3, random_state=0, max_iter=300)
+    assert np.array_equal(again.fit(X[:150], Y[:150]).kernel_.W, est.kernel_.W)
+    mean, std = est.predict(X[150:], return_std=True)
+    assert mean.shape == std.shape == (50, 2)
+    assert np.all(np.mean((mean - Y[150:]) ** 2, axis=0) < 0.1 * np.var(Y[150:], axis=0))
+    m, v = model.predict_y(X[150:])
+    np.testing.assert_allclose(std, est.y_train_std_ * np.sqrt(v), rtol=1e-12)
+    vi.save(est, tmp_path / "lmc")
+    assert np.array_equal(vi.load(tmp_path / "lmc").predict(X[150:]), mean)
+    # One output: n_latent_gps is ignored, as for SVGPRegressor.
+    single = SGPRRegressor(n_inducing=10, n_latent_gps=3, max_iter=5, random_state=0).fit(X, Y[:, 0])
+    assert isinstance(single.kernel_, vi.kernels.SquaredExponential)
+    with pytest.raises(ValueError, match="n_latent_gps"):
+        SGPRRegressor(n_inducing=10, n_latent_gps=0).fit(X, Y)

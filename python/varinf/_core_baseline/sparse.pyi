@@ -8,7 +8,7 @@ import numpy
 import numpy.typing
 import typing
 import varinf._core_baseline.kernels
-__all__: list[str] = ['BatchSampler', 'LatentLikelihood', 'Likelihood', 'SGPRFactor', 'SVGPArgs', 'SVGPLayout', 'SVGPTrainer', 'bernoulli_probit_likelihood', 'columns_likelihood', 'fitc_data_grad', 'fitc_factor', 'fitc_factor_from_stats', 'fitc_finish_grad', 'fitc_lml_grad', 'fitc_stats', 'gaussian_likelihood', 'heteroskedastic_gaussian_likelihood', 'inducing_factor', 'poisson_likelihood', 'robustmax_likelihood', 'sgpr_bound_grad', 'sgpr_collapsed_grad', 'sgpr_data_grad', 'sgpr_factor', 'sgpr_factor_from_stats', 'sgpr_predict', 'sgpr_qu', 'sgpr_stats', 'softmax_likelihood', 'student_t_likelihood', 'svgp_elbo_grad_x', 'svgp_predict', 'svgp_predict_cov']
+__all__: list[str] = ['BatchSampler', 'LMCFactor', 'LatentLikelihood', 'Likelihood', 'SGPRFactor', 'SVGPArgs', 'SVGPLayout', 'SVGPTrainer', 'bernoulli_probit_likelihood', 'columns_likelihood', 'fitc_data_grad', 'fitc_factor', 'fitc_factor_from_stats', 'fitc_finish_grad', 'fitc_lml_grad', 'fitc_stats', 'gaussian_likelihood', 'heteroskedastic_gaussian_likelihood', 'inducing_factor', 'lmc_bound_grad', 'lmc_factor', 'lmc_predict', 'lmc_qu', 'poisson_likelihood', 'robustmax_likelihood', 'sgpr_bound_grad', 'sgpr_collapsed_grad', 'sgpr_data_grad', 'sgpr_factor', 'sgpr_factor_from_stats', 'sgpr_predict', 'sgpr_qu', 'sgpr_stats', 'softmax_likelihood', 'student_t_likelihood', 'svgp_elbo_grad_x', 'svgp_predict', 'svgp_predict_cov']
 class Likelihood:
     """
     An immutable likelihood; values come in theta.
@@ -64,6 +64,19 @@ class SGPRFactor:
         ...
     def __setstate__(self, arg0: tuple) -> None:
         ...
+    @property
+    def bound(self) -> float:
+        ...
+    @property
+    def jitter(self) -> float:
+        ...
+    @property
+    def upper_bound(self) -> float:
+        ...
+class LMCFactor:
+    """
+    Factors of the coregionalised SGPR posterior and the bounds.
+    """
     @property
     def bound(self) -> float:
         ...
@@ -155,6 +168,22 @@ def heteroskedastic_gaussian_likelihood(points: typing.SupportsInt | typing.Supp
 def inducing_factor(kernel: varinf._core_baseline.kernels.Kernel, theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple[typing.Annotated[numpy.typing.NDArray[numpy.float64], "[m, n]"], float]:
     """
     (L = chol(K(Z, Z) + jitter I) [m, m], the jitter it needed)
+    """
+def lmc_bound_grad(kernels: collections.abc.Sequence[varinf._core_baseline.kernels.Kernel], thetas: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], W: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, list, numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64], float, numpy.typing.NDArray[numpy.float64], float]:
+    """
+    (bound, [d/dtheta_q], d/dZ [m, d], d/dW [P, Q], d/dnoise, d/dmean [P], jitter)
+    """
+def lmc_factor(kernels: collections.abc.Sequence[varinf._core_baseline.kernels.Kernel], thetas: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], W: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex) -> LMCFactor:
+    """
+    the posterior's factors, the bound and the upper bound
+    """
+def lmc_predict(kernels: collections.abc.Sequence[varinf._core_baseline.kernels.Kernel], thetas: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], W: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, factor: LMCFactor, Xnew: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], full_cov: bool) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+    """
+    the latent GPs' (means [n*, Q], covariances [n*, Q * Q] per point, or [Q n*, Q n*] with full_cov)
+    """
+def lmc_qu(kernels: collections.abc.Sequence[varinf._core_baseline.kernels.Kernel], thetas: collections.abc.Sequence[typing.Annotated[numpy.typing.ArrayLike, numpy.float64]], X: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Y: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], Z: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], W: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], noise: typing.SupportsFloat | typing.SupportsIndex, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], jitter: typing.SupportsFloat | typing.SupportsIndex, factor: LMCFactor) -> tuple[numpy.typing.NDArray[numpy.float64], numpy.typing.NDArray[numpy.float64]]:
+    """
+    optimal q(u): (means [m, Q], covariance [mQ, mQ] of the stacked u)
     """
 def poisson_likelihood(points: typing.SupportsInt | typing.SupportsIndex) -> Likelihood:
     ...

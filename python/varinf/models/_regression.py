@@ -47,10 +47,13 @@ class GaussianRegression(ConstantMean, Persistent):
     _partitioned_passes = None
     # Whether y may be [n, P]: P outputs sharing the kernel and the noise (docs/math.md section 5.9).
     _SEVERAL_OUTPUTS = False
+    # What the kernel argument may be.
+    _KERNEL_TYPES: tuple = (Kernel,)
 
     def _init_data(self, X, y, kernel, noise_variance, mean):
-        if not isinstance(kernel, Kernel):
-            raise ValueError(f"kernel must be a varinf.kernels.Kernel, got {type(kernel).__name__}")
+        if not isinstance(kernel, self._KERNEL_TYPES):
+            raise ValueError(f"kernel must be a {' or '.join(t.__name__ for t in self._KERNEL_TYPES)}, "
+                             f"got {type(kernel).__name__}")
         if is_dask(X) or is_dask(y):
             self._init_partitioned(X, y)
         else:
@@ -108,6 +111,11 @@ class GaussianRegression(ConstantMean, Persistent):
     def trainable_parameters(self) -> list:
         return ParameterVector(self.parameters).unique
 
+    def _value_parameters(self) -> list:
+        """The parameters in the order of the objective's gradient, a shared one once per place it
+        is read (``parameters`` lists each once)."""
+        return self.parameters
+
     def _own_parameters(self) -> list:
         return [self._noise] + super()._own_parameters()
 
@@ -125,7 +133,7 @@ class GaussianRegression(ConstantMean, Persistent):
     # --- objective ---------------------------------------------------------------------------
     def _factor_depends_on(self) -> tuple:
         """The parameter values the factorisation is computed from."""
-        return self.kernel.theta().tobytes(), self.noise_variance, np.asarray(self.mean, dtype=np.float64).tobytes()
+        return tuple(p.value.tobytes() for p in self.parameters)
 
     def _posterior(self):
         """The C++ factorisation at the current parameters (recomputed when they change)."""
@@ -143,14 +151,14 @@ class GaussianRegression(ConstantMean, Persistent):
         if not return_grad:
             return float(getattr(self._posterior(), self._objective_field))
         value, grad_values = self._objective_and_value_grad()
-        return value, ParameterVector(self.parameters).chain(grad_values)
+        return value, ParameterVector(self._value_parameters()).chain(grad_values)
 
     def fit(self, max_iter: int = 1000, progress: bool = False):
         """Maximise the objective over the trainable parameters with L-BFGS-B and the analytic
         gradient (docs/math.md section 2.3)."""
         max_iter = as_positive_int(max_iter, "max_iter")
         self._require_data()
-        self.optimizer_result_ = maximize(self._objective_and_value_grad, ParameterVector(self.parameters),
+        self.optimizer_result_ = maximize(self._objective_and_value_grad, ParameterVector(self._value_parameters()),
                                           max_iter=max_iter, progress=progress, label=self._label,
                                           per_datum=len(self.y))
         return self
@@ -216,7 +224,7 @@ class GaussianRegression(ConstantMean, Persistent):
 
     @classmethod
     def _from_state(cls, config, arrays):
-        kernel = load_component(config_value(config, "kernel", dict), arrays, "kernel/", Kernel)
+        kernel = load_component(config_value(config, "kernel", dict), arrays, "kernel/", cls._KERNEL_TYPES)
         n, d = arrays.shape("X", (None, None))  # every shape is checked before any data are read
         outputs = cls._saved_outputs(arrays, "y", n)
         y = arrays.take("y", (n, *outputs))

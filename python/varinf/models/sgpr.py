@@ -9,12 +9,12 @@ import numpy as np
 
 from .._constants import KUU_JITTER
 from .._loader import core as _core
-from .._validation import as_choice, as_matrix, is_integer
+from .._validation import as_choice, as_matrix, as_positive_int, is_integer
 from ..inducing import KMEANS_SAMPLE, METHODS, inducing_points, place_inducing, warn_kuu_jitter
-from ..kernels import Kernel
-from ..parameters import Parameter
+from ..kernels import Kernel, LinearCoregionalization
+from ..parameters import Parameter, distinct
 from ..serialization import FormatError, config_value, load_component, register, restore_trainable
-from ._regression import GaussianRegression
+from ._regression import GaussianRegression, sample_joint
 
 # inducing_points and KUU_JITTER are read here too (vi.models.sgpr.inducing_points; tests patch
 # KUU_JITTER in this module).
@@ -32,13 +32,15 @@ class _SparseRegression(GaussianRegression):
     _core_predict = staticmethod(_core.sparse.sgpr_predict)  # docs/math.md sections 5.6 and 6.4
     _objective_field = "bound"
 
+    _mixing = None  # SGPR's LinearCoregionalization kernel, if it has one
+
     def __init__(self, X, y, kernel: Kernel, Z, noise_variance: float = 1.0, mean=None,
                  train_Z: bool = True, inducing: str = "kmeans"):
         inducing = as_choice(inducing, "inducing", METHODS)
         self._init_data(X, y, kernel, noise_variance, mean)
         if is_integer(Z):  # dask rows: placed among a sample of them
             sample = self.X if self._partitioned is None else self._partitioned.sample(KMEANS_SAMPLE, seed=0)
-            Z = place_inducing(sample, Z, 0, inducing, kernel)
+            Z = place_inducing(sample, Z, 0, inducing, kernel if self._mixing is None else kernel.kernels[0])
         Z = as_matrix(Z, "Z", d=self.X.shape[1])  # [m, d]
         self._Z = Parameter("Z", Z.ravel(), lower=None, trainable=train_Z)
         self._Z_shape = Z.shape
@@ -58,8 +60,14 @@ class _SparseRegression(GaussianRegression):
 
     @property
     def parameters(self) -> list:
-        """Every parameter, in gradient order: kernel, noise variance, mean (if any), Z."""
-        return self.kernel.parameters + self._own_parameters() + [self._Z]
+        """Every parameter, in gradient order: kernel (for a LinearCoregionalization the latent
+        GPs' kernels, then W), noise variance, mean (if any), Z."""
+        return distinct(self._value_parameters())
+
+    def _value_parameters(self) -> list:
+        kernel = self.kernel.parameters if self._mixing is None else (
+            [p for k in self._mixing.kernels for p in k.parameters] + [self._mixing._W])
+        return kernel + self._own_parameters() + [self._Z]
 
     def _sizes(self) -> str:
         n = self._n if self._detached else self.X.shape[0]
@@ -125,14 +133,16 @@ class _SparseRegression(GaussianRegression):
 
     def _objective_and_value_grad(self):
         self._require_data()
-        if self._partitioned is None:
-            result = self._core_objective(*self._args())
-        else:
-            result = self._passes().bound_grad(self._partitioned, self._shared())
-        bound, dtheta, dZ, dnoise, dmean, jitter = result
+        bound, dkernel, dZ, dnoise, dmean, jitter = self._bound_grad()
         self._warn_jitter(jitter)
-        grads = [dtheta, [dnoise]] + ([dmean] if self._mean is not None else []) + [dZ.ravel()]  # dmean [P]
+        grads = [dkernel, [dnoise]] + ([dmean] if self._mean is not None else []) + [dZ.ravel()]  # dmean [P]
         return bound, np.concatenate(grads)
+
+    def _bound_grad(self) -> tuple:
+        """(objective, d/d the kernel's values, d/dZ [m, d], d/dnoise, d/dmean [P], jitter)."""
+        if self._partitioned is None:
+            return self._core_objective(*self._args())
+        return self._passes().bound_grad(self._partitioned, self._shared())
 
     # --- data as dask arrays, and copies without data (varinf.dask; docs/math.md section 10) ----
     _partitioned = None  # the dask rows (varinf.dask._partitioned.PartitionedRows), if any
@@ -141,6 +151,10 @@ class _SparseRegression(GaussianRegression):
     def _init_partitioned(self, X, y):
         """Dask arrays X [n, d] and y [n] (or [n, P] for SGPR) stay where they are (dask arrays are
         immutable, so the model owns them as they are); the objective runs over their chunks."""
+        if self._mixing is not None:
+            raise ValueError("an SGPR with a LinearCoregionalization kernel needs X and y in memory (numpy): its "
+                             "statistics over dask chunks are not built; on dask arrays use one kernel shared by "
+                             "the outputs, or vi.SVGP with the LinearCoregionalization")
         from ..dask._partitioned import PartitionedRows, as_row_chunks
         self.X, self.y = as_row_chunks(X, y, columns=self._SEVERAL_OUTPUTS)  # [n, d], [n] or [n, P]
         self._partitioned = PartitionedRows(self.X, self.y)
@@ -183,9 +197,6 @@ class _SparseRegression(GaussianRegression):
     def _predictor(self):
         """What computes predictions on Dask workers (sent to each worker once)."""
         return self if self._partitioned is None else self._without_data()
-
-    def _factor_depends_on(self) -> tuple:
-        return super()._factor_depends_on() + (self._Z.value.tobytes(),)
 
     def _warn_jitter(self, jitter):
         warn_kuu_jitter(jitter, KUU_JITTER, stacklevel=3)
@@ -234,12 +245,18 @@ class SGPR(_SparseRegression):
         y may be [n, P]: P outputs that share the kernel, Z and the noise variance, each with its
         own mean, as GPflow's SGPR with several columns of Y (docs/math.md section 5.9). The bound
         is the sum of the outputs' bounds; predictions are [n*, P], with one variance for all.
+        With ``kernel=varinf.kernels.LinearCoregionalization([k_1, ..., k_Q], W)`` the P outputs
+        instead mix Q latent GPs, y = W g + mean + noise with W [P, Q] learned (linear
+        coregionalisation; docs/math.md section 5.10): the bound uses the joint optimal q(u) of the
+        latent GPs (cost n (mQ)^2 per evaluation), predictions carry the outputs' correlations,
+        and the data must be in memory.
     Z : array_like [m, d], the inducing inputs (learned by ``fit`` unless ``train_Z=False``),
         or an int m: placed among the rows of X by ``inducing``
     noise_variance, mean : as for varinf.GPR (mean: one number per output is accepted too)
     train_Z : bool, whether ``fit`` moves the inducing inputs
     inducing : for an int Z, ``"kmeans"`` (k-means centres) or ``"greedy-variance"`` (the rows of
-        greatest conditional variance under the initial kernel, Burt et al. 2020; varinf.inducing)
+        greatest conditional variance under the initial kernel, Burt et al. 2020; varinf.inducing;
+        for a LinearCoregionalization, under its first latent GP's kernel)
 
     The C++ core evaluates the objective and its gradient with respect to Z, the kernel
     parameters, the noise and the mean in one call, in blocks of data rows (memory
@@ -251,6 +268,77 @@ class SGPR(_SparseRegression):
     _partitioned_passes = "sgpr"
     _label = "SGPR bound"
     _SEVERAL_OUTPUTS = True
+    _KERNEL_TYPES = (Kernel, LinearCoregionalization)
+
+    def _init_data(self, X, y, kernel, noise_variance, mean):
+        self._mixing = kernel if isinstance(kernel, LinearCoregionalization) else None
+        super()._init_data(X, y, kernel, noise_variance, mean)
+        if self._mixing is not None and self.num_outputs != kernel.num_outputs:
+            raise ValueError(f"y must have one column per row of the LinearCoregionalization's W "
+                             f"({kernel.num_outputs}), got {self.num_outputs}")
+
+    # --- coregionalised outputs (docs/math.md section 5.10) ------------------------------------
+    def _args(self):
+        if self._mixing is None:
+            return super()._args()
+        X, y = self._rows()
+        kernels = self._mixing.kernels
+        return ([k.core() for k in kernels], [k.theta() for k in kernels], X, y.reshape(len(y), -1), self.Z,
+                self._mixing.W, self.noise_variance, self._means(), KUU_JITTER)
+
+    def _compute_factor(self):
+        if self._mixing is None:
+            return super()._compute_factor()
+        return _core.sparse.lmc_factor(*self._args())
+
+    def _bound_grad(self) -> tuple:
+        if self._mixing is None:
+            return super()._bound_grad()
+        bound, dthetas, dZ, dW, *rest = _core.sparse.lmc_bound_grad(*self._args())
+        return (bound, np.concatenate([*dthetas, dW.ravel()]), dZ, *rest)
+
+    def _latent_moments(self, Xnew, full_cov: bool) -> tuple:
+        """The latent GPs' means [n*, Q] and covariances: per point [n*, Q, Q], or joint
+        [Q n*, Q n*] (index q n* + i) with ``full_cov``."""
+        mean, cov = _core.sparse.lmc_predict(*self._args(), self._posterior(), Xnew, bool(full_cov))
+        Q = mean.shape[1]
+        return mean, (cov if full_cov else cov.reshape(-1, Q, Q))
+
+    def _predict_f(self, Xnew, full_cov: bool = False):
+        if self._mixing is None:
+            return super()._predict_f(Xnew, full_cov)
+        mean_g, cov_g = self._latent_moments(Xnew, full_cov)  # [n*, Q]; [n*, Q, Q] or [Q n*, Q n*]
+        W = self._mixing.W  # [P, Q]
+        mean = mean_g @ W.T + self._means()  # [n*, P]
+        if full_cov:
+            ns, Q = mean_g.shape
+            var = np.einsum("pq,qirj,pr->pij", W, cov_g.reshape(Q, ns, Q, ns), W, optimize=True)  # [P, n*, n*]
+        else:
+            var = np.maximum(np.einsum("pq,iqr,pr->ip", W, cov_g, W, optimize=True), 0.0)  # [n*, P]
+        if self._single:
+            return mean[:, 0], var[0] if full_cov else var[:, 0]
+        return mean, var
+
+    def predict_f_samples(self, Xnew, num_samples: int = 1, seed=None) -> np.ndarray:
+        """Joint samples of the latent function at Xnew: [num_samples, n*], or
+        [num_samples, n*, P] for P outputs. With a LinearCoregionalization kernel the outputs are
+        drawn jointly (they are correlated); otherwise independently from their one covariance."""
+        if self._mixing is None:
+            return super().predict_f_samples(Xnew, num_samples, seed)
+        num_samples = as_positive_int(num_samples, "num_samples")
+        mean_g, cov_g = self._latent_moments(self._new_inputs(Xnew), True)  # [n*, Q], [Q n*, Q n*]
+        g = sample_joint(mean_g.T.ravel(), cov_g, num_samples, seed)  # [S, Q n*]
+        f = np.einsum("sqi,pq->sip", g.reshape(num_samples, mean_g.shape[1], -1), self._mixing.W) + self._means()
+        return f[..., 0] if self._single else f  # [S, n*] or [S, n*, P]
+
+    def compute_qu(self):
+        """The optimal q(u) of u = f(Z) (Titsias 2009 eq. 10; docs/math.md section 5.5): means [m]
+        (or [m, P]) and the covariance [m, m] shared by the outputs. With a
+        LinearCoregionalization kernel, the joint q(u) of the Q latent GPs' u_q = g_q(Z): means
+        [m, Q] and covariance [mQ, mQ] of the stacked [u_1; ...; u_Q] (section 5.10)."""
+        if self._mixing is None:
+            return super().compute_qu()
+        return _core.sparse.lmc_qu(*self._args(), self._posterior())
 
     def upper_bound(self) -> float:
         """Titsias (2014) upper bound on the log marginal likelihood: elbo() <= log p(y) <=
