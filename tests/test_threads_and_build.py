@@ -136,6 +136,20 @@ def test_default_is_the_fastest_installed_variant_this_cpu_runs():
     assert run(VARIANT_CODE, **_env()) == _usable()[0]
 
 
+def test_a_missing_variant_falls_back_to_the_next_usable_one():
+    """As in an install without some variants (non-x86, or fewer VARINF_VARIANTS): a None entry
+    in sys.modules makes importlib find no such module."""
+    def without(*variants):
+        hide = "".join(f"sys.modules['varinf._core_{v}'] = None; " for v in variants)
+        return _subprocess(f"import sys; {hide}import varinf as vi; print(vi.build_variant)", _env())
+
+    assert without("x86_64_v4", "x86_64_v3").stdout.strip() == "baseline"
+    fastest, *rest = _usable()
+    out = without(fastest)
+    assert out.stdout.strip() == (rest[0] if rest else "")
+    assert rest or "ImportError: varinf: no usable build of varinf's core" in out.stderr
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_any_variant_can_be_forced_or_is_refused_by_name(variant):
     """A usable variant loads and agrees with the baseline build; any other raises ImportError

@@ -16,6 +16,7 @@ tools/gen_stubs.py.
 """
 
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 from typing import TYPE_CHECKING, Optional, Tuple
@@ -31,7 +32,10 @@ _RUNS_ON_THIS_CPU = {
 
 
 def _installed(variant: str) -> bool:
-    return importlib.util.find_spec(f"{__package__}._core_{variant}") is not None
+    # The compiled module, not the directory of stubs of the same name (_core_baseline/*.pyi),
+    # which Python would import as an empty namespace package when the module is not built.
+    spec = importlib.util.find_spec(f"{__package__}._core_{variant}")
+    return spec is not None and str(spec.origin).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
 def _forced() -> Optional[Tuple[str, str]]:
