@@ -1,7 +1,7 @@
 // The compiled core of varinf. One bind_*.cpp per concern; this file only wires each into its
 // submodule (the layout of scikit-hep/boost-histogram's _core). VARINF_MODULE_NAME is
-// _core_baseline or _core_x86_64_v3 (the same sources built per instruction-set level, see
-// CMakeLists.txt); python/varinf/_core.pyi describes both.
+// _core_baseline, _core_x86_64_v3 or _core_x86_64_v4 (the same sources built per
+// instruction-set level, see CMakeLists.txt); python/varinf/_core_baseline/*.pyi describe all.
 #include "common.hpp"
 
 PYBIND11_MODULE(VARINF_MODULE_NAME, m) {

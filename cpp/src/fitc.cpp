@@ -24,13 +24,13 @@ namespace varinf {
 
 namespace {
 
-struct Block {
+struct FitcBlock {
   MatrixXd A;    // [m, k] L^-1 Kuf
   VectorXd lam;  // [k] diag(Kff - Qff) + s2
   VectorXd r;    // [k] y - mean
 };
 
-void block(const SGPRProblem& p, const MatrixXd& L, Index s, Index k, Block& b) {
+void block(const SGPRProblem& p, const MatrixXd& L, Index s, Index k, FitcBlock& b) {
   const Index m = p.Z.rows();
   const auto Xb = p.X.middleRows(s, k);
   b.A.resize(m, k);  // K(Xb, Z) [k, m] row-major is Kuf [m, k] column-major: no copy
@@ -55,7 +55,7 @@ FITCStats fitc_stats(const SGPRProblem& p, const MatrixXd& L) {
   const Index n = p.X.rows(), m = p.Z.rows();
   auto make = [m] { return FITCStats{MatrixXd::Zero(m, m), VectorXd::Zero(m)}; };
   auto body = [&](Index s, Index k, FITCStats& acc) {
-    Block b;
+    FitcBlock b;
     block(p, L, s, k, b);
     const VectorXd isd = b.lam.array().rsqrt();  // [k] lambda^-1/2
     acc.W.selfadjointView<Eigen::Lower>().rankUpdate(b.A * isd.asDiagonal());
@@ -103,7 +103,7 @@ FITCDataGrad fitc_data_grad(const SGPRProblem& p, const SGPRFactor& f) {
     return FITCDataGrad{VectorXd::Zero(np), RowMatrixXd::Zero(m, p.Z.cols()), MatrixXd::Zero(m, m)};
   };
   auto body = [&](Index s, Index k, FITCDataGrad& acc) {
-    Block b;
+    FitcBlock b;
     block(p, L, s, k, b);
     const MatrixXd HA = H * b.A;                          // [m, k]
     const VectorXd ga = b.A.transpose() * g;              // [k] g^T a_i

@@ -16,9 +16,8 @@ namespace {
 //   ell = -1/2 log 2pi - 1/2 mu_g - q e / 2,
 //   d/dmu_f = (y - mu_f) e,  d/dv_f = -e / 2,  d/dmu_g = (q e - 1) / 2,  d/dv_g = -q e / 4;
 // predictive mean mu_f, variance v_f + E[e^g] = v_f + e^(mu_g + v_g/2); the predictive density
-// log sum_k w_k N(y; mu_f, v_f + e^(mu_g + sd_g x_k)) by Gauss-Hermite with max(points, 100)
-// nodes and log-sum-exp.
-constexpr int kPredictPoints = 100;
+// log sum_k w_k N(y; mu_f, v_f + e^(mu_g + sd_g x_k)) by Gauss-Hermite with
+// max(points, kPredictPoints) nodes and log-sum-exp.
 
 class HeteroskedasticGaussian final : public LatentLikelihood {
  public:

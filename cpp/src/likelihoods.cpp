@@ -103,11 +103,8 @@ struct LogDensity {
 //   E[g(f)] ~ sum_k w_k g(mu + sd x_k) with sd = sqrt(var); its exact derivatives
 //   d/dmu = sum_k w_k g'(f_k),  d/dvar = sum_k w_k g'(f_k) x_k / (2 sd)
 // (so the gradient is that of the objective computed); as sd -> 0 the latter tends to
-// g''(mu) / 2 (Price's theorem), used below sd = 1e-8. The predictive density
-// log p(y*) = log sum_k w_k p(y* | f_k) (log-sum-exp) uses a finer rule of kPredictPoints,
-// since p(y* | f) may peak in the tail of N(mu, var).
-constexpr int kPredictPoints = 100;
-constexpr double kMinSd = 1e-8;
+// g''(mu) / 2 (Price's theorem), used below sd = kMinSd. The predictive density
+// log p(y*) = log sum_k w_k p(y* | f_k) (log-sum-exp) uses a finer rule of kPredictPoints.
 
 class Quadrature : public Likelihood {
  public:

@@ -159,11 +159,10 @@ class RobustMax final : public LatentLikelihood {
 // Rng(derive_seed(seed, r)), class after class within a sample, and with f_s = mu + sd eps_s,
 // p_s = softmax(f_s) and a_s = e_y - p_s (the gradient of log softmax_y at f_s):
 //   ell = mean_s log p_sy,  d/dmu = mean_s a_s,  d/dv_k = mean_s a_sk eps_sk / (2 sd_k);
-// for sd_k <= 1e-8 the last is Price's limit -mean_s p_sk (1 - p_sk) / 2 (half the mean of the
+// for sd_k <= kMinSd the last is Price's limit -mean_s p_sk (1 - p_sk) / 2 (half the mean of the
 // second derivative of log softmax_y in f_k). Predictions take max(S, 256) samples from one stream
 // of the seed, the same for every row, so that a row's prediction depends on its mean and
 // variance alone (not on where it sits among the rows asked for, nor on how they are split).
-constexpr double kMinSd = 1e-8;
 constexpr Index kPredictSamples = 256;
 constexpr std::uint64_t kPredictStream = ~std::uint64_t(0);  // no batch has this many rows
 

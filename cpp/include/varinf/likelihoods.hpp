@@ -52,6 +52,12 @@ LikelihoodPtr make_student_t_likelihood(double df, int points);
 // Gauss-Hermite rule for E_{N(0, 1)}: x_k, w_k with sum_k w_k g(x_k) ~ E[g(z)], z ~ N(0, 1)
 // (the physicists' nodes times sqrt 2 and weights over sqrt pi), by Golub-Welsch.
 void gauss_hermite_normal(int points, VectorXd& nodes, VectorXd& weights);
+// The predictive density log p(y*) = log sum_k w_k p(y* | f_k) uses at least this many nodes,
+// more than the variational expectation: p(y* | f) may peak in the tail of N(mu, var).
+inline constexpr int kPredictPoints = 100;
+// Below this sd, d/dvar of an expectation over N(mu, var) takes its limit as sd -> 0, half the
+// second derivative at mu (Price's theorem), instead of dividing by sd.
+inline constexpr double kMinSd = 1e-8;
 
 // log Phi(z), the log of the standard normal CDF, without underflow for very negative z, and
 // the inverse Mills ratio phi(z) / Phi(z).
