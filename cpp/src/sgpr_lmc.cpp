@@ -53,7 +53,7 @@ RowMatrixXd stacked_kuf(const LMCProblem& p, MatRef Xb) {
   return Kuf;
 }
 
-RowMatrixXd residuals(const LMCProblem& p, Index s, Index k) {
+RowMatrixXd lmc_residuals(const LMCProblem& p, Index s, Index k) {
   return p.Y.middleRows(s, k).rowwise() - p.mean.transpose();  // [k, P]
 }
 
@@ -66,7 +66,7 @@ LMCStats lmc_stats(const LMCProblem& p) {
   auto body = [&p](Index s, Index k, LMCStats& acc) {
     const auto Xb = p.X.middleRows(s, k);
     const RowMatrixXd Kuf = stacked_kuf(p, Xb);  // [mQ, k]
-    const RowMatrixXd R = residuals(p, s, k);    // [k, P]
+    const RowMatrixXd R = lmc_residuals(p, s, k);  // [k, P]
     acc.Psi.selfadjointView<Eigen::Lower>().rankUpdate(Kuf);
     acc.B.noalias() += Kuf * R;
     acc.ku1 += Kuf.rowwise().sum();
@@ -114,7 +114,7 @@ MatrixXd stacked_inducing_cholesky(const LMCProblem& p, double& used) {
   return L;
 }
 
-LMCCollapsed collapse(const LMCProblem& p, const LMCStats& st, bool with_upper_bound) {
+LMCCollapsed lmc_collapse(const LMCProblem& p, const LMCStats& st, bool with_upper_bound) {
   const Index m = p.Z.rows(), Q = p.Q(), mQ = m * Q;
   const double n = st.n, s2 = p.noise, P = double(p.Y.cols());
   LMCCollapsed o;
@@ -168,7 +168,7 @@ LMCGradAcc data_grad(const LMCProblem& p, const MatrixXd& Psibar, const MatrixXd
     const RowMatrixXd Kuf = stacked_kuf(p, Xb);  // [mQ, k]
     RowMatrixXd Kbar(mQ, k);                     // [mQ, k]
     Kbar.noalias() = Psibar2 * Kuf;
-    Kbar.noalias() += Bbar * residuals(p, s, k).transpose();
+    Kbar.noalias() += Bbar * lmc_residuals(p, s, k).transpose();
     for (Index q = 0; q < p.Q(); ++q) {
       double* dtheta = acc.dtheta.data() + at[q];
       p.kernels[q]->grad(p.thetas[q], p.Z, Xb, Kbar.middleRows(q * m, m), dtheta, acc.dZ);
@@ -180,11 +180,11 @@ LMCGradAcc data_grad(const LMCProblem& p, const MatrixXd& Psibar, const MatrixXd
 
 }  // namespace
 
-LMCFactor lmc_factor(const LMCProblem& p) { return collapse(p, lmc_stats(p), true).f; }
+LMCFactor lmc_factor(const LMCProblem& p) { return lmc_collapse(p, lmc_stats(p), true).f; }
 
 LMCGradient lmc_bound_grad(const LMCProblem& p) {
   const LMCStats st = lmc_stats(p);
-  const LMCCollapsed o = collapse(p, st, false);
+  const LMCCollapsed o = lmc_collapse(p, st, false);
   const Index m = p.Z.rows(), Q = p.Q(), mQ = m * Q, P = p.Y.cols();
   const double n = st.n, s2 = p.noise;
   // dF/dPhi, dF/dKuu, dF/db of the stacked problem (sgpr.cpp's formulas with one output).
