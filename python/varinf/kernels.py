@@ -402,7 +402,12 @@ class _LatentKernels:
     @property
     def parameters(self) -> list:
         """Every distinct parameter: the kernels' (then W's, for coregionalisation)."""
-        return distinct([p for k in self.kernels for p in k.parameters] + self._own_parameters())
+        return distinct(self.value_parameters())
+
+    def value_parameters(self) -> list:
+        """The parameters latent GP by latent GP (then W's), a shared one once per latent GP that
+        reads it: the order of a gradient computed per latent GP."""
+        return [p for k in self.kernels for p in k.parameters] + self._own_parameters()
 
     def _own_parameters(self) -> list:
         return []

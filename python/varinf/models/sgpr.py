@@ -65,8 +65,7 @@ class _SparseRegression(GaussianRegression):
         return distinct(self._value_parameters())
 
     def _value_parameters(self) -> list:
-        kernel = self.kernel.parameters if self._mixing is None else (
-            [p for k in self._mixing.kernels for p in k.parameters] + [self._mixing._W])
+        kernel = self.kernel.parameters if self._mixing is None else self._mixing.value_parameters()
         return kernel + self._own_parameters() + [self._Z]
 
     def _sizes(self) -> str:
