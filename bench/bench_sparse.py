@@ -85,10 +85,11 @@ def rmse(y, mean) -> float:
 
 class VarinfSVGP:
     name = "varinf"
+    dtype = "float64"
 
     def __init__(self, Z0, n):
         kernel = vi.kernels.SquaredExponential(1.0, np.ones(D))
-        self.model = vi.SVGP(kernel, vi.likelihoods.Gaussian(NOISE0), Z0.copy(), num_data=n)
+        self.model = vi.SVGP(kernel, vi.likelihoods.Gaussian(NOISE0), Z0.copy(), num_data=n, dtype=self.dtype)
 
     def run(self, X, y, batches, chunk=10):
         layout, params = self.model._layout()
@@ -107,6 +108,12 @@ class VarinfSVGP:
 
     def predict(self, Xs):
         return self.model.predict_y(Xs)
+
+
+class VarinfSVGP32(VarinfSVGP):
+    """The batch products in float32 (docs/math.md section 7.14); its ELBO is evaluated in float32."""
+    name = "varinf-f32"
+    dtype = "float32"
 
 
 class NumpySVGP:
@@ -202,14 +209,15 @@ class GPflowSVGP:
 
 class GPyTorchSVGP:
     name = "gpytorch"
+    dtype = "float64"
 
     def __init__(self, Z0, n):
         import gpytorch
         import torch
 
         self.torch, self.gpytorch = torch, gpytorch
-        torch.set_default_dtype(torch.float64)
-        Z = torch.tensor(Z0.copy())
+        torch.set_default_dtype(getattr(torch, self.dtype))
+        Z = self.tensor(Z0)
 
         class Model(gpytorch.models.ApproximateGP):
             def __init__(self):
@@ -238,7 +246,7 @@ class GPyTorchSVGP:
         torch = self.torch
         self.model.train()
         self.lik.train()
-        data = [(torch.tensor(X[r]), torch.tensor(y[r])) for r in batches]
+        data = [(self.tensor(X[r]), self.tensor(y[r])) for r in batches]
         times = []
         for Xb, yb in data:
             start = time.perf_counter()
@@ -252,15 +260,24 @@ class GPyTorchSVGP:
     def elbo(self, X, y, n):
         torch = self.torch
         with torch.no_grad():
-            return float(self.mll(self.model(torch.tensor(X)), torch.tensor(y)))  # already per datum
+            return float(self.mll(self.model(self.tensor(X)), self.tensor(y)))  # already per datum
 
     def predict(self, Xs):
         torch = self.torch
         self.model.eval()
         self.lik.eval()
         with torch.no_grad():
-            out = self.lik(self.model(torch.tensor(Xs)))
-            return out.mean.numpy(), out.variance.numpy()
+            out = self.lik(self.model(self.tensor(Xs)))
+            return out.mean.double().numpy(), out.variance.double().numpy()
+
+    def tensor(self, a):
+        return self.torch.tensor(np.asarray(a, dtype=self.dtype))
+
+
+class GPyTorchSVGP32(GPyTorchSVGP):
+    """GPyTorch's default precision (its float jitter, 1e-4, is the one varinf's float32 uses)."""
+    name = "gpytorch-f32"
+    dtype = "float32"
 
 
 def svgp_case(m, B, n, n_test, steps, threads, peers, numpy_steps):
@@ -270,7 +287,7 @@ def svgp_case(m, B, n, n_test, steps, threads, peers, numpy_steps):
     batches = np.stack([rng.choice(n, B, replace=False) for _ in range(steps)]).astype(np.int64)
     evaluation = rng.choice(n, min(n, 10000), replace=False)
     rows = []
-    classes = [VarinfSVGP, NumpySVGP] + ([GPyTorchSVGP, GPflowSVGP] if peers else [])
+    classes = [VarinfSVGP, VarinfSVGP32, NumpySVGP] + ([GPyTorchSVGP, GPyTorchSVGP32, GPflowSVGP] if peers else [])
     for cls in classes:
         try:
             contender = cls(Z0, n)
@@ -281,7 +298,8 @@ def svgp_case(m, B, n, n_test, steps, threads, peers, numpy_steps):
         with threadpool_limits(limits=threads):
             times = contender.run(X, y, use)
             mean, var = contender.predict(Xs)
-            row = {"contender": cls.name, "m": m, "B": B, "n": n, "steps": len(use), "threads": threads,
+            row = {"contender": cls.name, "dtype": getattr(cls, "dtype", "float64"), "m": m, "B": B, "n": n,
+                   "steps": len(use), "threads": threads,
                    "ms_per_step": 1e3 * float(np.median(times)),
                    "elbo_per_datum": contender.elbo(X[evaluation], y[evaluation], n),
                    "test_rmse": rmse(ys, mean), "test_nlpd": nlpd(ys, mean, var),
@@ -458,12 +476,12 @@ def main() -> None:
     sgpr_rows = sgpr_case(*sgpr_args, args.threads, peers)
     scale_rows = scaling_rows(args.quick, args.threads)
     mem_rows = memory_rows(args.quick, args.threads)
-    for rows in (svgp_rows, scale_rows):
-        add_roofline(rows, lambda r: svgp_step_flops(r["m"], r["B"]), lambda r: r["ms_per_step"] / 1e3,
-                     "float64", rates)
+    for dtype in ("float64", "float32"):  # each row against the GEMM rate of its own precision
+        add_roofline([r for r in svgp_rows + scale_rows if r.get("dtype", "float64") == dtype],
+                     lambda r: svgp_step_flops(r["m"], r["B"]), lambda r: r["ms_per_step"] / 1e3, dtype, rates)
     add_roofline(sgpr_rows, lambda r: sgpr_eval_flops(r["n"], r["m"]), lambda r: r["ms_per_evaluation"] / 1e3,
                  "float64", rates)
-    svgp_columns = [("m", "m"), ("B", "B"), ("contender", "contender"), ("threads", "threads"),
+    svgp_columns = [("m", "m"), ("B", "B"), ("contender", "contender"), ("dtype", "dtype"), ("threads", "threads"),
                     ("ms_per_step", "ms/step"), ("time_ratio_vs_varinf", "x varinf"),
                     *roofline_columns("step"), ("elbo_per_datum", "ELBO/n"), ("steps", "steps"), ("test_rmse", "RMSE"),
                     ("test_nlpd", "NLPD"), ("load_avg_1min", "load")]

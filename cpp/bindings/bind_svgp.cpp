@@ -37,6 +37,7 @@ struct SVGPArgs {
   bool whiten, q_diag;
   CArray mean;
   double num_data, jitter;
+  bool single;  // the batch products in float32
 
   Index m() const { return q_mu.shape(0); }
   Index L() const { return q_mu.shape(1); }
@@ -61,7 +62,8 @@ struct SVGPArgs {
     require(ok && next == L, "inconsistent SVGP arguments (groups, likelihood, q_mu [m, L], q_sqrt, W, mean)");
     const Eigen::Map<const RowMatrixXd> qs(q_sqrt.data(), q_diag ? m : L * m, q_diag ? L : m);
     const Eigen::Map<const RowMatrixXd> mixing(W.data(), W.shape(0), W.shape(1));  // [P, L] or [0, 0]
-    return {out, *likelihood, lik_theta.data(), view(q_mu), qs, mixing, whiten, q_diag, vview(mean), num_data, jitter};
+    return {out, *likelihood, lik_theta.data(), view(q_mu), qs, mixing, whiten, q_diag, vview(mean), num_data, jitter,
+            single};
   }
 
   void check_inputs(const CArray& X) const {
@@ -71,8 +73,8 @@ struct SVGPArgs {
 
 SVGPArgs make_args(const std::vector<py::tuple>& groups, LatentLikelihoodPtr likelihood, CArray lik_theta,
                    CArray q_mu, CArray q_sqrt, CArray W, bool whiten, bool q_diag, CArray mean, double num_data,
-                   double jitter) {
-  SVGPArgs a{{}, std::move(likelihood), lik_theta, q_mu, q_sqrt, W, whiten, q_diag, mean, num_data, jitter};
+                   double jitter, bool single) {
+  SVGPArgs a{{}, std::move(likelihood), lik_theta, q_mu, q_sqrt, W, whiten, q_diag, mean, num_data, jitter, single};
   for (const py::tuple& g : groups) {
     require(g.size() == 5, "a group is (kernel, theta, Z, first, count)");
     a.groups.push_back({g[0].cast<KernelPtr>(), g[1].cast<CArray>(), g[2].cast<CArray>(), g[3].cast<Index>(),
@@ -85,7 +87,7 @@ void bind_args(py::module_ m) {
   py::class_<SVGPArgs>(m, "SVGPArgs", "The SVGP parameters at one point (a view of numpy arrays).")
       .def(py::init(&make_args), py::arg("groups"), py::arg("likelihood"), py::arg("lik_theta"), py::arg("q_mu"),
            py::arg("q_sqrt"), py::arg("W"), py::arg("whiten"), py::arg("q_diag"), py::arg("mean"),
-           py::arg("num_data"), py::arg("jitter"));
+           py::arg("num_data"), py::arg("jitter"), py::arg("single") = false);
 
   m.def("svgp_predict", [](const SVGPArgs& a, const CArray& Xnew) {
     const SVGPProblem p = a.problem();
@@ -139,7 +141,8 @@ void bind_args_testing(py::module_ testing) {
 
 SVGPLayout make_layout(const std::vector<py::tuple>& groups, LatentLikelihoodPtr likelihood, Index m, Index d,
                        Index L, Index P, bool has_mean, bool whiten, bool q_diag, const IndexArray& index,
-                       const CArray& fixed, const CArray& lower, double raw_min, double num_data, double jitter) {
+                       const CArray& fixed, const CArray& lower, double raw_min, double num_data, double jitter,
+                       bool single) {
   SVGPLayout l;
   Index next = 0;
   bool ok = m >= 1 && d >= 1 && L >= 1 && P >= 0 && likelihood->num_latent() == (P ? P : L);
@@ -159,6 +162,7 @@ SVGPLayout make_layout(const std::vector<py::tuple>& groups, LatentLikelihoodPtr
   l.q_diag = q_diag;
   l.num_data = num_data;
   l.jitter = jitter;
+  l.single = single;
   l.raw_min = raw_min;
   l.index.assign(index.data(), index.data() + index.size());
   l.fixed = Eigen::Map<const VectorXd>(fixed.data(), fixed.size());
@@ -181,7 +185,8 @@ void bind_training(py::module_ m) {
   py::class_<SVGPLayout>(m, "SVGPLayout", "How the unconstrained vector x maps onto the SVGP's values.")
       .def(py::init(&make_layout), py::arg("groups"), py::arg("likelihood"), py::arg("m"), py::arg("d"),
            py::arg("L"), py::arg("P"), py::arg("has_mean"), py::arg("whiten"), py::arg("q_diag"), py::arg("index"),
-           py::arg("fixed"), py::arg("lower"), py::arg("raw_min"), py::arg("num_data"), py::arg("jitter"))
+           py::arg("fixed"), py::arg("lower"), py::arg("raw_min"), py::arg("num_data"), py::arg("jitter"),
+           py::arg("single") = false)
       .def_property_readonly("num_values", &SVGPLayout::num_values);
 
   m.def("svgp_elbo_grad_x", [](const SVGPLayout& l, const CArray& x, const CArray& X, const CArray& Y,

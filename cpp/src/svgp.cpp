@@ -17,11 +17,16 @@
 // L^-1 is formed once per call (m^3 / 3 flops), so that every L^-1 X and L^-T X on a block is
 // a triangular product: Eigen's triangular solves run their diagonal blocks in scalar code,
 // its triangular products run entirely in the vectorised GEMM kernel.
+// With p.single the products on the batch (every m^2 k term above: A, T_l, Gbar, Kufbar and
+// their contributions to Lbar and dLq) run in float32, from float32 copies of L^-1, Lq_l and
+// q_mu_l (docs/math.md section 7.14); the kernel matrices, the marginals, the likelihood, the
+// per-block sums, K(Z, Z)'s factor, the KL and the Cholesky reverse mode stay in float64.
 #include "varinf/svgp.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <tuple>
+#include <type_traits>
 
 #include "sparse_common.hpp"
 #include "varinf/linalg.hpp"
@@ -32,19 +37,39 @@ namespace varinf {
 namespace {
 
 using Eigen::Lower;
+template <class T>
+using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+template <class T>
+using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+template <class T>
+constexpr bool kDouble = std::is_same_v<T, double>;
+
+// x in float64: a no-op for float64 expressions.
+template <class X>
+auto f64(const X& x) {
+  return x.template cast<double>();
+}
 
 // One group's K(Z, Z) factor and its inverse.
 struct GroupFactor {
   double jitter = 0.0;  // the jitter K(Z, Z) needed (declared first: L's initialiser sets it)
   MatrixXd L;           // [m, m] lower: chol(K(Z, Z) + jitter I)
   MatrixXd Linv;        // [m, m] lower: L^-1
+  Eigen::MatrixXf Linv32;  // [m, m] L^-1 in float32 (single precision only)
 
-  GroupFactor(const LatentGroup& g, double jitter0)
+  GroupFactor(const LatentGroup& g, double jitter0, bool single)
       : L(detail::inducing_cholesky(g.kernel, g.theta, g.Z, jitter0, jitter)), Linv(L.rows(), L.cols()) {
     lower_inverse(L, Linv);
+    if (single) Linv32 = Linv.cast<float>();
   }
-  auto Li() const { return Linv.triangularView<Lower>(); }                      // L^-1
-  auto LiT() const { return Linv.transpose().triangularView<Eigen::Upper>(); }  // L^-T
+  template <class T>
+  const Mat<T>& inv() const {
+    if constexpr (kDouble<T>) return Linv; else return Linv32;
+  }
+  template <class T = double>
+  auto Li() const { return inv<T>().template triangularView<Lower>(); }  // L^-1
+  template <class T = double>
+  auto LiT() const { return inv<T>().transpose().template triangularView<Eigen::Upper>(); }  // L^-T
 };
 
 // Latent GP l's q(u) factor Lq_l [m, m] lower triangular (a diagonal matrix when q_diag).
@@ -56,71 +81,96 @@ MatrixXd q_factor(const SVGPProblem& p, Index l) {
   return Lq;
 }
 
-// Every group's K(Z, Z) factor, and every latent GP's q(u).
+// Every group's K(Z, Z) factor, and every latent GP's q(u) (with float32 copies for the batch
+// products when p.single).
 struct Factors {
   std::vector<GroupFactor> groups;
   std::vector<MatrixXd> Lq;    // [L] of [m, m]
   std::vector<VectorXd> q_mu;  // [L] of [m]
+  std::vector<Eigen::MatrixXf> Lq32;    // [L] of [m, m] (single precision only)
+  std::vector<Eigen::VectorXf> q_mu32;  // [L] of [m] (single precision only)
   std::vector<Index> group_of; // [L]
   double jitter = 0.0;         // the largest jitter used
 
   explicit Factors(const SVGPProblem& p) {
     for (const LatentGroup& g : p.groups) {
-      groups.emplace_back(g, p.jitter);
+      groups.emplace_back(g, p.jitter, p.single);
       jitter = std::max(jitter, groups.back().jitter);
       for (Index l = g.first; l < g.first + g.count; ++l) {
         Lq.push_back(q_factor(p, l));
         q_mu.push_back(p.q_mu.col(l));
+        if (p.single) {
+          Lq32.push_back(Lq.back().cast<float>());
+          q_mu32.push_back(q_mu.back().cast<float>());
+        }
         group_of.push_back(Index(groups.size()) - 1);
       }
     }
   }
+  template <class T>
+  const Mat<T>& Lq_as(Index l) const {
+    if constexpr (kDouble<T>) return Lq[l]; else return Lq32[l];
+  }
+  template <class T>
+  const Vec<T>& q_mu_as(Index l) const {
+    if constexpr (kDouble<T>) return q_mu[l]; else return q_mu32[l];
+  }
 };
 
-// A group's forward quantities on one block of rows.
+// A group's forward quantities on one block of rows, the products in T's precision.
+template <class T>
 struct GroupBlock {
-  MatrixXd A;     // [m, k] L^-1 Kuf
-  MatrixXd Gu;    // [m, k] L^-T A (unwhitened only)
+  Mat<T> A;       // [m, k] L^-1 Kuf
+  Mat<T> Gu;      // [m, k] L^-T A (unwhitened only)
   VectorXd base;  // [k] diag Kff - colsum(A^2)
-  const MatrixXd& G(bool whiten) const { return whiten ? A : Gu; }
+  const Mat<T>& G(bool whiten) const { return whiten ? A : Gu; }
 };
 
 // The forward quantities of one block of rows: the marginals of every f_l (docs/math.md
 // section 7.2).
+template <class T>
 struct Block {
-  std::vector<GroupBlock> g;  // [G]
-  std::vector<MatrixXd> T;    // [L] of [m, k] Lq_l^T G
-  MatrixXd mu, var;           // [k, L]
+  std::vector<GroupBlock<T>> g;  // [G]
+  std::vector<Mat<T>> T_;        // [L] of [m, k] Lq_l^T G
+  MatrixXd mu, var;              // [k, L]
 };
 
-void forward(const SVGPProblem& p, const Factors& F, MatRef Xb, Block& b) {
-  const Index m = p.m(), k = Xb.rows(), nl = p.num_latent();
+// Kuf = K(Z, Xb) [m, k] in T's precision; the kernel runs in float64.
+template <class T>
+Mat<T> cross_kernel(const LatentGroup& grp, MatRef Xb) {
+  const Index m = grp.Z.rows(), k = Xb.rows();
+  MatrixXd Kuf(m, k);  // K(Xb, Z) [k, m] row-major is Kuf [m, k] column-major: no copy
+  Eigen::Map<RowMatrixXd> Kfu(Kuf.data(), k, m);
+  grp.kernel.K(grp.theta, Xb, grp.Z, Kfu);
+  if constexpr (kDouble<T>) return Kuf; else return Kuf.cast<T>();
+}
+
+template <class T>
+void forward(const SVGPProblem& p, const Factors& F, MatRef Xb, Block<T>& b) {
+  const Index k = Xb.rows(), nl = p.num_latent();
   b.g.resize(p.groups.size());
-  b.T.resize(nl);
+  b.T_.resize(nl);
   b.mu.resize(k, nl);
   b.var.resize(k, nl);
   for (size_t gi = 0; gi < p.groups.size(); ++gi) {
     const LatentGroup& grp = p.groups[gi];
     const GroupFactor& f = F.groups[gi];
-    GroupBlock& gb = b.g[gi];
-    MatrixXd Kuf(m, k);  // K(Xb, Z) [k, m] row-major is Kuf [m, k] column-major: no copy
-    Eigen::Map<RowMatrixXd> Kfu(Kuf.data(), k, m);
-    grp.kernel.K(grp.theta, Xb, grp.Z, Kfu);
-    gb.A.noalias() = f.Li() * Kuf;
-    if (!p.whiten) gb.Gu.noalias() = f.LiT() * gb.A;
-    const MatrixXd& G = gb.G(p.whiten);
+    GroupBlock<T>& gb = b.g[gi];
+    gb.A.noalias() = f.Li<T>() * cross_kernel<T>(grp, Xb);
+    if (!p.whiten) gb.Gu.noalias() = f.LiT<T>() * gb.A;
+    const Mat<T>& G = gb.G(p.whiten);
     gb.base.resize(k);
     grp.kernel.K_diag(grp.theta, Xb, gb.base);
-    gb.base -= gb.A.colwise().squaredNorm().transpose();
+    gb.base -= f64(gb.A.colwise().squaredNorm().transpose());
     for (Index l = grp.first; l < grp.first + grp.count; ++l) {
-      b.mu.col(l).noalias() = G.transpose() * F.q_mu[l];
+      b.mu.col(l).noalias() = f64(G.transpose() * F.q_mu_as<T>(l));
       if (p.mean.size()) b.mu.col(l).array() += p.mean[l];
       if (p.q_diag) {
-        b.T[l].noalias() = F.Lq[l].diagonal().asDiagonal() * G;
+        b.T_[l].noalias() = F.Lq_as<T>(l).diagonal().asDiagonal() * G;
       } else {
-        b.T[l].noalias() = F.Lq[l].triangularView<Lower>().transpose() * G;
+        b.T_[l].noalias() = F.Lq_as<T>(l).template triangularView<Lower>().transpose() * G;
       }
-      b.var.col(l) = gb.base + b.T[l].colwise().squaredNorm().transpose();
+      b.var.col(l) = gb.base + f64(b.T_[l].colwise().squaredNorm().transpose());
     }
   }
 }
@@ -149,7 +199,8 @@ Index theta_offset(const SVGPProblem& p, size_t g) {
 // latent marginals, scaled; with mixing, g = W f (docs/math.md section 11.1):
 //   mean_ip = sum_l W_pl mu_il, var_ip = sum_l W_pl^2 v_il, so with adjoints gm, gv [k, P]
 //   mubar = gm W, vbar = gv (W o W), Wbar = gm^T mu + 2 W o (gv^T var).
-void likelihood_terms(const SVGPProblem& p, Index row0, MatRef Yb, double scale, const Block& b, Acc& acc,
+template <class T>
+void likelihood_terms(const SVGPProblem& p, Index row0, MatRef Yb, double scale, const Block<T>& b, Acc& acc,
                       MatrixXd& gmu, MatrixXd& gv) {
   const Index k = Yb.rows();
   const MatrixXd W2 = p.W.cwiseAbs2();                                 // [P, L]
@@ -174,10 +225,24 @@ void likelihood_terms(const SVGPProblem& p, Index row0, MatRef Yb, double scale,
   gv.noalias() = gvv * W2;
 }
 
+// acc's lower triangle += sign X Y^T [m, m], with X, Y [m, k]: Eigen's triangular product (half
+// the flops of X Y^T) in T's precision, added to the float64 sum.
+template <class T>
+void add_lower_product(Eigen::Ref<MatrixXd> acc, double sign, const Mat<T>& X, const Mat<T>& Y) {
+  if constexpr (kDouble<T>) {
+    acc.triangularView<Lower>() += sign * X * Y.transpose();
+  } else {
+    Mat<T> part = Mat<T>::Zero(acc.rows(), acc.cols());  // [m, m]
+    part.template triangularView<Lower>() += X * Y.transpose();
+    acc.triangularView<Lower>() += sign * part.template cast<double>();
+  }
+}
+
 // Adds the likelihood terms of block b (the k rows Xb [k, d], Yb [k, c], the first of them
 // row0 of the batch) and their reverse pass (docs/math.md section 7.5) into acc.
+template <class T>
 void reverse(const SVGPProblem& p, const Factors& F, MatRef Xb, MatRef Yb, Index row0, double scale,
-             const Block& b, Acc& acc) {
+             const Block<T>& b, Acc& acc) {
   const Index m = p.m(), k = Xb.rows();
   MatrixXd gmu, gv;  // [k, L]
   likelihood_terms(p, row0, Yb, scale, b, acc, gmu, gv);
@@ -185,37 +250,40 @@ void reverse(const SVGPProblem& p, const Factors& F, MatRef Xb, MatRef Yb, Index
   for (size_t gi = 0; gi < p.groups.size(); ++gi) {
     const LatentGroup& grp = p.groups[gi];
     const GroupFactor& f = F.groups[gi];
-    const GroupBlock& gb = b.g[gi];
-    const MatrixXd& G = gb.G(p.whiten);
+    const GroupBlock<T>& gb = b.g[gi];
+    const Mat<T>& G = gb.G(p.whiten);
     auto Lbar = acc.Lbar.middleCols(gi * m, m);
-    MatrixXd Abar(m, k);    // [m, k] Gbar, then Abar in place
-    VectorXd gv2, gvsum;    // [k] 2 gv_l, and summed over the group
+    Mat<T> Abar(m, k);   // [m, k] Gbar, then Abar in place
+    Vec<T> gmul, gv2;    // [k] gmu_l and 2 gv_l
+    VectorXd gvsum;      // [k] 2 gv_l summed over the group
     for (Index l = grp.first; l < grp.first + grp.count; ++l) {
-      acc.dq_mu.col(l).noalias() += G * gmu.col(l);
-      gv2 = 2.0 * gv.col(l);
-      const MatrixXd TD2 = b.T[l] * gv2.asDiagonal();  // [m, k] 2 T_l D_l
+      gmul = gmu.col(l).cast<T>();
+      acc.dq_mu.col(l).noalias() += f64(G * gmul);
+      gv2 = (2.0 * gv.col(l)).cast<T>();
+      const Mat<T> TD2 = b.T_[l] * gv2.asDiagonal();  // [m, k] 2 T_l D_l
       if (l == grp.first) {
-        Abar.noalias() = F.q_mu[l] * gmu.col(l).transpose();
-        gvsum = gv2;
+        Abar.noalias() = F.q_mu_as<T>(l) * gmul.transpose();
+        gvsum = 2.0 * gv.col(l);
       } else {
-        Abar.noalias() += F.q_mu[l] * gmu.col(l).transpose();
-        gvsum += gv2;
+        Abar.noalias() += F.q_mu_as<T>(l) * gmul.transpose();
+        gvsum += 2.0 * gv.col(l);
       }
       if (p.q_diag) {
-        acc.dLq.col(l) += G.cwiseProduct(TD2).rowwise().sum();
-        Abar.noalias() += F.Lq[l].diagonal().asDiagonal() * TD2;
+        acc.dLq.col(l) += f64(G.cwiseProduct(TD2).rowwise().sum());
+        Abar.noalias() += F.Lq_as<T>(l).diagonal().asDiagonal() * TD2;
       } else {
-        acc.dLq.middleCols(l * m, m).triangularView<Lower>() += G * TD2.transpose();
-        Abar.noalias() += F.Lq[l].triangularView<Lower>() * TD2;
+        add_lower_product<T>(acc.dLq.middleCols(l * m, m), 1.0, G, TD2);
+        Abar.noalias() += F.Lq_as<T>(l).template triangularView<Lower>() * TD2;
       }
     }
     if (!p.whiten) {
-      Abar = f.Li() * Abar;  // H = L^-1 Gbar [m, k]
-      Lbar.triangularView<Lower>() -= G * Abar.transpose();
+      Abar = f.Li<T>() * Abar;  // H = L^-1 Gbar [m, k]
+      add_lower_product<T>(Lbar, -1.0, G, Abar);
     }
-    Abar.noalias() -= gb.A * gvsum.asDiagonal();
-    const RowMatrixXd Kbar = f.LiT() * Abar;  // [m, k] Kufbar = L^-T Abar
-    Lbar.triangularView<Lower>() -= Kbar * gb.A.transpose();
+    Abar.noalias() -= gb.A * gvsum.cast<T>().asDiagonal();
+    const Mat<T> KbarT = f.LiT<T>() * Abar;  // [m, k] Kufbar = L^-T Abar
+    add_lower_product<T>(Lbar, -1.0, KbarT, gb.A);
+    const RowMatrixXd Kbar = f64(KbarT);  // [m, k] for the kernel's reverse mode (float64)
     double* dtheta = acc.dtheta.data() + theta_offset(p, gi);
     grp.kernel.grad(grp.theta, grp.Z, Xb, Kbar, dtheta, acc.dZ.middleRows(gi * m, m));
     grp.kernel.grad_diag(grp.theta, Xb, 0.5 * gvsum, dtheta, no_input_grad());
@@ -299,12 +367,16 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, MatRef Y, const Elbo
   const Factors F(p);
   out.jitter = F.jitter;
   const double scale = std::isnan(terms.scale) ? p.num_data / double(B) : terms.scale;
-  auto body = [&](Index s, Index k, Acc& acc) {
-    Block b;
-    forward(p, F, X.middleRows(s, k), b);
-    reverse(p, F, X.middleRows(s, k), Y.middleRows(s, k), terms.draw + s, scale, b, acc);
+  auto batch_terms = [&](auto precision) {
+    using T = decltype(precision);
+    return reduce_row_blocks<Acc>(B, rows_per_block(m), 12.0 * B * m * m * nl, [&] { return zero_acc(p); },
+                                  [&](Index s, Index k, Acc& acc) {
+                                    Block<T> b;
+                                    forward(p, F, X.middleRows(s, k), b);
+                                    reverse(p, F, X.middleRows(s, k), Y.middleRows(s, k), terms.draw + s, scale, b, acc);
+                                  });
   };
-  Acc acc = reduce_row_blocks<Acc>(B, rows_per_block(m), 12.0 * B * m * m * nl, [&] { return zero_acc(p); }, body);
+  Acc acc = p.single ? batch_terms(float()) : batch_terms(double());
   out.kl = 0.0;
   if (terms.kl)
     for (Index l = 0; l < nl; ++l) out.kl += add_kl(p, F, l, acc);
@@ -332,26 +404,30 @@ SVGPGradient svgp_elbo_grad(const SVGPProblem& p, MatRef X, MatRef Y, const Elbo
 void svgp_predict(const SVGPProblem& p, MatRef Xnew, MatOut mean, MatOut var) {
   const Index m = p.m();
   const Factors F(p);
-  for_row_blocks(Xnew.rows(), rows_per_block(m), 4.0 * Xnew.rows() * m * m * p.num_latent(), [&](Index s, Index k) {
-    Block b;
-    forward(p, F, Xnew.middleRows(s, k), b);
-    mean.middleRows(s, k) = b.mu;
-    var.middleRows(s, k) = b.var;
-  });
+  auto marginals = [&](auto precision) {
+    for_row_blocks(Xnew.rows(), rows_per_block(m), 4.0 * Xnew.rows() * m * m * p.num_latent(), [&](Index s, Index k) {
+      Block<decltype(precision)> b;
+      forward(p, F, Xnew.middleRows(s, k), b);
+      mean.middleRows(s, k) = b.mu;
+      var.middleRows(s, k) = b.var;
+    });
+  };
+  if (p.single) marginals(float()); else marginals(double());
 }
 
 // Full covariance [n*, n*] of latent GP l: K** - A^T A + T^T T over all of Xnew at once
-// (docs/math.md section 7.9).
+// (docs/math.md section 7.9), in float64 whatever p.single says: the difference of two
+// [n*, n*] products cancels where the data pin f down.
 void svgp_predict_cov(const SVGPProblem& p, Index l, MatRef Xnew, VecOut mean, MatOut cov) {
   const Factors F(p);
-  Block b;
+  Block<double> b;
   forward(p, F, Xnew, b);
   const Index gi = F.group_of[l];
   const LatentGroup& grp = p.groups[gi];
   mean = b.mu.col(l);
   grp.kernel.K_sym(grp.theta, Xnew, cov);
   cov.noalias() -= b.g[gi].A.transpose() * b.g[gi].A;
-  cov.noalias() += b.T[l].transpose() * b.T[l];
+  cov.noalias() += b.T_[l].transpose() * b.T_[l];
 }
 
 }  // namespace varinf

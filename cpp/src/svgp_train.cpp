@@ -92,7 +92,7 @@ double svgp_elbo_grad_x(const SVGPLayout& l, const VectorXd& x, MatRef X, MatRef
     t += lg.kernel->num_params();
   }
   const SVGPProblem prob{groups, *l.likelihood, v.data() + kt, q_mu, q_sqrt, W,
-                         l.whiten, l.q_diag, mean, l.num_data, l.jitter};
+                         l.whiten, l.q_diag, mean, l.num_data, l.jitter, l.single};
   const SVGPGradient g = svgp_elbo_grad(prob, X, Y, terms);
   if (jitter_used) *jitter_used = g.jitter;
 

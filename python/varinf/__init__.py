@@ -18,11 +18,12 @@ from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from . import datasets, kernels, likelihoods, linalg  # noqa: E402
 from . import plot  # noqa: E402,F401 (matplotlib is imported when a plot is drawn)
 from .models import FITC, GPR, SGPR, SVGP, VAE  # noqa: E402
+from .models.svgp import Float32Warning  # noqa: E402
 from .serialization import FormatError, load, save  # noqa: E402
 from . import _cli  # noqa: E402,F401 (registers the command line's TableModel with vi.load)
 
 __all__ = ["GPR", "SGPR", "FITC", "SVGP", "VAE", "likelihoods", "datasets", "kernels", "linalg", "LinAlgError",
-           "save", "load", "FormatError", "get_num_threads", "set_num_threads", "build_variant", "__version__"]
+           "Float32Warning", "save", "load", "FormatError", "get_num_threads", "set_num_threads", "build_variant", "__version__"]
 
 # The scikit-learn estimators load on first use (scikit-learn is optional and slow to import).
 _ESTIMATORS = ("GPRegressor", "SGPRRegressor", "SVGPRegressor", "SVGPClassifier", "VAETransformer")

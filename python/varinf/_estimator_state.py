@@ -16,6 +16,8 @@ def _json_value(name: str, value):
     """A parameter or fitted scalar as a JSON value (tuples as lists); ValueError otherwise."""
     if isinstance(value, np.generic):
         value = value.item()
+    if isinstance(value, type) and issubclass(value, np.generic):  # a dtype such as np.float32
+        value = np.dtype(value).name
     if isinstance(value, tuple):
         return [_json_value(name, v) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -93,19 +95,34 @@ class SaveableEstimator:
 
 
 def _saved_params(cls, config, arrays) -> dict:
-    """The constructor arguments in ``config`` (lists back to tuples): exactly the estimator's
-    parameters, flags as bools, the kernel as a component."""
+    """The constructor arguments in ``config`` (lists back to tuples): the estimator's
+    parameters, flags as bools, the kernel as a component; a parameter that files of older varinf
+    lack takes its default."""
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in config_value(config, "params", dict).items()}
     names = set(cls._get_param_names()) - {"kernel"}
-    if set(params) != names:
-        raise FormatError(f"params {sorted(params)} are not {cls.__name__}'s {sorted(names)}")
+    if not set(params) <= names:
+        raise FormatError(f"params {sorted(params)} are not among {cls.__name__}'s {sorted(names)}")
     for name, default in cls().get_params(deep=False).items():
         if isinstance(default, bool):
             config_value(params, name, bool)
+        elif isinstance(default, type) and issubclass(default, np.generic) and name in params:
+            params[name] = _saved_dtype(params, name)
     kernel = config_value(config, "kernel", (dict, type(None)))
     if kernel is not None:
         params["kernel"] = load_component(kernel, arrays, "kernel/", allowed=Kernel)
     return params
+
+
+def _saved_dtype(params, name: str) -> type:
+    """A dtype parameter saved by its name (``_json_value``), back as its numpy type: float64
+    or float32, the precisions the models offer."""
+    try:
+        kind = np.dtype(config_value(params, name, str)).type
+    except TypeError:
+        kind = None
+    if kind not in (np.float64, np.float32):
+        raise FormatError(f"params {name!r} must be 'float64' or 'float32', got {params[name]!r:.100}")
+    return kind
 
 
 def _saved_fitted(config, arrays) -> dict:

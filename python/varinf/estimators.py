@@ -337,15 +337,17 @@ class _SVGPEstimator(_GPEstimator):
                               f"got {type(self.model_.likelihood).__name__}")
         return super()._restore_fitted(fitted)
 
-    def _train_svgp(self, X, y, kernel, likelihood) -> SVGP:
+    def _train_svgp(self, X, y, kernel, likelihood, client=None) -> SVGP:
+        """varinf.SVGP on X [n, d] and y [n] or [n, P], numpy or dask (then on ``client``'s
+        cluster; the inducing inputs are placed among a sample of the dask rows)."""
         n = X.shape[0]
         m = min(as_positive_int(self.n_inducing, "n_inducing"), n)
         batch = min(as_positive_int(self.batch_size, "batch_size"), n)
         epochs = as_positive_int(self.epochs, "epochs", allow_none=True)
         iterations = None if epochs is not None else as_positive_int(self.iterations, "iterations")
-        model = SVGP(kernel, likelihood, m, num_data=n, inducing=self.inducing)
+        model = SVGP(kernel, likelihood, m, num_data=n, inducing=self.inducing, dtype=self.dtype)
         model.fit(X, y, iterations=iterations, epochs=epochs, batch_size=batch, learning_rate=self.learning_rate,
-                  natgrad=self.natgrad, seed=_seed(self.random_state), progress=self.progress)
+                  natgrad=self.natgrad, seed=_seed(self.random_state), progress=self.progress, client=client)
         self.elbo_ = float(model.elbo(X, y))
         return model
 
@@ -364,6 +366,7 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
     natgrad : natural-gradient steps for q(u) (Salimbeni et al. 2018), Adam for the rest.
     random_state : seeds k-means and the minibatches.
     progress : show a progress bar.
+    dtype : np.float64, or np.float32 for the minibatch products in float32 (varinf.SVGP).
 
     Fitted attributes as GPRegressor, with ``elbo_`` (the full-data ELBO of the normalised
     targets) instead of the log marginal likelihood.
@@ -371,7 +374,7 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
 
     def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
                  batch_size=256, iterations=1000, epochs=None, learning_rate=0.01, natgrad=False,
-                 random_state=None, progress=False, inducing="kmeans", n_latent_gps=None):
+                 random_state=None, progress=False, inducing="kmeans", n_latent_gps=None, dtype=np.float64):
         self.kernel = kernel
         self.n_inducing = n_inducing
         self.inducing = inducing
@@ -386,6 +389,7 @@ class SVGPRegressor(_GaussianGPRegressor, _SVGPEstimator):
         self.random_state = random_state
         self.progress = progress
         self.n_latent_gps = n_latent_gps
+        self.dtype = dtype
 
     _LIKELIHOOD = Gaussian
     _MULTI_OUTPUT = True
@@ -449,7 +453,7 @@ class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
 
     def __init__(self, kernel=None, n_inducing=100, normalize_X=False, batch_size=256, iterations=1000,
                  epochs=None, learning_rate=0.01, natgrad=False, random_state=None, progress=False,
-                 inducing="kmeans", likelihood="auto"):
+                 inducing="kmeans", likelihood="auto", dtype=np.float64):
         self.kernel = kernel
         self.n_inducing = n_inducing
         self.inducing = inducing
@@ -462,6 +466,7 @@ class SVGPClassifier(ClassifierMixin, _SVGPEstimator):
         self.random_state = random_state
         self.progress = progress
         self.likelihood = likelihood
+        self.dtype = dtype
 
     def fit(self, X, y):
         """Fit to X [n, d] and labels y [n] of two or more classes; returns self."""

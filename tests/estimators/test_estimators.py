@@ -359,7 +359,7 @@ def _fitted_config(key, value):
     (_fitted_config("kernel_", 1.0), "unexpected fitted attributes \\['kernel_'\\]"),
     (lambda meta: meta["config"]["fitted"].pop("log_marginal_likelihood_value_"), "is missing"),
     (lambda meta: meta["config"]["params"].update(normalize_X=1), "'normalize_X' has the wrong type"),
-    (lambda meta: meta["config"]["params"].update(alpha=1), "params .* are not GPRegressor's"),
+    (lambda meta: meta["config"]["params"].update(alpha=1), "params .* are not among GPRegressor's"),
     (lambda meta: meta["config"].update(params=[]), "'params' has the wrong type"),
     (lambda meta: meta["config"]["model"].update({"class": "SGPR"}), "expected a GPR"),
     (lambda meta: meta["config"].update(model=None), "unexpected fitted attributes .* in an unfitted estimator"),

@@ -42,6 +42,7 @@ struct SVGPProblem {
   VecRef mean;      // [L] constant prior means of f, or [0] (zero mean)
   double num_data;  // n: the batch's likelihood terms are scaled by n / batch size
   double jitter;    // added to the diagonal of each K(Z, Z)
+  bool single = false;  // the products on the batch in float32 (svgp.cpp; docs/math.md section 7.14)
 
   Index m() const { return q_mu.rows(); }
   Index num_latent() const { return q_mu.cols(); }
@@ -112,6 +113,7 @@ struct SVGPLayout {
   double raw_min = -std::numeric_limits<double>::infinity();
   double num_data = 1.0;
   double jitter = 1e-6;
+  bool single = false;  // SVGPProblem::single
 
   Index num_kernel_params() const;  // of all groups
   Index q_sqrt_size() const;        // of all latent GPs

@@ -90,13 +90,13 @@ class SVGPArgs:
     """
     The SVGP parameters at one point (a view of numpy arrays).
     """
-    def __init__(self, groups: collections.abc.Sequence[tuple], likelihood: LatentLikelihood, lik_theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], q_mu: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], q_sqrt: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], W: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], whiten: bool, q_diag: bool, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], num_data: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def __init__(self, groups: collections.abc.Sequence[tuple], likelihood: LatentLikelihood, lik_theta: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], q_mu: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], q_sqrt: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], W: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], whiten: bool, q_diag: bool, mean: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], num_data: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, single: bool = False) -> None:
         ...
 class SVGPLayout:
     """
     How the unconstrained vector x maps onto the SVGP's values.
     """
-    def __init__(self, groups: collections.abc.Sequence[tuple], likelihood: LatentLikelihood, m: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, L: typing.SupportsInt | typing.SupportsIndex, P: typing.SupportsInt | typing.SupportsIndex, has_mean: bool, whiten: bool, q_diag: bool, index: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], fixed: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], lower: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], raw_min: typing.SupportsFloat | typing.SupportsIndex, num_data: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex) -> None:
+    def __init__(self, groups: collections.abc.Sequence[tuple], likelihood: LatentLikelihood, m: typing.SupportsInt | typing.SupportsIndex, d: typing.SupportsInt | typing.SupportsIndex, L: typing.SupportsInt | typing.SupportsIndex, P: typing.SupportsInt | typing.SupportsIndex, has_mean: bool, whiten: bool, q_diag: bool, index: typing.Annotated[numpy.typing.ArrayLike, numpy.int64], fixed: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], lower: typing.Annotated[numpy.typing.ArrayLike, numpy.float64], raw_min: typing.SupportsFloat | typing.SupportsIndex, num_data: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, single: bool = False) -> None:
         ...
     @property
     def num_values(self) -> int:

@@ -147,26 +147,7 @@ class SGPRRegressor(_DaskRegressor, local.SGPRRegressor):
         return model
 
 
-class _DaskSVGP(_DaskEstimator):
-    """SVGP trained on the cluster by synchronous data-parallel steps (varinf.dask._svgp)."""
-
-    def _train_dask(self, X, y, kernel, likelihood, client) -> SVGP:
-        """The local estimator's SVGP, trained on the cluster: the fit places Z among a sample of
-        the dask rows X [n, d] as the local one among X's rows; y [n] or [n, P]."""
-        n = X.shape[0]
-        m = min(as_positive_int(self.n_inducing, "n_inducing"), n)
-        batch = min(as_positive_int(self.batch_size, "batch_size"), n)
-        epochs = as_positive_int(self.epochs, "epochs", allow_none=True)
-        iterations = None if epochs is not None else as_positive_int(self.iterations, "iterations")
-        seed = local._seed(self.random_state)
-        model = SVGP(kernel, likelihood, m, num_data=n, inducing=as_choice(self.inducing, "inducing", METHODS))
-        model.fit(X, y, iterations=iterations, epochs=epochs, batch_size=batch, learning_rate=self.learning_rate,
-                  natgrad=self.natgrad, seed=seed, progress=self.progress, client=client)
-        self.elbo_ = float(model.elbo(X, y))
-        return model
-
-
-class SVGPRegressor(_DaskRegressor, _DaskSVGP, local.SVGPRegressor):
+class SVGPRegressor(_DaskRegressor, local.SVGPRegressor):
     """varinf.SVGPRegressor on a Dask cluster. Parameters as varinf.SVGPRegressor, and
     ``client`` (None: the active distributed.Client)."""
 
@@ -174,12 +155,13 @@ class SVGPRegressor(_DaskRegressor, _DaskSVGP, local.SVGPRegressor):
 
     def __init__(self, kernel=None, n_inducing=100, noise_variance=1.0, normalize_y=False, normalize_X=False,
                  batch_size=256, iterations=1000, epochs=None, learning_rate=0.01, natgrad=False,
-                 random_state=None, progress=False, inducing="kmeans", n_latent_gps=None, client=None):
+                 random_state=None, progress=False, inducing="kmeans", n_latent_gps=None, dtype=np.float64,
+                 client=None):
         super().__init__(kernel=kernel, n_inducing=n_inducing, noise_variance=noise_variance,
                          normalize_y=normalize_y, normalize_X=normalize_X, batch_size=batch_size,
                          iterations=iterations, epochs=epochs, learning_rate=learning_rate, natgrad=natgrad,
                          random_state=random_state, progress=progress, inducing=inducing,
-                         n_latent_gps=n_latent_gps)
+                         n_latent_gps=n_latent_gps, dtype=dtype)
         self.client = client
 
     def _build_dask(self, X, y, kernel, client):
@@ -187,13 +169,11 @@ class SVGPRegressor(_DaskRegressor, _DaskSVGP, local.SVGPRegressor):
         section 11.1), trained on the cluster (client: _fit_client)."""
         return local.SVGPRegressor._build(self, X, y, kernel)
 
-    def _train_svgp(self, X, y, kernel, likelihood) -> SVGP:
-        if not is_dask(X):
-            return super()._train_svgp(X, y, kernel, likelihood)
-        return self._train_dask(X, y, kernel, likelihood, self._fit_client)
+    def _train_svgp(self, X, y, kernel, likelihood, client=None) -> SVGP:
+        return super()._train_svgp(X, y, kernel, likelihood, self._fit_client if is_dask(X) else None)
 
 
-class SVGPClassifier(_DaskSVGP, local.SVGPClassifier):
+class SVGPClassifier(_DaskEstimator, local.SVGPClassifier):
     """varinf.SVGPClassifier on a Dask cluster: any number of classes, found with a dask
     ``unique`` over y, and the local estimator's likelihood for them (Bernoulli for two with
     ``likelihood="auto"``, RobustMax for more; docs/math.md section 11.3). Parameters as
@@ -203,10 +183,11 @@ class SVGPClassifier(_DaskSVGP, local.SVGPClassifier):
 
     def __init__(self, kernel=None, n_inducing=100, normalize_X=False, batch_size=256, iterations=1000,
                  epochs=None, learning_rate=0.01, natgrad=False, random_state=None, progress=False,
-                 inducing="kmeans", likelihood="auto", client=None):
+                 inducing="kmeans", likelihood="auto", dtype=np.float64, client=None):
         super().__init__(kernel=kernel, n_inducing=n_inducing, normalize_X=normalize_X, batch_size=batch_size,
                          iterations=iterations, epochs=epochs, learning_rate=learning_rate, natgrad=natgrad,
-                         random_state=random_state, progress=progress, inducing=inducing, likelihood=likelihood)
+                         random_state=random_state, progress=progress, inducing=inducing, likelihood=likelihood,
+                         dtype=dtype)
         self.client = client
 
     def fit(self, X, y):
@@ -224,7 +205,7 @@ class SVGPClassifier(_DaskSVGP, local.SVGPClassifier):
         codes = y.map_blocks(lambda b: np.searchsorted(classes, b).astype(np.float64), dtype=np.float64)
         X, targets, client = self._dask_rows(X, codes)
         X = self._fit_inputs(X)
-        self.model_ = self._train_dask(X, targets, self._kernel_for(X.shape[1]), likelihood, client)
+        self.model_ = self._train_svgp(X, targets, self._kernel_for(X.shape[1]), likelihood, client)
         return self
 
     def predict_proba(self, X):

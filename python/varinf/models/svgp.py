@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from .._constants import KUU_JITTER
+from .._constants import KUU_JITTER, KUU_JITTER_FLOAT32
 from .._loader import core as _core
 from .._validation import (_as_float_array, as_choice, as_finite_float, as_float, as_matrix, as_positive_int, is_dask,
                            is_integer)
@@ -30,11 +30,19 @@ from ..serialization import (
 from ._common import ConstantMean, Persistent, lazy_on_dask, make_mean
 from ._regression import sample_joint
 
-# KUU_JITTER is read from this module at call time (tests patch it here).
-__all__ = ["SVGP", "KUU_JITTER"]
+# KUU_JITTER and KUU_JITTER_FLOAT32 are read from this module at call time (tests patch them here).
+__all__ = ["SVGP", "Float32Warning", "KUU_JITTER", "KUU_JITTER_FLOAT32"]
 
 # Seconds of training between returns to Python (progress, callback, early stop).
 _REPORT_SECONDS = 0.25
+
+# Nats per datum by which float32 may move the ELBO from its float64 value before fit warns: a
+# tenth of the 0.01 per datum that separates fits of different quality (docs/math.md 7.14).
+FLOAT32_TOLERANCE = 1e-3
+
+
+class Float32Warning(UserWarning):
+    """dtype=float32 has lost too many digits for this model: use float64."""
 
 
 @register
@@ -61,6 +69,10 @@ class SVGP(ConstantMean, Persistent):
     train_Z : bool, whether ``fit`` moves the inducing inputs
     inducing : for an int Z, ``"kmeans"`` (k-means centres) or ``"greedy-variance"`` (the rows of
         greatest conditional variance under the initial kernel, Burt et al. 2020; varinf.inducing)
+    dtype : ``np.float64`` (default) or ``np.float32`` (GPyTorch's default): the products on the
+        minibatch, the O(m^2 B) part of a step, run in float32 with K(Z, Z)'s jitter raised to
+        ``KUU_JITTER_FLOAT32``; the kernel, K(Z, Z)'s Cholesky factor, the KL, the sums over the
+        batch and the parameters stay in float64 (docs/math.md section 7.14). Inputs stay float64.
 
     With several latent GPs q_mu is [m, L] and q_sqrt [L, m, m] (or [m, L] with q_diag),
     GPflow's layout; y is [n, P] for P outputs of a pointwise likelihood and [n] labels for the
@@ -71,7 +83,7 @@ class SVGP(ConstantMean, Persistent):
 
     def __init__(self, kernel, likelihood: Likelihood, Z, num_data: int, num_latent_gps: int | None = None,
                  whiten: bool = True, q_diag: bool = False, mean=None, train_Z: bool = True,
-                 inducing: str = "kmeans"):
+                 inducing: str = "kmeans", dtype=np.float64):
         if not isinstance(kernel, (Kernel, _LatentKernels)):
             raise ValueError(f"kernel must be a varinf.kernels.Kernel, SeparateIndependent or "
                              f"LinearCoregionalization, got {type(kernel).__name__}")
@@ -88,6 +100,7 @@ class SVGP(ConstantMean, Persistent):
         self.q_diag = bool(q_diag)
         self._train_Z = bool(train_Z)
         self.inducing = as_choice(inducing, "inducing", METHODS)
+        self.dtype = _precision(dtype)
         self._mean = _latent_mean(mean, self.num_latent_gps)
         self.elbo_history_ = np.zeros(0)
         if is_integer(Z):
@@ -228,13 +241,20 @@ class SVGP(ConstantMean, Persistent):
 
     def __repr__(self):
         latent = "" if self._single else f"num_latent_gps={self.num_latent_gps}, "
+        precision = "" if self.dtype == np.float64 else ", dtype=float32"
         return (f"SVGP(m={self.num_inducing}, num_data={self.num_data}, {latent}kernel={self.kernel!r}, "
-                f"likelihood={self.likelihood!r}, whiten={self.whiten}, q_diag={self.q_diag})")
+                f"likelihood={self.likelihood!r}, whiten={self.whiten}, q_diag={self.q_diag}{precision})")
+
+    @property
+    def _jitter(self) -> float:
+        """The jitter on K(Z, Z)'s diagonal, scaled to the precision of the batch products."""
+        return KUU_JITTER if self.dtype == np.float64 else KUU_JITTER_FLOAT32
 
     # --- the C++ views ---------------------------------------------------------------------------
-    def _layout(self):
+    def _layout(self, single: bool | None = None):
         """The C++ layout of the values over the unconstrained vector x (docs/math.md sections
-        7.12 and 11.1), and the vector. Each value (every parameter's entries, in that order) is
+        7.12 and 11.1), and the vector; the batch products in float32 when ``single`` (default:
+        when the model's dtype is float32). Each value (every parameter's entries, in that order) is
         either entry ``index`` of x (trainable; tied and shared parameters share entries) or fixed
         at ``fixed``; ``lower`` [x size] is the softplus bound of each entry of x (NaN:
         untransformed)."""
@@ -258,7 +278,8 @@ class SVGP(ConstantMean, Persistent):
             groups, self.likelihood.latent_core(self.num_outputs), self.num_inducing, self.input_dim,
             self.num_latent_gps, 0 if self._mixing is None else self._mixing.num_outputs, self._mean is not None,
             self.whiten, self.q_diag, np.concatenate(index).astype(np.int64), np.concatenate(fixed),
-            np.concatenate(lower) if lower else np.zeros(0), RAW_MIN, float(self.num_data), KUU_JITTER)
+            np.concatenate(lower) if lower else np.zeros(0), RAW_MIN, float(self.num_data), self._jitter,
+            self.dtype == np.float32 if single is None else single)
         return layout, pv
 
     def _args(self):
@@ -272,7 +293,7 @@ class SVGP(ConstantMean, Persistent):
         mean = np.atleast_1d(self._mean.value) if self._mean is not None else np.zeros(0)
         return _core.sparse.SVGPArgs(groups, self.likelihood.latent_core(self.num_outputs), self.likelihood.theta(),
                                      self._q_mu.value.reshape(m, L), q_sqrt, W, self.whiten, self.q_diag, mean,
-                                     float(self.num_data), KUU_JITTER)
+                                     float(self.num_data), self._jitter, self.dtype == np.float32)
 
     def _targets(self, y, name: str, n: int):
         """y checked for this model: [n] for one output or labels, [n, P] for P outputs."""
@@ -301,7 +322,7 @@ class SVGP(ConstantMean, Persistent):
             X, y = self._data(X, y)
             layout, pv = self._layout()
             value, grad, _, jitter = _core.sparse.svgp_elbo_grad_x(layout, pv.get(), X, y)
-        warn_kuu_jitter(jitter, KUU_JITTER)
+        warn_kuu_jitter(jitter, self._jitter)
         return (value, grad) if return_grad else value
 
     # --- training ------------------------------------------------------------------------------
@@ -385,7 +406,24 @@ class SVGP(ConstantMean, Persistent):
             pv.set(trainer.x)  # also after an exception: the last finite parameters
             bar.close()
             self.elbo_history_ = np.concatenate(history)
+        if self.dtype == np.float32 and not is_dask(X):
+            self._check_float32(X[:batch_size], y[:batch_size])
         return self
+
+    def _check_float32(self, X, y):
+        """Warn (Float32Warning) when float32 moves the ELBO of the batch (X, y) by more than
+        FLOAT32_TOLERANCE nats per datum from its float64 value with the same jitter: the
+        products have lost too many digits for this model (a large m, a tiny noise or a badly
+        conditioned K(Z, Z); docs/math.md section 7.14)."""
+        layout, pv = self._layout()
+        x = pv.get()
+        single = _core.sparse.svgp_elbo_grad_x(layout, x, X, y)[0]
+        double = _core.sparse.svgp_elbo_grad_x(self._layout(single=False)[0], x, X, y)[0]
+        gap = abs(single - double) / self.num_data
+        if not gap <= FLOAT32_TOLERANCE:
+            warnings.warn(f"dtype=float32 is not accurate enough for this model: on {X.shape[0]} training rows "
+                          f"its ELBO is {single / self.num_data:.6g} per datum against {double / self.num_data:.6g} "
+                          f"in float64 (m={self.num_inducing}); use dtype=np.float64", Float32Warning, stacklevel=3)
 
     # --- predictions ---------------------------------------------------------------------------
     def _new_inputs(self, Xnew):
@@ -468,9 +506,9 @@ class SVGP(ConstantMean, Persistent):
     def _save_state(self):
         """config ``{"kernel": spec, "likelihood": spec, "num_data", "num_latent_gps", "whiten",
         "q_diag", "train_Z", "has_mean", "trainable": {"mean", "q_mu", "q_sqrt"}, "num_inducing",
-        "inducing"}`` (``num_inducing`` is null once Z is placed, the number m before; ``inducing``
-        how Z will be placed; ``inducing`` and ``num_latent_gps`` are absent in files of older
-        varinf, which mean "kmeans" and 1); arrays: the kernel's under ``kernel/``, the
+        "inducing", "dtype"}`` (``num_inducing`` is null once Z is placed, the number m before; ``inducing``
+        how Z will be placed; ``dtype`` "float64" or "float32"; ``inducing``, ``num_latent_gps`` and
+        ``dtype`` are absent in files of older varinf, which mean "kmeans", 1 and "float64"); arrays: the kernel's under ``kernel/``, the
         likelihood's under ``likelihood/``, ``elbo_history`` [steps], ``mean`` (if any: a scalar,
         or [L]) and, once Z is placed, ``Z``, ``q_mu`` and ``q_sqrt`` in the shapes of the
         properties of the same names."""
@@ -483,7 +521,7 @@ class SVGP(ConstantMean, Persistent):
                   "num_latent_gps": self.num_latent_gps, "whiten": self.whiten, "q_diag": self.q_diag,
                   "train_Z": self._train_Z if self._Z is None else self._Z.trainable,
                   "has_mean": self._mean is not None, "trainable": trainable, "num_inducing": None,
-                  "inducing": self.inducing}
+                  "inducing": self.inducing, "dtype": np.dtype(self.dtype).name}
         if self._Z is None:
             config["num_inducing"] = self._num_inducing
         else:
@@ -509,7 +547,7 @@ class SVGP(ConstantMean, Persistent):
                         config_number(config, "num_data", int, minimum=1), num_latent_gps=L,
                         whiten=config_value(config, "whiten", bool), q_diag=q_diag,
                         mean=None if mean is None else 0.0, train_Z=config_value(config, "train_Z", bool),
-                        inducing=_saved_method(config))
+                        inducing=_saved_method(config), dtype=_saved_dtype(config))
         except ValueError as err:
             raise FormatError(f"inconsistent SVGP: {err}") from None
         if mean is not None:
@@ -533,6 +571,22 @@ class SVGP(ConstantMean, Persistent):
         restore_trainable(params, config_value(config, "trainable", dict))
         model.elbo_history_ = arrays.take("elbo_history", (None,)).copy()
         return model
+
+
+def _precision(dtype) -> type:
+    """np.float64 or np.float32, from any spelling numpy accepts."""
+    try:
+        kind = np.dtype(dtype).type
+    except TypeError:
+        kind = None
+    if kind not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be np.float64 or np.float32, got {dtype!r}")
+    return kind
+
+
+def _saved_dtype(config) -> str:
+    """The file's dtype: "float64" in files of older varinf."""
+    return config_value(config, "dtype", str) if "dtype" in config else "float64"
 
 
 def _num_latent(kernel, likelihood, num_latent_gps) -> int:
