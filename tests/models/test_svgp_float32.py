@@ -101,12 +101,19 @@ def test_jitter_is_scaled_to_float32(rng):
 def test_dtype_accepts_numpy_spellings(dtype):
     model = vi.SVGP(K.Matern52(), Lik.Gaussian(), 4, num_data=10, dtype=dtype)
     assert model.dtype is np.dtype(dtype).type
+    model = vi.SVGP(K.Matern52(), Lik.Gaussian(), 4, num_data=10)
+    model.dtype = dtype  # the attribute takes the same spellings
+    assert model.dtype is np.dtype(dtype).type
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.int32, "double-ish", complex])
 def test_bad_dtype_names_the_argument(dtype):
     with pytest.raises(ValueError, match="dtype must be np.float64 or np.float32"):
         vi.SVGP(K.Matern52(), Lik.Gaussian(), 4, num_data=10, dtype=dtype)
+    model = vi.SVGP(K.Matern52(), Lik.Gaussian(), 4, num_data=10)
+    with pytest.raises(ValueError, match="dtype must be np.float64 or np.float32"):
+        model.dtype = dtype
+    assert model.dtype is np.float64
 
 
 def test_dtype_is_saved_and_loaded(rng, tmp_path):

@@ -100,7 +100,7 @@ class SVGP(ConstantMean, Persistent):
         self.q_diag = bool(q_diag)
         self._train_Z = bool(train_Z)
         self.inducing = as_choice(inducing, "inducing", METHODS)
-        self.dtype = _precision(dtype)
+        self.dtype = dtype
         self._mean = _latent_mean(mean, self.num_latent_gps)
         self.elbo_history_ = np.zeros(0)
         if is_integer(Z):
@@ -244,6 +244,16 @@ class SVGP(ConstantMean, Persistent):
         precision = "" if self.dtype == np.float64 else ", dtype=float32"
         return (f"SVGP(m={self.num_inducing}, num_data={self.num_data}, {latent}kernel={self.kernel!r}, "
                 f"likelihood={self.likelihood!r}, whiten={self.whiten}, q_diag={self.q_diag}{precision})")
+
+    @property
+    def dtype(self) -> type:
+        """np.float64 or np.float32: the precision of the minibatch products (settable; any
+        numpy spelling)."""
+        return self._dtype
+
+    @dtype.setter
+    def dtype(self, value):
+        self._dtype = _precision(value)
 
     @property
     def _jitter(self) -> float:
