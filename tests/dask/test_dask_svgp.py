@@ -75,7 +75,10 @@ def test_fit_equals_the_in_process_fit(client, natgrad, classes):
     kwargs = dict(iterations=30, batch_size=200, seed=3, natgrad=natgrad, progress=False)
     local.fit(X, y, **kwargs)
     dist.fit(da.from_array(X, chunks=(450, 2)), da.from_array(y, chunks=450), **kwargs)
-    np.testing.assert_allclose(dist.elbo_history_, local.elbo_history_, rtol=1e-9)
+    # The workers add their rows' terms in another order than one process does, and 30 steps
+    # (natural gradients most) carry that rounding forward: 1e-9 was seen to fail at 7e-9 with
+    # the x86_64_v4 build. A wrong batch or step would differ at 1e-3 and beyond.
+    np.testing.assert_allclose(dist.elbo_history_, local.elbo_history_, rtol=1e-7)
     np.testing.assert_allclose(dist.q_mu, local.q_mu, rtol=1e-7, atol=1e-9)
     full = dist.elbo(da.from_array(X, chunks=500), da.from_array(y, chunks=500))
     assert full == pytest.approx(local.elbo(X, y), rel=1e-10)
