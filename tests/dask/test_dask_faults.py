@@ -80,5 +80,6 @@ def test_svgp_fit_survives_killed_workers(fragile):
     with pytest.warns(RuntimeWarning, match="worker was lost at SVGP step"):
         model.fit(Xd, yd, iterations=60, batch_size=256, seed=1, progress=False, callback=kill_once)
     assert killed and model.elbo_history_.size == 60
-    np.testing.assert_allclose(model.elbo_history_, local.elbo_history_, rtol=1e-9)
+    # The steps carry forward the rounding of two summation orders (test_dask_svgp.py says more).
+    np.testing.assert_allclose(model.elbo_history_, local.elbo_history_, rtol=1e-7)
     np.testing.assert_allclose(model.q_mu, local.q_mu, rtol=1e-7, atol=1e-9)

@@ -78,7 +78,8 @@ def test_multi_latent_fit_equals_the_in_process_fit(client, case):
     local.fit(X, y, **kwargs)
     dist.fit(da.from_array(X, chunks=(400, 2)), _chunked(y, 350), **kwargs)
     assert dist.elbo_history_.size == 25
-    np.testing.assert_allclose(dist.elbo_history_, local.elbo_history_, rtol=1e-9)
+    # The steps carry forward the rounding of two summation orders (test_dask_svgp.py says more).
+    np.testing.assert_allclose(dist.elbo_history_, local.elbo_history_, rtol=1e-7)
     np.testing.assert_allclose(dist.q_mu, local.q_mu, rtol=1e-6, atol=1e-8)
     # The full-data ELBO summed over chunks is the in-process one, at the same parameters.
     full = dist.elbo(da.from_array(X, chunks=(500, 2)), _chunked(y, 300))
