@@ -44,9 +44,9 @@ using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 template <class T>
 constexpr bool kDouble = std::is_same_v<T, double>;
 
-// x in float64: a no-op for float64 expressions.
+// x in float64: x itself (a reference, no copy) when it is float64 already.
 template <class X>
-auto f64(const X& x) {
+decltype(auto) f64(const X& x) {
   return x.template cast<double>();
 }
 
@@ -226,14 +226,19 @@ void likelihood_terms(const SVGPProblem& p, Index row0, MatRef Yb, double scale,
 }
 
 // acc's lower triangle += sign X Y^T [m, m], with X, Y [m, k]: Eigen's triangular product (half
-// the flops of X Y^T) in T's precision, added to the float64 sum.
-template <class T>
-void add_lower_product(Eigen::Ref<MatrixXd> acc, double sign, const Mat<T>& X, const Mat<T>& Y) {
+// the flops of X Y^T) in X's precision, added to the float64 sum. In float32 the product goes
+// to a per-thread scratch [m, m] first (kept by the thread between calls: no allocation per
+// block), of which only the lower triangle is written and read (so it is never zeroed whole).
+template <class X, class Y>
+void add_lower_product(Eigen::Ref<MatrixXd> acc, double sign, const Eigen::MatrixBase<X>& x,
+                       const Eigen::MatrixBase<Y>& y) {
+  using T = typename X::Scalar;
   if constexpr (kDouble<T>) {
-    acc.triangularView<Lower>() += sign * X * Y.transpose();
+    acc.triangularView<Lower>() += sign * x * y.transpose();
   } else {
-    Mat<T> part = Mat<T>::Zero(acc.rows(), acc.cols());  // [m, m]
-    part.template triangularView<Lower>() += X * Y.transpose();
+    static thread_local Mat<T> part;  // [m, m]
+    part.resize(acc.rows(), acc.cols());
+    part.template triangularView<Lower>() = x * y.transpose();
     acc.triangularView<Lower>() += sign * part.template cast<double>();
   }
 }
@@ -254,38 +259,40 @@ void reverse(const SVGPProblem& p, const Factors& F, MatRef Xb, MatRef Yb, Index
     const Mat<T>& G = gb.G(p.whiten);
     auto Lbar = acc.Lbar.middleCols(gi * m, m);
     Mat<T> Abar(m, k);   // [m, k] Gbar, then Abar in place
-    Vec<T> gmul, gv2;    // [k] gmu_l and 2 gv_l
+    Vec<T> gmul;         // [k] gmu_l
     VectorXd gvsum;      // [k] 2 gv_l summed over the group
     for (Index l = grp.first; l < grp.first + grp.count; ++l) {
       gmul = gmu.col(l).cast<T>();
       acc.dq_mu.col(l).noalias() += f64(G * gmul);
-      gv2 = (2.0 * gv.col(l)).cast<T>();
-      const Mat<T> TD2 = b.T_[l] * gv2.asDiagonal();  // [m, k] 2 T_l D_l
+      const VectorXd gv2 = 2.0 * gv.col(l);
+      const Mat<T> TD2 = b.T_[l] * gv2.cast<T>().asDiagonal();  // [m, k] 2 T_l D_l
       if (l == grp.first) {
         Abar.noalias() = F.q_mu_as<T>(l) * gmul.transpose();
-        gvsum = 2.0 * gv.col(l);
+        gvsum = gv2;
       } else {
         Abar.noalias() += F.q_mu_as<T>(l) * gmul.transpose();
-        gvsum += 2.0 * gv.col(l);
+        gvsum += gv2;
       }
       if (p.q_diag) {
         acc.dLq.col(l) += f64(G.cwiseProduct(TD2).rowwise().sum());
         Abar.noalias() += F.Lq_as<T>(l).diagonal().asDiagonal() * TD2;
       } else {
-        add_lower_product<T>(acc.dLq.middleCols(l * m, m), 1.0, G, TD2);
+        add_lower_product(acc.dLq.middleCols(l * m, m), 1.0, G, TD2);
         Abar.noalias() += F.Lq_as<T>(l).template triangularView<Lower>() * TD2;
       }
     }
     if (!p.whiten) {
       Abar = f.Li<T>() * Abar;  // H = L^-1 Gbar [m, k]
-      add_lower_product<T>(Lbar, -1.0, G, Abar);
+      add_lower_product(Lbar, -1.0, G, Abar);
     }
     Abar.noalias() -= gb.A * gvsum.cast<T>().asDiagonal();
-    const Mat<T> KbarT = f.LiT<T>() * Abar;  // [m, k] Kufbar = L^-T Abar
-    add_lower_product<T>(Lbar, -1.0, KbarT, gb.A);
-    const RowMatrixXd Kbar = f64(KbarT);  // [m, k] for the kernel's reverse mode (float64)
+    // Kufbar = L^-T Abar [m, k]; in float64 straight into the row-major layout the kernel's
+    // reverse mode reads, in float32 cast to it there.
+    std::conditional_t<kDouble<T>, RowMatrixXd, Mat<T>> Kbar(m, k);
+    Kbar.noalias() = f.LiT<T>() * Abar;
+    add_lower_product(Lbar, -1.0, Kbar, gb.A);
     double* dtheta = acc.dtheta.data() + theta_offset(p, gi);
-    grp.kernel.grad(grp.theta, grp.Z, Xb, Kbar, dtheta, acc.dZ.middleRows(gi * m, m));
+    grp.kernel.grad(grp.theta, grp.Z, Xb, f64(Kbar), dtheta, acc.dZ.middleRows(gi * m, m));
     grp.kernel.grad_diag(grp.theta, Xb, 0.5 * gvsum, dtheta, no_input_grad());
   }
 }
